@@ -1,0 +1,105 @@
+"""App, client and worker fixtures; the real servers come from tests/servers/fixtures.py."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from cryptography.fernet import Fernet
+from rq import SimpleWorker
+
+from webapp.config import PROJECT_ROOT
+
+pytest_plugins = ["tests.servers.fixtures"]
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = database_url
+    command.upgrade(cfg, revision)
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def app_env(tmp_path, database_url, redis_url, test_ca, monkeypatch) -> dict:
+    """The environment the web app and the in-process worker share, as in production."""
+    env = {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key",
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MAIL_CA_BUNDLE": str(test_ca.ca_pem),
+        "EXTERNAL_URL": "http://127.0.0.1:5000",
+        "RQ_QUEUE": f"test-{tmp_path.name}",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def app(app_env):
+    from webapp import create_app
+
+    app = create_app({"TESTING": True})
+    yield app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'"X-CSRFToken": "([^"]+)"', html
+    )
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def get_csrf(client, url: str = "/auth/login") -> str:
+    return csrf_from(client.get(url).get_data(as_text=True))
+
+
+@pytest.fixture
+def admin(app, client):
+    """An admin account, logged in with the test client."""
+    resp = client.get("/auth/first-admin")
+    token = csrf_from(resp.get_data(as_text=True))
+    resp = client.post(
+        "/auth/first-admin",
+        data={"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+              "password2": ADMIN_PASSWORD},
+    )
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return client
+
+
+@pytest.fixture
+def run_worker(app, app_env, redis_server):
+    """Run the real RQ worker (SimpleWorker, burst) over the app's queue."""
+    from webapp.queue import get_queue
+
+    def run() -> None:
+        queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+    return run

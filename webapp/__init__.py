@@ -1,0 +1,75 @@
+"""mailchannel: the email channel of a self-hosted case desk."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+
+from webapp import crypto
+from webapp.config import load_settings
+from webapp.db import new_session
+from webapp.extensions import csrf, htmx
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Application factory: settings from the environment, test_config overrides them."""
+    settings = load_settings(test_config)
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    if test_config:
+        app.config.update({k: v for k, v in test_config.items() if k.isupper()})
+    crypto.configure(settings.encryption_keys)
+    logging.getLogger("webapp").setLevel(logging.INFO)
+
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    @app.before_request
+    def _open_session():
+        g.db = new_session(settings.database_url)
+
+    @app.teardown_request
+    def _close_session(exc):
+        db = g.pop("db", None)
+        if db is not None:
+            if exc is not None:
+                db.rollback()
+            db.close()
+
+    @app.after_request
+    def _security_headers(resp):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+            "script-src 'self'; frame-ancestors 'none'; form-action 'self' https:",
+        )
+        if request.path.startswith(("/mailboxes", "/auth", "/templates", "/tokens")):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    from webapp import api, auth, email_templates, mailboxes, main
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(main.bp)
+    app.register_blueprint(mailboxes.bp)
+    app.register_blueprint(email_templates.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+    auth.install_login_guard(app)
+
+    from webapp.cli import register_cli
+
+    register_cli(app)
+    return app

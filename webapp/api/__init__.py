@@ -1,0 +1,3 @@
+from webapp.api.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,36 @@
+"""Shell commands: `flask --app webapp create-admin EMAIL --password PW`, `create-token NAME`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+
+from webapp.db import new_session
+from webapp.services import users
+
+
+def _db():
+    return new_session(current_app.config["SETTINGS"].database_url)
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.argument("email")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def create_admin(email: str, password: str) -> None:
+        """Create an admin account."""
+        with _db() as db:
+            try:
+                user = users.create_user(db, email, password)
+            except users.UserError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"Admin {user.email} created.")
+
+    @app.cli.command("create-token")
+    @click.argument("name")
+    def create_token(name: str) -> None:
+        """Create an API token and print it (last line)."""
+        with _db() as db:
+            _row, token = users.create_token(db, name)
+        click.echo(f"Token “{name}” created. It is shown only once:")
+        click.echo(token)

@@ -1,0 +1,87 @@
+"""Settings from the environment, with embedded defaults kept in instance/ (12-factor)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _instance_path() -> Path:
+    return Path(os.environ.get("INSTANCE_PATH") or PROJECT_ROOT / "instance").resolve()
+
+
+def _read_or_create(path: Path, make) -> str:
+    """Return the secret stored in path, creating it (mode 600) on first use."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def _normalise_db_url(url: str) -> str:
+    # Heroku-style platforms hand out postgres:// URLs; SQLAlchemy wants a driver name.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+@dataclass
+class Settings:
+    """Everything the web app, the worker and the scheduler need to agree on."""
+
+    instance_path: Path
+    database_url: str
+    redis_url: str | None
+    secret_key: str
+    encryption_keys: list[str]
+    port: int
+    external_url: str
+    mail_ca_bundle: str | None
+    queue_name: str = "mailchannel"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.external_url.startswith("https://")
+
+    @property
+    def redirect_uri(self) -> str:
+        """The OAuth redirect URI, always built from EXTERNAL_URL, never from a request."""
+        return self.external_url.rstrip("/") + "/oauth/callback"
+
+
+def load_settings(overrides: dict | None = None) -> Settings:
+    """Read settings from the environment (overrides win), creating instance/ secrets once."""
+    env = {**os.environ, **{k: str(v) for k, v in (overrides or {}).items() if v is not None}}
+    instance = Path(env.get("INSTANCE_PATH") or _instance_path()).resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    port = int(env.get("PORT") or 5000)
+    db_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'mailchannel.db'}"
+    secret_key = env.get("SECRET_KEY") or _read_or_create(
+        instance / "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    keys = env.get("ENCRYPTION_KEY") or _read_or_create(
+        instance / "encryption.key", lambda: Fernet.generate_key().decode()
+    )
+    return Settings(
+        instance_path=instance,
+        database_url=_normalise_db_url(db_url),
+        redis_url=env.get("REDIS_URL") or None,
+        secret_key=secret_key,
+        encryption_keys=[k.strip() for k in keys.split(",") if k.strip()],
+        port=port,
+        external_url=(env.get("EXTERNAL_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
+        mail_ca_bundle=env.get("MAIL_CA_BUNDLE") or None,
+        queue_name=env.get("RQ_QUEUE") or "mailchannel",
+    )

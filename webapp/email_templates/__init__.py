@@ -1,0 +1,3 @@
+from webapp.email_templates.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from webapp.mailboxes.routes import bp
+
+__all__ = ["bp"]

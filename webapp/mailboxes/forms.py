@@ -1,0 +1,169 @@
+"""The mailbox form: four sections, labels exactly as the product names them."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.widgets import PasswordInput
+from wtforms.validators import InputRequired, Length, Optional
+
+from webapp.services import validation
+from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS
+
+
+def _coerce_id(value):
+    return int(value) if value not in (None, "", "None") else None
+
+
+class SecretField(PasswordField):
+    """Never shows a saved secret; a value typed in this very request is kept on re-render."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("render_kw", {"autocomplete": "new-password"})
+        kwargs.setdefault("widget", PasswordInput(hide_value=False))
+        super().__init__(*args, **kwargs)
+
+
+class MailboxForm(FlaskForm):
+    # Mailbox Information
+    name = StringField("Name", validators=[InputRequired("Give the mailbox a name."), Length(max=120)])
+    enabled = BooleanField("Enabled", default=True)
+    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    auth_type = SelectField(
+        "Authentication Type", choices=[("basic", "Basic"), ("oauth", "OAuth")], default="basic"
+    )
+    provider = SelectField(
+        "Provider preset",
+        choices=[("other", "Other"), ("gmail", "Gmail"), ("outlook", "Outlook / Microsoft 365")],
+        default="other",
+    )
+
+    # Connection
+    email_address = StringField("Email Address", validators=[InputRequired("Enter the mailbox's email address.")])
+    username = StringField("Username", validators=[Optional(), Length(max=320)])
+    password = SecretField("Password")
+    protocol = SelectField("Protocol", choices=list(PROTOCOL_LABELS.items()), default="imaps")
+    host = StringField("Host")
+    port = IntegerField("Port", default=993, validators=[Optional()])
+    folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
+    client_id = StringField("Client ID", validators=[Optional(), Length(max=500)])
+    client_secret = SecretField("Client Secret")
+    scope = StringField("Scope", validators=[Optional(), Length(max=1000)])
+    grant_type = SelectField(
+        "Grant Type", choices=[("authorization_code", "Authorization Code")], default="authorization_code"
+    )
+    tenant = StringField("Tenant", default="common", validators=[Optional(), Length(max=120)])
+    auth_url = StringField("Auth URL")
+    token_url = StringField("Access Token URL")
+    auth_code = SecretField("Authorization Code")
+
+    # Email Handling
+    case_response_template_id = SelectField("Case Response Template", coerce=_coerce_id)
+    keep_attachments = BooleanField("Attachments", default=True)
+    process_task_replies = BooleanField("Process Task Replies", default=False)
+    end_of_message_marker = StringField("End of Message Marker", validators=[Optional(), Length(max=500)])
+
+    # Email Filtering
+    allow_new_case = BooleanField("Allow New Case to be Created", default=True)
+    auto_ack_template_id = SelectField("Auto Acknowledgement Template", coerce=_coerce_id)
+    sender_filter = TextAreaField("Sender Email Address Filter", validators=[Optional()])
+    confirm_unknown_senders = BooleanField("Prevent spam by sending a confirmation", default=False)
+    create_new_contact = BooleanField("Create New Contact", default=True)
+
+    SECRET_NAMES = ("password", "client_secret", "auth_code")
+
+    def __init__(self, *args, mailbox=None, templates=(), email_taken=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mailbox = mailbox
+        self._email_taken = email_taken or (lambda _email: False)
+        template_choices = [(t.id, t.name) for t in templates]
+        self.case_response_template_id.choices = [(None, "— none —")] + template_choices
+        self.auto_ack_template_id.choices = [(None, "— no acknowledgement —")] + template_choices
+
+    def secret_saved(self, name: str) -> bool:
+        column = {"password": "password_enc", "client_secret": "client_secret_enc",
+                  "auth_code": "auth_code_enc"}[name]
+        return bool(self.mailbox is not None and getattr(self.mailbox, column, None))
+
+    # Per-field checks, also used one field at a time by live validation.
+    def field_errors(self, name: str) -> list[str]:
+        field = self[name]
+        value = field.data
+        oauth = self.auth_type.data == "oauth"
+        if name == "email_address" and value:
+            msg = validation.email_error(value.strip())
+            if msg:
+                return [msg]
+            if self._email_taken(value):
+                return ["Another mailbox already uses this email address."]
+        if name == "host":
+            msg = validation.host_error(value or "")
+            return [msg] if msg else []
+        if name == "port":
+            if value is None and field.raw_data and field.raw_data[0].strip():
+                return ["Enter the port as a number between 1 and 65535."]
+            msg = validation.port_error(value if value is not None else DEFAULT_PORTS.get(self.protocol.data))
+            return [msg] if msg else []
+        if name == "password" and not oauth and not value and not self.secret_saved("password"):
+            return ["Enter the mailbox password (or an app password)."]
+        if oauth and name in ("client_id", "scope") and not (value or "").strip():
+            return [f"{field.label.text} is needed for OAuth."]
+        if oauth and name == "client_secret" and not value and not self.secret_saved("client_secret"):
+            return ["Client Secret is needed for OAuth."]
+        if oauth and name in ("auth_url", "token_url"):
+            msg = validation.url_error(value or "")
+            return [msg] if msg else []
+        if name == "sender_filter" and value:
+            try:
+                validation.parse_sender_filter(value)
+            except validation.SenderFilterError as exc:
+                return [str(exc)]
+        if name == "protocol" and value in ("imap", "pop3"):
+            return []
+        return []
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        for name in self._fields:
+            if name == "csrf_token":
+                continue
+            extra = self.field_errors(name)
+            if extra:
+                self[name].errors = list(self[name].errors) + extra
+                ok = False
+        return ok
+
+    def cleaned(self) -> dict:
+        data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
+        if data["port"] is None:
+            data["port"] = DEFAULT_PORTS[data["protocol"]]
+        for name in ("name", "email_address", "username", "host", "client_id", "scope", "tenant",
+                     "auth_url", "token_url", "folder"):
+            data[name] = (data[name] or "").strip()
+        data["folder"] = data["folder"] or "INBOX"
+        data["tenant"] = data["tenant"] or "common"
+        data["description"] = data["description"] or ""
+        data["sender_filter"] = data["sender_filter"] or ""
+        data["end_of_message_marker"] = (data["end_of_message_marker"] or "").strip()
+        return data
+
+    def validate_url(self, name: str) -> str:
+        from flask import url_for
+
+        if self.mailbox is not None and self.mailbox.id:
+            return url_for("mailboxes.validate_field", field=name, mailbox_id=self.mailbox.id)
+        return url_for("mailboxes.validate_field", field=name)
+
+    def fragment_url(self, part: str) -> str:
+        from flask import url_for
+
+        if self.mailbox is not None and self.mailbox.id:
+            return url_for("mailboxes.form_fragment", part=part, mailbox_id=self.mailbox.id)
+        return url_for("mailboxes.form_fragment", part=part)

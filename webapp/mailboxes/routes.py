@@ -1,0 +1,205 @@
+"""Mailboxes: list, form (full page or HTMX fragments), Mailbox Setup, enable, delete."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    get_template_attribute,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from jinja2_fragments.flask import render_block
+from sqlmodel import select
+
+from webapp.extensions import htmx
+from webapp.mailboxes.forms import MailboxForm
+from webapp.models import EmailTemplate, Mailbox
+from webapp.services import mailboxes as mailbox_service
+from webapp.services import verify
+from webapp.services.presets import DEFAULT_PORTS, preset_values
+from worker.jobs import enqueue_verification
+
+bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
+
+FORM_PAGE = "mailboxes/form.html"
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _get(mailbox_id: int) -> Mailbox:
+    mailbox = g.db.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        abort(404)
+    return mailbox
+
+
+def _form(mailbox: Mailbox | None = None, **kwargs) -> MailboxForm:
+    templates = g.db.exec(select(EmailTemplate).order_by(EmailTemplate.name)).all()
+    exclude = mailbox.id if mailbox else None
+    form = MailboxForm(
+        mailbox=mailbox,
+        templates=templates,
+        email_taken=lambda email: mailbox_service.email_taken(g.db, email, exclude),
+        obj=mailbox,
+        **kwargs,
+    )
+    if mailbox is None and request.method == "GET":
+        defaults = mailbox_service.default_template_ids(g.db)
+        form.case_response_template_id.data = defaults["case_response"]
+        form.auto_ack_template_id.data = defaults["auto_ack"]
+        form.end_of_message_marker.data = Mailbox.model_fields["end_of_message_marker"].default
+    return form
+
+
+def _page(form: MailboxForm, mailbox: Mailbox | None, status: int = 200):
+    ctx = {"form": form, "mailbox": mailbox, "redirect_uri": _settings().redirect_uri}
+    if htmx and request.method == "POST":
+        return render_block(FORM_PAGE, "mailbox_form", **ctx), status
+    return render_template(FORM_PAGE, **ctx), status
+
+
+@bp.route("/")
+def index():
+    rows = g.db.exec(select(Mailbox).order_by(Mailbox.name)).all()
+    return render_template("mailboxes/index.html", mailboxes=rows)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    return _edit(None)
+
+
+@bp.route("/<int:mailbox_id>/edit", methods=["GET", "POST"])
+def edit(mailbox_id: int):
+    return _edit(_get(mailbox_id))
+
+
+def _edit(mailbox: Mailbox | None):
+    form = _form(mailbox)
+    if request.method == "POST" and request.form.get("action") == "preset":
+        _apply_preset(form)  # the no-JavaScript way to apply a preset: re-render filled in
+        return _page(form, mailbox)
+    if form.validate_on_submit():
+        saved = mailbox_service.save_mailbox(g.db, mailbox, form.cleaned())
+        _start_verification(saved)
+        if htmx:
+            return "", 204, {"HX-Redirect": url_for(".setup", mailbox_id=saved.id)}
+        return redirect(url_for(".setup", mailbox_id=saved.id))
+    return _page(form, mailbox, 422 if request.method == "POST" else 200)
+
+
+def _apply_preset(form: MailboxForm) -> None:
+    for name, value in preset_values(form.provider.data, form.protocol.data, form.tenant.data).items():
+        form[name].data = value
+        form[name].raw_data = [str(value)]
+
+
+@bp.route("/form/<part>", methods=["POST"])
+@bp.route("/<int:mailbox_id>/form/<part>", methods=["POST"])
+def form_fragment(part: str, mailbox_id: int | None = None):
+    """HTMX: re-render a section after Authentication Type, preset or protocol changed."""
+    mailbox = _get(mailbox_id) if mailbox_id else None
+    form = _form(mailbox)
+    trigger = request.headers.get("HX-Trigger-Name")
+    if trigger == "provider" or (trigger == "tenant" and form.provider.data == "outlook"):
+        _apply_preset(form)
+    elif trigger == "protocol":
+        old = request.form.get("port", "").strip()
+        if not old or (old.isdigit() and int(old) in DEFAULT_PORTS.values()):
+            form.port.data = DEFAULT_PORTS[form.protocol.data]
+            form.port.raw_data = [str(form.port.data)]
+        if form.provider.data in ("gmail", "outlook"):
+            _apply_preset(form)
+    if part not in ("connection",):
+        abort(404)
+    return render_block(FORM_PAGE, part, form=form, mailbox=mailbox,
+                        redirect_uri=_settings().redirect_uri)
+
+
+@bp.route("/validate/<field>", methods=["POST"])
+@bp.route("/<int:mailbox_id>/validate/<field>", methods=["POST"])
+def validate_field(field: str, mailbox_id: int | None = None):
+    """HTMX live validation: the field's own fragment, with its message."""
+    mailbox = _get(mailbox_id) if mailbox_id else None
+    form = _form(mailbox)
+    if field not in form._fields or field == "csrf_token":
+        abort(404)
+    target = form[field]
+    target.validate(form)
+    target.errors = list(target.errors) + form.field_errors(field)
+    field_row = get_template_attribute("_form.html", "field_row")
+    return field_row(target, form)
+
+
+def _start_verification(mailbox: Mailbox) -> None:
+    settings = _settings()
+    job_id = None
+    if settings.redis_url:
+        job_id = enqueue_verification(mailbox.id, settings.redis_url, settings.queue_name)
+    verify.mark_pending(g.db, mailbox, job_id)
+
+
+@bp.route("/<int:mailbox_id>")
+def show(mailbox_id: int):
+    return render_template("mailboxes/show.html", mailbox=_get(mailbox_id))
+
+
+@bp.route("/<int:mailbox_id>/setup")
+def setup(mailbox_id: int):
+    mailbox = _get(mailbox_id)
+    ctx = {"mailbox": mailbox, "stuck": verify.is_stuck(mailbox)}
+    if htmx:
+        return render_block("mailboxes/setup.html", "progress", **ctx)
+    return render_template("mailboxes/setup.html", **ctx)
+
+
+@bp.route("/<int:mailbox_id>/verify", methods=["POST"])
+def reverify(mailbox_id: int):
+    _start_verification(_get(mailbox_id))
+    return redirect(url_for(".setup", mailbox_id=mailbox_id))
+
+
+@bp.route("/<int:mailbox_id>/continue", methods=["POST"])
+def continue_setup(mailbox_id: int):
+    mailbox = _get(mailbox_id)
+    if mailbox.verify_state != "ok":
+        flash("The mailbox has not been verified yet: run the check again or go back to the form.", "error")
+        return redirect(url_for(".setup", mailbox_id=mailbox_id))
+    mailbox.setup_complete = True
+    mailbox.enabled = True
+    g.db.add(mailbox)
+    g.db.commit()
+    flash(f"{mailbox.name} is on.", "ok")
+    return redirect(url_for(".show", mailbox_id=mailbox_id))
+
+
+@bp.route("/<int:mailbox_id>/toggle", methods=["POST"])
+def toggle(mailbox_id: int):
+    mailbox = _get(mailbox_id)
+    mailbox.enabled = not mailbox.enabled
+    g.db.add(mailbox)
+    g.db.commit()
+    flash(f"{mailbox.name} is {'enabled' if mailbox.enabled else 'disabled'}.", "ok")
+    if htmx:
+        row = get_template_attribute("mailboxes/index.html", "mailbox_row")
+        return row(mailbox)
+    return redirect(request.referrer if request.referrer and request.referrer.startswith(request.host_url) else url_for(".index"))
+
+
+@bp.route("/<int:mailbox_id>/delete", methods=["GET", "POST"])
+def delete(mailbox_id: int):
+    mailbox = _get(mailbox_id)
+    if request.method == "POST":
+        g.db.delete(mailbox)
+        g.db.commit()
+        flash(f"Mailbox {mailbox.name} was deleted.", "ok")
+        return redirect(url_for(".index"))
+    return render_template("mailboxes/delete.html", mailbox=mailbox)

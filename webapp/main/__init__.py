@@ -1,0 +1,3 @@
+from webapp.main.routes import bp
+
+__all__ = ["bp"]

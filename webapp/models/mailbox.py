@@ -1,0 +1,87 @@
+"""A connected mailbox: its four sections of settings and its verification state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+from webapp.db import utcnow
+
+DEFAULT_MARKER = "##- Please type your reply above this line -##"
+
+
+class Mailbox(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+    # Mailbox Information
+    name: str = Field(max_length=120)
+    enabled: bool = True
+    description: str = Field(default="")
+    auth_type: str = Field(default="basic", max_length=16)  # basic | oauth
+    provider: str = Field(default="other", max_length=16)  # gmail | outlook | other
+
+    # Connection
+    email_address: str = Field(max_length=320)
+    email_key: str = Field(max_length=320, unique=True, index=True)  # lowercased, for uniqueness
+    username: str = Field(default="", max_length=320)
+    password_enc: str | None = None
+    protocol: str = Field(default="imaps", max_length=8)  # imaps | pop3s | imap | pop3
+    host: str = Field(default="", max_length=255)
+    port: int = 993
+    folder: str = Field(default="INBOX", max_length=255)
+    client_id: str = Field(default="", max_length=500)
+    client_secret_enc: str | None = None
+    scope: str = Field(default="", max_length=1000)
+    grant_type: str = Field(default="authorization_code", max_length=32)
+    tenant: str = Field(default="common", max_length=120)
+    auth_url: str = Field(default="", max_length=1000)
+    token_url: str = Field(default="", max_length=1000)
+    auth_code_enc: str | None = None
+    access_token_enc: str | None = None
+    refresh_token_enc: str | None = None
+    token_expires_at: datetime | None = None
+
+    # Email Handling
+    case_response_template_id: int | None = Field(default=None, foreign_key="email_template.id")
+    keep_attachments: bool = True
+    process_task_replies: bool = False
+    end_of_message_marker: str = Field(default=DEFAULT_MARKER, max_length=500)
+
+    # Email Filtering
+    allow_new_case: bool = True
+    auto_ack_template_id: int | None = Field(default=None, foreign_key="email_template.id")
+    sender_filter: str = Field(default="")
+    confirm_unknown_senders: bool = False
+    create_new_contact: bool = True
+
+    # Verification (Mailbox Setup) and state
+    setup_complete: bool = False  # Continue on Mailbox Setup sets it
+    verify_state: str = Field(default="never", max_length=16)  # never|pending|running|ok|error
+    verify_step: str = Field(default="", max_length=200)
+    verify_requested_at: datetime | None = None
+    verified_at: datetime | None = None
+    verify_job_id: str | None = Field(default=None, max_length=64)
+    message_count: int | None = None
+    plaintext_warning: bool = False
+    last_error_kind: str | None = Field(default=None, max_length=32)
+    last_error: str | None = None
+    last_error_advice: str | None = None
+
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def status(self) -> str:
+        """One word for the list and the API."""
+        if not self.enabled:
+            return "disabled"
+        if self.verify_state in ("pending", "running"):
+            return "verifying"
+        if self.verify_state == "error":
+            return "error"
+        if self.verify_state == "ok" and self.setup_complete:
+            return "active"
+        if self.verify_state == "ok":
+            return "verified"
+        return "not verified"

@@ -1,0 +1,1 @@
+"""Services: the product's behaviour, called by routes and jobs alike. No Flask here."""

@@ -1,0 +1,73 @@
+"""Saving mailbox settings, where secrets are encrypted and changed OAuth settings drop old tokens."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, func, select
+
+from webapp import crypto
+from webapp.db import utcnow
+from webapp.models import EmailTemplate, Mailbox
+
+PLAIN_FIELDS = (
+    "name", "enabled", "description", "auth_type", "provider", "email_address", "username",
+    "protocol", "host", "port", "folder", "client_id", "scope", "grant_type", "tenant",
+    "auth_url", "token_url", "case_response_template_id", "keep_attachments",
+    "process_task_replies", "end_of_message_marker", "allow_new_case", "auto_ack_template_id",
+    "sender_filter", "confirm_unknown_senders", "create_new_contact",
+)
+SECRET_FIELDS = {"password": "password_enc", "client_secret": "client_secret_enc",
+                 "auth_code": "auth_code_enc"}
+OAUTH_IDENTITY = ("client_id", "scope", "auth_url", "token_url", "client_secret_enc")
+CONNECTION = ("protocol", "host", "port", "username", "folder", "auth_type", "password_enc",
+              "email_address")
+
+
+def email_taken(db: Session, email: str, exclude_id: int | None = None) -> bool:
+    query = select(Mailbox.id).where(Mailbox.email_key == email.strip().lower())
+    if exclude_id is not None:
+        query = query.where(Mailbox.id != exclude_id)
+    return db.exec(query).first() is not None
+
+
+def default_template_ids(db: Session) -> dict[str, int | None]:
+    found = {}
+    for kind in ("case_response", "auto_ack"):
+        found[kind] = db.exec(
+            select(EmailTemplate.id).where(EmailTemplate.kind == kind).order_by(EmailTemplate.id)
+        ).first()
+    return found
+
+
+def save_mailbox(db: Session, mailbox: Mailbox | None, data: dict) -> Mailbox:
+    """Apply validated form data; a blank secret keeps the saved one."""
+    mailbox = mailbox or Mailbox(name="", email_address="", email_key="")
+    before = {f: getattr(mailbox, f) for f in OAUTH_IDENTITY + CONNECTION}
+    for name in PLAIN_FIELDS:
+        if name in data:
+            setattr(mailbox, name, data[name])
+    mailbox.email_address = mailbox.email_address.strip()
+    mailbox.email_key = mailbox.email_address.lower()
+    mailbox.username = (mailbox.username or "").strip() or mailbox.email_address
+    for field, column in SECRET_FIELDS.items():
+        value = data.get(field)
+        if value:
+            setattr(mailbox, column, crypto.encrypt(value))
+    if mailbox.id is not None and any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY):
+        drop_tokens(mailbox)
+    if mailbox.id is None or any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY + CONNECTION):
+        mailbox.setup_complete = False  # new connection settings must be verified again
+    mailbox.updated_at = utcnow()
+    db.add(mailbox)
+    db.commit()
+    db.refresh(mailbox)
+    return mailbox
+
+
+def drop_tokens(mailbox: Mailbox) -> None:
+    mailbox.access_token_enc = None
+    mailbox.refresh_token_enc = None
+    mailbox.token_expires_at = None
+
+
+def count_mailboxes(db: Session) -> int:
+    return db.exec(select(func.count()).select_from(Mailbox)).one()

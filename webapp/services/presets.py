@@ -1,0 +1,55 @@
+"""Provider presets: the real values Google and Microsoft publish."""
+
+from __future__ import annotations
+
+DEFAULT_PORTS = {"imaps": 993, "pop3s": 995, "imap": 143, "pop3": 110}
+PROTOCOL_LABELS = {
+    "imaps": "IMAPS (IMAP over TLS)",
+    "pop3s": "POP3S (POP3 over TLS)",
+    "imap": "IMAP (STARTTLS, or plain text: not recommended)",
+    "pop3": "POP3 (STARTTLS, or plain text: not recommended)",
+}
+
+MS_AUTH = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+MS_TOKEN = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
+
+PRESETS: dict[str, dict] = {
+    "gmail": {
+        "hosts": {"imaps": "imap.gmail.com", "imap": "imap.gmail.com",
+                  "pop3s": "pop.gmail.com", "pop3": "pop.gmail.com"},
+        "scope": {"imap": "https://mail.google.com/", "pop3": "https://mail.google.com/"},
+        "auth_url": "https://accounts.google.com/o/oauth2/v2/auth",
+        "token_url": "https://oauth2.googleapis.com/token",
+        "smtp_host": "smtp.gmail.com",
+    },
+    "outlook": {
+        "hosts": {p: "outlook.office365.com" for p in DEFAULT_PORTS},
+        "scope": {
+            "imap": "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+            "pop3": "https://outlook.office.com/POP.AccessAsUser.All offline_access",
+        },
+        "auth_url": MS_AUTH,
+        "token_url": MS_TOKEN,
+        "smtp_host": "smtp.office365.com",
+    },
+}
+
+
+def protocol_family(protocol: str) -> str:
+    return "pop3" if protocol.startswith("pop3") else "imap"
+
+
+def preset_values(provider: str, protocol: str, tenant: str = "common") -> dict:
+    """Field values a preset fills in for the chosen protocol; {} for Other."""
+    preset = PRESETS.get(provider)
+    if preset is None:
+        return {}
+    tenant = (tenant or "common").strip() or "common"
+    protocol = protocol if protocol in DEFAULT_PORTS else "imaps"
+    return {
+        "host": preset["hosts"][protocol],
+        "port": DEFAULT_PORTS[protocol],
+        "scope": preset["scope"][protocol_family(protocol)],
+        "auth_url": preset["auth_url"].format(tenant=tenant),
+        "token_url": preset["token_url"].format(tenant=tenant),
+    }

@@ -1,0 +1,110 @@
+"""Mailbox Setup: connect for real, count the messages, or say what failed and what to do."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from webapp import crypto
+from webapp.db import utcnow
+from webapp.mail.connect import ServerSettings, count_messages
+from webapp.mail.errors import MailError
+from webapp.models import Mailbox
+
+log = logging.getLogger(__name__)
+
+# A verification nobody picked up after this long is shown as stuck and re-enqueued by the sweep.
+STUCK_AFTER = timedelta(seconds=60)
+
+
+def server_settings(mailbox: Mailbox, ca_bundle: str | None) -> ServerSettings:
+    """The connection settings of a mailbox, secrets decrypted in memory only."""
+    oauth = mailbox.auth_type == "oauth"
+    return ServerSettings(
+        protocol=mailbox.protocol,
+        host=mailbox.host,
+        port=mailbox.port,
+        username=mailbox.username or mailbox.email_address,
+        password=None if oauth else crypto.decrypt(mailbox.password_enc),
+        access_token=crypto.decrypt(mailbox.access_token_enc) if oauth else None,
+        ca_bundle=ca_bundle,
+        folder=mailbox.folder or "INBOX",
+    )
+
+
+def mark_pending(db: Session, mailbox: Mailbox, job_id: str | None) -> None:
+    mailbox.verify_state = "pending"
+    mailbox.verify_step = "Waiting for a worker to pick up the check…"
+    mailbox.verify_requested_at = utcnow()
+    mailbox.verify_job_id = job_id
+    mailbox.message_count = None
+    mailbox.last_error_kind = mailbox.last_error = mailbox.last_error_advice = None
+    db.add(mailbox)
+    db.commit()
+
+
+def _step(db: Session, mailbox: Mailbox, text: str) -> None:
+    mailbox.verify_state = "running"
+    mailbox.verify_step = text
+    db.add(mailbox)
+    db.commit()
+
+
+def _fail(db: Session, mailbox: Mailbox, kind: str, message: str, advice: str) -> None:
+    mailbox.verify_state = "error"
+    mailbox.verify_step = ""
+    mailbox.last_error_kind, mailbox.last_error, mailbox.last_error_advice = kind, message, advice
+    db.add(mailbox)
+    db.commit()
+
+
+def run_verification(
+    db: Session,
+    mailbox_id: int,
+    ca_bundle: str | None,
+    counter: Callable[[ServerSettings], object] = count_messages,
+) -> Mailbox | None:
+    """Connect with the saved settings and store the message count or a classified error."""
+    mailbox = db.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        return None
+    if mailbox.auth_type == "oauth" and not mailbox.access_token_enc:
+        _fail(
+            db, mailbox, "oauth_needed",
+            "This mailbox is not authorized yet.",
+            "Click “Get Authorization Code”, sign in with the mailbox's account and allow access; "
+            "you come back here and the check runs again.",
+        )
+        return mailbox
+    family = "POP3" if mailbox.protocol.startswith("pop3") else "IMAP"
+    _step(db, mailbox, f"Connecting to {mailbox.host}:{mailbox.port} ({family}) and logging in…")
+    try:
+        settings = server_settings(mailbox, ca_bundle)
+        result = counter(settings)
+    except MailError as exc:
+        log.info("verification of mailbox %s failed: %s", mailbox.id, exc.kind)
+        _fail(db, mailbox, exc.kind, exc.message, exc.advice)
+        return mailbox
+    except crypto.SecretUnreadable as exc:
+        _fail(db, mailbox, "secret", str(exc), "Set ENCRYPTION_KEY to the key used when the mailbox "
+              "was saved, or enter the password again and Save.")
+        return mailbox
+    mailbox.verify_state = "ok"
+    mailbox.verify_step = ""
+    mailbox.message_count = result.count
+    mailbox.plaintext_warning = bool(result.plaintext)
+    mailbox.verified_at = utcnow()
+    db.add(mailbox)
+    db.commit()
+    return mailbox
+
+
+def is_stuck(mailbox: Mailbox) -> bool:
+    return (
+        mailbox.verify_state == "pending"
+        and mailbox.verify_requested_at is not None
+        and utcnow() - mailbox.verify_requested_at > STUCK_AFTER
+    )

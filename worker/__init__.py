@@ -1,0 +1,1 @@
+"""RQ entry points: thin shells that call the services."""
