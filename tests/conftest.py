@@ -103,3 +103,10 @@ def run_worker(app, app_env, redis_server):
         SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.postgres import COVERED
+
+    covered = ", ".join(sorted(COVERED)) or "none"
+    terminalreporter.write_line(f"databases covered by the database tests: {covered}")

@@ -59,12 +59,13 @@ def create_app(test_config: dict | None = None) -> Flask:
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
-    from webapp import api, auth, email_templates, mailboxes, main
+    from webapp import api, auth, email_templates, mailboxes, main, oauth
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(mailboxes.bp)
     app.register_blueprint(email_templates.bp)
+    app.register_blueprint(oauth.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     auth.install_login_guard(app)

@@ -21,7 +21,8 @@ from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox
 from webapp.services import mailboxes as mailbox_service
-from webapp.services import verify
+from webapp.oauth.routes import session_nonces
+from webapp.services import oauth, verify
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 from worker.jobs import enqueue_verification
 
@@ -88,12 +89,26 @@ def _edit(mailbox: Mailbox | None):
         _apply_preset(form)  # the no-JavaScript way to apply a preset: re-render filled in
         return _page(form, mailbox)
     if form.validate_on_submit():
-        saved = mailbox_service.save_mailbox(g.db, mailbox, form.cleaned())
-        _start_verification(saved)
+        data = form.cleaned()
+        saved = mailbox_service.save_mailbox(g.db, mailbox, data)
+        if data["auth_type"] == "oauth" and data.get("auth_code"):
+            _exchange_pasted_code(saved, data["auth_code"])
+        start_verification(saved)
         if htmx:
             return "", 204, {"HX-Redirect": url_for(".setup", mailbox_id=saved.id)}
         return redirect(url_for(".setup", mailbox_id=saved.id))
     return _page(form, mailbox, 422 if request.method == "POST" else 200)
+
+
+def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
+    """The fallback for providers that cannot reach us: a pasted code or redirected URL."""
+    try:
+        oauth.exchange_pasted(g.db, mailbox, pasted, session_nonces(), g.user.id,
+                              _settings().redirect_uri)
+    except oauth.OAuthFailed as exc:
+        flash(exc.message, "error")
+    else:
+        flash("The pasted authorization code was exchanged for a token.", "ok")
 
 
 def _apply_preset(form: MailboxForm) -> None:
@@ -139,7 +154,7 @@ def validate_field(field: str, mailbox_id: int | None = None):
     return field_row(target, form)
 
 
-def _start_verification(mailbox: Mailbox) -> None:
+def start_verification(mailbox: Mailbox) -> None:
     settings = _settings()
     job_id = None
     if settings.redis_url:
@@ -163,7 +178,7 @@ def setup(mailbox_id: int):
 
 @bp.route("/<int:mailbox_id>/verify", methods=["POST"])
 def reverify(mailbox_id: int):
-    _start_verification(_get(mailbox_id))
+    start_verification(_get(mailbox_id))
     return redirect(url_for(".setup", mailbox_id=mailbox_id))
 
 

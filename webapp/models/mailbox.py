@@ -41,6 +41,12 @@ class Mailbox(SQLModel, table=True):
     access_token_enc: str | None = None
     refresh_token_enc: str | None = None
     token_expires_at: datetime | None = None
+    oauth_account: str | None = Field(default=None, max_length=320)  # whom the token belongs to
+    token_refreshed_at: datetime | None = None
+    reauth_needed: bool = False  # the provider refused the refresh token: a person must re-authorize
+    oauth_error: str | None = None
+    refresh_lock_holder: str | None = Field(default=None, max_length=64)
+    refresh_lock_until: datetime | None = None
 
     # Email Handling
     case_response_template_id: int | None = Field(default=None, foreign_key="email_template.id")
@@ -76,6 +82,8 @@ class Mailbox(SQLModel, table=True):
         """One word for the list and the API."""
         if not self.enabled:
             return "disabled"
+        if self.auth_type == "oauth" and self.reauth_needed:
+            return "re-authorization needed"
         if self.verify_state in ("pending", "running"):
             return "verifying"
         if self.verify_state == "error":

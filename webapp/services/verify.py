@@ -11,8 +11,9 @@ from sqlmodel import Session
 from webapp import crypto
 from webapp.db import utcnow
 from webapp.mail.connect import ServerSettings, count_messages
-from webapp.mail.errors import MailError
+from webapp.mail.errors import AuthFailed, MailError
 from webapp.models import Mailbox
+from webapp.services import oauth
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=60)
 
 
-def server_settings(mailbox: Mailbox, ca_bundle: str | None) -> ServerSettings:
+def server_settings(mailbox: Mailbox, ca_bundle: str | None, access_token: str | None = None) -> ServerSettings:
     """The connection settings of a mailbox, secrets decrypted in memory only."""
     oauth = mailbox.auth_type == "oauth"
     return ServerSettings(
@@ -29,7 +30,7 @@ def server_settings(mailbox: Mailbox, ca_bundle: str | None) -> ServerSettings:
         port=mailbox.port,
         username=mailbox.username or mailbox.email_address,
         password=None if oauth else crypto.decrypt(mailbox.password_enc),
-        access_token=crypto.decrypt(mailbox.access_token_enc) if oauth else None,
+        access_token=(access_token or crypto.decrypt(mailbox.access_token_enc)) if oauth else None,
         ca_bundle=ca_bundle,
         folder=mailbox.folder or "INBOX",
     )
@@ -82,8 +83,10 @@ def run_verification(
     family = "POP3" if mailbox.protocol.startswith("pop3") else "IMAP"
     _step(db, mailbox, f"Connecting to {mailbox.host}:{mailbox.port} ({family}) and logging in…")
     try:
-        settings = server_settings(mailbox, ca_bundle)
-        result = counter(settings)
+        result = connect_with_refresh(db, mailbox, ca_bundle, counter)
+    except oauth.OAuthFailed as exc:
+        _fail(db, mailbox, exc.kind, exc.message, "Click “Get Authorization Code” to authorize again.")
+        return mailbox
     except MailError as exc:
         log.info("verification of mailbox %s failed: %s", mailbox.id, exc.kind)
         _fail(db, mailbox, exc.kind, exc.message, exc.advice)
@@ -100,6 +103,19 @@ def run_verification(
     db.add(mailbox)
     db.commit()
     return mailbox
+
+
+def connect_with_refresh(db: Session, mailbox: Mailbox, ca_bundle: str | None, action):
+    """Run action(settings); for OAuth with a fresh-enough token, and once more after a forced
+    refresh when the server rejects the XOAUTH2 login (a token can be revoked early)."""
+    if mailbox.auth_type != "oauth":
+        return action(server_settings(mailbox, ca_bundle))
+    token = oauth.access_token_for(db, mailbox)
+    try:
+        return action(server_settings(mailbox, ca_bundle, token))
+    except AuthFailed:
+        token = oauth.refresh(db, mailbox.id, stale_token=token)
+        return action(server_settings(mailbox, ca_bundle, token))
 
 
 def is_stuck(mailbox: Mailbox) -> bool:

@@ -1,0 +1,52 @@
+"""PostgreSQL for the database tests when one answers on 127.0.0.1:5432 (production runs there)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TEST_PG_USER", "postgres")
+PG_ADMIN_DB = os.environ.get("TEST_PG_DB", "test")
+
+COVERED: set[str] = set()
+
+
+def postgres_answers() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            pass
+    except OSError:
+        return False
+    try:
+        import psycopg
+
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB,
+                             connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards. Yields its SQLAlchemy URL."""
+    import psycopg
+
+    name = f"mailchannel_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB,
+                            autocommit=True)
+    try:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        from webapp.db import get_engine
+
+        url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+        get_engine(url).dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -1,0 +1,45 @@
+"""Migrations: empty → head works and the models match what the migrations build."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlmodel import SQLModel
+
+import webapp.models  # noqa: F401
+from tests.conftest import migrate
+from tests.postgres import COVERED, fresh_database, postgres_answers
+
+
+def _check(url: str) -> None:
+    migrate(url)
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        names = set(inspect(conn).get_table_names())
+        templates = conn.execute(text("SELECT kind FROM email_template ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert diffs == [], f"models and migrations differ: {diffs}"
+    assert {"user", "mailbox", "email_template", "apitoken", "alembic_version"} <= names
+    assert templates[:2] == ["case_response", "auto_ack"]  # a fresh install has both defaults
+
+
+def test_sqlite_empty_to_head_matches_models(tmp_path):
+    _check(f"sqlite:///{tmp_path / 'm.db'}")
+    COVERED.add("SQLite")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432")
+def test_postgresql_empty_to_head_matches_models():
+    with fresh_database() as url:
+        _check(url)
+    COVERED.add("PostgreSQL")
+
+
+def test_migrating_twice_is_harmless(tmp_path):
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    migrate(url)
+    migrate(url)

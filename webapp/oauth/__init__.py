@@ -1,0 +1,3 @@
+from webapp.oauth.routes import bp
+
+__all__ = ["bp"]
