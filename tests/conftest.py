@@ -12,7 +12,7 @@ from rq import SimpleWorker
 
 from webapp.config import PROJECT_ROOT
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["tests.servers.fixtures", "tests.servers.oauth_fixtures"]
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "correct horse battery"
