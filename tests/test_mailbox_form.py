@@ -168,10 +168,10 @@ def test_htmx_auth_type_swaps_the_fieldsets(admin):
         ("gmail", "imaps", "imap.gmail.com", 993, "https://mail.google.com/", "https://accounts.google.com/o/oauth2/v2/auth"),
         ("gmail", "pop3s", "pop.gmail.com", 995, "https://mail.google.com/", "https://accounts.google.com/o/oauth2/v2/auth"),
         ("outlook", "imaps", "outlook.office365.com", 993,
-         "https://outlook.office.com/IMAP.AccessAsUser.All offline_access",
+         "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
          "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"),
         ("outlook", "pop3s", "outlook.office365.com", 995,
-         "https://outlook.office.com/POP.AccessAsUser.All offline_access",
+         "https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
          "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"),
     ],
 )

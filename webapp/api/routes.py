@@ -52,6 +52,13 @@ def mailbox_json(m: Mailbox) -> dict:
         password_set=bool(m.password_enc),
         client_secret_set=bool(m.client_secret_enc),
         authorized=bool(m.access_token_enc),
+        oauth={
+            "authorized": bool(m.access_token_enc),
+            "account": m.oauth_account,
+            "expires_at": m.token_expires_at.isoformat() if m.token_expires_at else None,
+            "last_refresh": m.token_refreshed_at.isoformat() if m.token_refreshed_at else None,
+            "reauth_needed": m.reauth_needed,
+        } if m.auth_type == "oauth" else None,
     )
     return item
 
