@@ -95,6 +95,9 @@ def run_verification(
         _fail(db, mailbox, "secret", str(exc), "Set ENCRYPTION_KEY to the key used when the mailbox "
               "was saved, or enter the password again and Save.")
         return mailbox
+    if mailbox.auth_type == "oauth" and not mailbox.oauth_account:
+        # No id_token: the server's accepted XOAUTH2 login says whose token it is.
+        mailbox.oauth_account = mailbox.username or mailbox.email_address
     mailbox.verify_state = "ok"
     mailbox.verify_step = ""
     mailbox.message_count = result.count
