@@ -78,6 +78,23 @@ class MailboxForm(FlaskForm):
     create_new_contact = BooleanField("Create New Contact", default=True)
 
     SECRET_NAMES = ("password", "client_secret", "auth_code")
+    # Help under each field, for the whole form and for one field re-rendered by live validation.
+    HELP = {
+        "enabled": 'Turn off to take the mailbox offline without deleting it.',
+        "email_address": 'Must be unique across mailboxes.',
+        "username": 'Defaults to the email address.',
+        "port": '993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.',
+        "folder": 'IMAP only: the folder to read, INBOX by default.',
+        "tenant": 'Microsoft only: common, organizations, or your tenant ID.',
+        "auth_code": 'Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.',
+        "case_response_template_id": 'The email sent when an agent comments on a case.',
+        "keep_attachments": 'Keep up to 5 attachments per message.',
+        "process_task_replies": "Replies to task-assignment emails go into that task's history.",
+        "end_of_message_marker": 'Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.',
+        "sender_filter": 'One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.',
+        "confirm_unknown_senders": 'An unknown sender gets a confirmation mail first, so that spam robots create no cases.',
+        "create_new_contact": 'An unknown sender becomes a contact; when off, their mail is held for review.',
+    }
 
     def __init__(self, *args, mailbox=None, templates=(), email_taken=None, **kwargs):
         super().__init__(*args, **kwargs)

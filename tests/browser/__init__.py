@@ -1,0 +1,1 @@
+"""Browser tests (Playwright + Debian chromium); run with -m browser or tests/browser."""
