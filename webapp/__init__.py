@@ -53,7 +53,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         resp.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-            "script-src 'self'; frame-ancestors 'none'; form-action 'self' https:",
+            "script-src 'self'; frame-ancestors 'none'; "
+            # Get Authorization Code posts here and is redirected to the provider: https, or
+            # http on loopback (the only http Auth URLs the form accepts).
+            "form-action 'self' https: http://127.0.0.1:* http://localhost:* http://[::1]:*",
         )
         if request.path.startswith(("/mailboxes", "/auth", "/templates", "/tokens")):
             resp.headers.setdefault("Cache-Control", "no-store")
