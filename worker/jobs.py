@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rq import get_current_job
 from sqlmodel import select
 
 from webapp import crypto
@@ -11,7 +12,7 @@ from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.models import Mailbox
 from webapp.queue import get_queue
-from webapp.services import verify
+from webapp.services import fetch, schedule, verify
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,31 @@ def enqueue_verification(mailbox_id: int, redis_url: str, queue_name: str) -> st
     return job.id
 
 
+def fetch_mailbox(mailbox_id: int) -> dict:
+    """Fetch one mailbox: process what a crash left, store new mail first, then process it."""
+    settings = load_settings()
+    crypto.configure(settings.encryption_keys)
+    job = get_current_job()
+
+    def progress(done: int, total: int | None) -> None:
+        if job is not None:
+            job.meta["progress"] = {"done": done, "total": total}
+            job.save_meta()
+
+    return fetch.fetch_mailbox(settings.database_url, mailbox_id, settings.mail_ca_bundle, progress)
+
+
+def schedule_fetches() -> int:
+    """The scheduler's tick: enqueue a fetch for every mailbox whose interval is up."""
+    settings, db = _context()
+    if not settings.redis_url:
+        return 0
+    with db:
+        return schedule.schedule_due(db, settings.redis_url, settings.queue_name)
+
+
 def sweep() -> int:
-    """Re-enqueue verifications the database says are waiting but that no job picked up."""
+    """Re-enqueue work the database says is due but that no job holds (lost jobs heal)."""
     settings, db = _context()
     count = 0
     with db:
@@ -49,6 +73,8 @@ def sweep() -> int:
                 job_id = enqueue_verification(mailbox.id, settings.redis_url, settings.queue_name)
                 verify.mark_pending(db, mailbox, job_id)
                 count += 1
+        if settings.redis_url:
+            count += schedule.sweep_fetches(db, settings.redis_url, settings.queue_name)
     if count:
-        log.info("sweep re-enqueued %d verification(s)", count)
+        log.info("sweep re-enqueued %d job(s)", count)
     return count

@@ -11,8 +11,8 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.widgets import PasswordInput
 from wtforms.validators import InputRequired, Length, Optional
+from wtforms.widgets import PasswordInput
 
 from webapp.services import validation
 from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS

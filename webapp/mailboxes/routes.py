@@ -20,8 +20,8 @@ from sqlmodel import select
 from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox
-from webapp.services import mailboxes as mailbox_service
 from webapp.oauth.routes import session_nonces
+from webapp.services import mailboxes as mailbox_service
 from webapp.services import oauth, verify
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 from worker.jobs import enqueue_verification

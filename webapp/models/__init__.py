@@ -1,8 +1,16 @@
 """SQLModel tables, one module per aggregate; importing this registers them all."""
 
+from webapp.models.case import Attachment, Case, CaseParticipant, Counter, Message
+from webapp.models.contact import Contact
+from webapp.models.fetch import FetchCursor, FetchLease, FetchRun
 from webapp.models.mailbox import Mailbox
+from webapp.models.message import RawMessage, RawMessageBody
 from webapp.models.oauth import OAuthAuthorization
 from webapp.models.template import EmailTemplate
 from webapp.models.user import ApiToken, User
 
-__all__ = ["ApiToken", "EmailTemplate", "Mailbox", "OAuthAuthorization", "User"]
+__all__ = [
+    "ApiToken", "Attachment", "Case", "CaseParticipant", "Contact", "Counter", "EmailTemplate",
+    "FetchCursor", "FetchLease", "FetchRun", "Mailbox", "Message", "OAuthAuthorization", "RawMessage",
+    "RawMessageBody", "User",
+]

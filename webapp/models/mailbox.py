@@ -9,6 +9,8 @@ from sqlmodel import Field, SQLModel
 from webapp.db import utcnow
 
 DEFAULT_MARKER = "##- Please type your reply above this line -##"
+DEFAULT_FETCH_INTERVAL = 60  # seconds
+DEFAULT_MAX_MESSAGE_BYTES = 50 * 1024 * 1024
 
 
 class Mailbox(SQLModel, table=True):
@@ -73,6 +75,25 @@ class Mailbox(SQLModel, table=True):
     last_error_kind: str | None = Field(default=None, max_length=32)
     last_error: str | None = None
     last_error_advice: str | None = None
+
+    # Fetching (turned on by Continue on Mailbox Setup)
+    fetching_enabled: bool = False
+    fetch_interval_seconds: int = DEFAULT_FETCH_INTERVAL
+    mark_as_read: bool = False
+    delete_after_fetch: bool = False
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    fetching_since: datetime | None = None
+    initial_fetch_done: bool = False  # until then every fetched message is backlog (no acknowledgement)
+    fetch_identity: str | None = Field(default=None, max_length=1200)  # account+folder fetching was turned on for
+    fetch_queued_at: datetime | None = None  # a fetch job was enqueued and has not started yet
+    fetch_job_id: str | None = Field(default=None, max_length=64)
+    next_fetch_due_at: datetime | None = None
+    last_fetch_at: datetime | None = None  # last run finished, whatever the outcome
+    last_fetch_ok_at: datetime | None = None
+    fetch_failures: int = 0  # consecutive failed runs
+    last_fetch_error_kind: str | None = Field(default=None, max_length=32)
+    last_fetch_error: str | None = None
+    last_fetch_error_advice: str | None = None
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,95 @@
+"""Cases, the messages on them (the first one opens the case, the others are comments)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary
+from sqlmodel import Field, SQLModel, UniqueConstraint
+
+from webapp.db import utcnow
+
+
+def _fk(target: str, ondelete: str, nullable: bool = True, index: bool = True) -> Column:
+    return Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable, index=index)
+
+
+class Counter(SQLModel, table=True):
+    """Named counters bumped with one atomic UPDATE (case numbers)."""
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class Case(SQLModel, table=True):
+    __table_args__ = (Index("ix_case_status_updated_at", "status", "updated_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)  # shown as [#number]; from Counter "case"
+    subject: str = Field(default="", max_length=1000)
+    status: str = Field(default="open", max_length=16, index=True)  # open | pending | closed
+    contact_id: int | None = Field(default=None, sa_column=_fk("contact.id", "SET NULL"))
+    requester_email: str = Field(default="", max_length=320)
+    mailbox_id: int | None = Field(default=None, sa_column=_fk("mailbox.id", "SET NULL"))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class CaseParticipant(SQLModel, table=True):
+    """An address allowed to write into a case by its [#number] token alone."""
+
+    __tablename__ = "case_participant"
+    __table_args__ = (UniqueConstraint("case_id", "email_key", name="uq_case_participant"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=_fk("case.id", "CASCADE", nullable=False, index=False))
+    email_key: str = Field(max_length=320, index=True)
+    role: str = Field(default="requester", max_length=16)  # requester | cc | sender
+
+
+class Message(SQLModel, table=True):
+    """One email on a case: the one that opened it, or a comment."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=_fk("case.id", "CASCADE", nullable=False))
+    # Unique: processing a raw message twice can never add a second comment.
+    raw_message_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("raw_message.id", ondelete="SET NULL"), unique=True),
+    )
+    mailbox_id: int | None = Field(
+        default=None, sa_column=_fk("mailbox.id", "SET NULL", index=False)
+    )
+    contact_id: int | None = Field(default=None, sa_column=_fk("contact.id", "SET NULL"))
+    direction: str = Field(default="in", max_length=8)  # in | out
+    opened_case: bool = False  # True for the message that created the case
+    from_address: str = Field(default="", max_length=320)
+    from_name: str = Field(default="", max_length=200)
+    to_addresses: str = Field(default="")  # comma-separated
+    cc_addresses: str = Field(default="")
+    sent_at: datetime | None = None  # the Date header
+    received_at: datetime = Field(default_factory=utcnow)
+    subject: str = Field(default="", max_length=1000)
+    text: str = Field(default="")  # the reply part (above the End of Message Marker / quotes)
+    full_text: str = Field(default="")
+    html: str | None = None  # as received: sanitise at display
+    message_id: str | None = Field(default=None, max_length=998, index=True)
+    in_reply_to: str = Field(default="")  # space-separated message-ids
+    references_ids: str = Field(default="")
+    automated: str | None = Field(default=None, max_length=200)  # why it looks machine-sent
+    backlog: bool = False  # was in the mailbox before fetching was turned on: never acknowledge
+    parse_notes: str = Field(default="")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Attachment(SQLModel, table=True):
+    """Attachment metadata; the bytes only when the mailbox keeps attachments."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(sa_column=_fk("message.id", "CASCADE", nullable=False))
+    filename: str = Field(default="", max_length=255)
+    content_type: str = Field(default="application/octet-stream", max_length=255)
+    size: int = 0
+    content_id: str | None = Field(default=None, max_length=998)
+    inline: bool = False
+    data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))

@@ -1,0 +1,129 @@
+"""What the mailbox pages show about fetching: status, badge, first-fetch progress, fetch log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, func, select
+
+from webapp.db import utcnow
+from webapp.models import FetchRun, Mailbox, RawMessage
+from webapp.models import message as states
+from webapp.services import leases
+
+STALE_INTERVALS = 3
+FAILED_STATES = (states.FAILED, states.TOO_LARGE)
+
+
+@dataclass
+class MailboxStatus:
+    """One mailbox's fetching, in the words the page shows."""
+
+    fetching: bool  # fetching is on (Continue was pressed, the mailbox is enabled)
+    running: bool  # a worker holds the lease now
+    queued: bool  # a job is enqueued and has not started yet
+    last_fetch_at: datetime | None
+    last_fetch_ok_at: datetime | None
+    next_fetch_at: datetime | None
+    last_error_kind: str | None
+    last_error: str | None
+    last_error_advice: str | None  # what to do about it
+    messages_fetched: int
+    messages_failed: int  # failed to parse or too large (see the fetch log)
+    messages_waiting: int  # stored, not processed yet
+    stale: bool  # badge: no successful fetch for 3 intervals
+    progress_done: int | None = None  # first fetch in progress: done of total
+    progress_total: int | None = None
+
+
+@dataclass
+class FetchLogEntry:
+    run: FetchRun
+    failed: list[RawMessage] = field(default_factory=list)
+
+
+def _count(db: Session, mailbox_id: int, *where) -> int:
+    query = (
+        select(func.count())
+        .select_from(RawMessage)
+        .where(RawMessage.mailbox_id == mailbox_id, *where)
+    )
+    return int(db.exec(query).one())
+
+
+def is_stale(mailbox: Mailbox, now: datetime | None = None) -> bool:
+    """Fetching is on but nothing was fetched successfully for STALE_INTERVALS intervals."""
+    if not (mailbox.enabled and mailbox.fetching_enabled):
+        return False
+    since = mailbox.last_fetch_ok_at or mailbox.fetching_since
+    if since is None:
+        return False
+    limit = timedelta(seconds=STALE_INTERVALS * max(mailbox.fetch_interval_seconds, 1))
+    return (now or utcnow()) - since > limit
+
+
+def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
+    now = utcnow()
+    running = leases.held(db, mailbox.id)
+    status = MailboxStatus(
+        fetching=bool(mailbox.enabled and mailbox.fetching_enabled),
+        running=running,
+        queued=mailbox.fetch_queued_at is not None,
+        last_fetch_at=mailbox.last_fetch_at,
+        last_fetch_ok_at=mailbox.last_fetch_ok_at,
+        next_fetch_at=mailbox.next_fetch_due_at,
+        last_error_kind=mailbox.last_fetch_error_kind,
+        last_error=mailbox.last_fetch_error,
+        last_error_advice=mailbox.last_fetch_error_advice,
+        messages_fetched=_count(db, mailbox.id),
+        messages_failed=_count(db, mailbox.id, col(RawMessage.state).in_(FAILED_STATES)),
+        messages_waiting=_count(db, mailbox.id, RawMessage.state == states.NEW),
+        stale=is_stale(mailbox, now),
+    )
+    if running and not mailbox.initial_fetch_done:
+        run = db.exec(
+            select(FetchRun)
+            .where(FetchRun.mailbox_id == mailbox.id, FetchRun.state == "running")
+            .order_by(col(FetchRun.id).desc())
+        ).first()
+        if run is not None:
+            status.progress_done, status.progress_total = run.done, run.total
+    return status
+
+
+def fetch_log(
+    db: Session, mailbox_id: int, limit: int = 20, before_id: int | None = None
+) -> list[FetchLogEntry]:
+    """The latest runs, newest first, each with the messages it could not turn into cases."""
+    query = select(FetchRun).where(FetchRun.mailbox_id == mailbox_id)
+    if before_id is not None:
+        query = query.where(col(FetchRun.id) < before_id)
+    runs = db.exec(query.order_by(col(FetchRun.id).desc()).limit(limit)).all()
+    entries = {run.id: FetchLogEntry(run=run) for run in runs}
+    if entries:
+        failed = db.exec(
+            select(RawMessage)
+            .where(
+                col(RawMessage.fetch_run_id).in_(list(entries)),
+                col(RawMessage.state).in_([*FAILED_STATES, states.IGNORED]),
+            )
+            .order_by(col(RawMessage.id))
+        ).all()
+        for raw in failed:
+            entries[raw.fetch_run_id].failed.append(raw)
+    return list(entries.values())
+
+
+def failed_messages(db: Session, mailbox_id: int, limit: int = 50) -> list[RawMessage]:
+    """Messages kept raw that did not become cases, newest first (for Reprocess)."""
+    query = (
+        select(RawMessage)
+        .where(
+            RawMessage.mailbox_id == mailbox_id,
+            col(RawMessage.state).in_([*FAILED_STATES, states.IGNORED, states.REFETCH]),
+        )
+        .order_by(col(RawMessage.id).desc())
+        .limit(limit)
+    )
+    return list(db.exec(query).all())

@@ -1,0 +1,205 @@
+"""File a parsed email: a comment on the case it answers, or a new case; and its contact.
+
+A reply is matched by In-Reply-To/References to a message we hold, or by the case
+token ([#123]) in the subject only when the sender already takes part in that case:
+a stranger (or a forged From of a stranger) quoting someone else's case number
+opens a new case instead of writing into theirs.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from webapp.db import utcnow
+from webapp.mail.automation import automation_reason
+from webapp.mail.parse import ParsedMessage
+from webapp.mail.reply import extract_reply
+from webapp.models import (
+    Attachment,
+    Case,
+    CaseParticipant,
+    Contact,
+    Counter,
+    Mailbox,
+    Message,
+    RawMessage,
+)
+from webapp.models.contact import email_key
+from webapp.services.leases import insert_ignore
+
+CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
+KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox keeps them
+
+
+def file_message(
+    db: Session, mailbox: Mailbox, raw: RawMessage, parsed: ParsedMessage
+) -> str | None:
+    """Add the message to a case (flushed, not committed); the reason when it is ignored instead."""
+    own = own_addresses(db)
+    sender = email_key(parsed.from_addr)
+    case = thread_case(db, parsed, sender)
+    if case is None and not mailbox.allow_new_case:
+        return "not a reply to a known case, and Allow New Case is off for this mailbox"
+    contact = find_contact(db, parsed, create=mailbox.create_new_contact and sender not in own)
+    opened = case is None
+    if case is None:
+        case = open_case(db, mailbox, parsed, contact)
+    message = _message(mailbox, raw, parsed, case, contact, opened, automation_reason(parsed, own))
+    db.add(message)
+    db.flush()
+    _attachments(db, mailbox, message, parsed)
+    roles = {sender: "requester" if opened else "sender"}
+    if opened:
+        roles.update(
+            {email_key(a): "cc" for a in [*parsed.to, *parsed.cc] if email_key(a) not in roles}
+        )
+    _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
+    db.exec(update(Case).where(col(Case.id) == case.id).values(updated_at=utcnow()))
+    return None
+
+
+def own_addresses(db: Session) -> set[str]:
+    """Our mailboxes' addresses: mail from them is a loop, never a requester."""
+    return set(db.exec(select(Mailbox.email_key)).all())
+
+
+def thread_case(db: Session, parsed: ParsedMessage, sender: str) -> Case | None:
+    """The case this message answers, or None for a new thread."""
+    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
+    ids = [i[:998] for i in dict.fromkeys(ids)][:100]
+    if ids:
+        rows = db.exec(
+            select(Message.message_id, Message.case_id).where(col(Message.message_id).in_(ids))
+        ).all()
+        by_id = {message_id: case_id for message_id, case_id in rows}
+        for message_id in ids:
+            if message_id in by_id:
+                return db.get(Case, by_id[message_id])
+    for match in CASE_TOKEN.finditer(parsed.subject or ""):
+        case = db.exec(select(Case).where(Case.number == int(match.group(1)))).first()
+        if case is not None and sender and _participant(db, case.id, sender):
+            return case
+    return None
+
+
+def _participant(db: Session, case_id: int, key: str) -> bool:
+    query = select(CaseParticipant.id).where(
+        CaseParticipant.case_id == case_id, CaseParticipant.email_key == key
+    )
+    return db.exec(query).first() is not None
+
+
+def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | None:
+    """The sender's contact by lowercased address; made once, even by concurrent workers."""
+    key = email_key(parsed.from_addr)
+    if not key or len(key) > 320:
+        return None
+    contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
+    if contact is None and create:
+        now = utcnow()
+        db.exec(
+            insert_ignore(db, Contact.__table__).values(
+                email=parsed.from_addr.strip(),
+                email_key=key,
+                name=(parsed.from_name or "")[:200],
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
+    return contact
+
+
+def next_case_number(db: Session) -> int:
+    """Bump the "case" counter in one UPDATE … RETURNING: unique and increasing on both databases."""
+    table = Counter.__table__
+    bump = (
+        update(table)
+        .where(table.c.name == "case")
+        .values(value=table.c.value + 1)
+        .returning(table.c.value)
+    )
+    number = db.exec(bump).scalar()
+    if number is None:  # a database not made by the migrations: start after the highest case
+        highest = db.exec(select(Case.number).order_by(col(Case.number).desc())).first() or 0
+        db.exec(insert_ignore(db, table).values(name="case", value=highest))
+        number = db.exec(bump).scalar()
+    return int(number)
+
+
+def open_case(
+    db: Session, mailbox: Mailbox, parsed: ParsedMessage, contact: Contact | None
+) -> Case:
+    case = Case(
+        number=next_case_number(db),
+        subject=(parsed.subject or "(no subject)")[:1000],
+        contact_id=contact.id if contact else None,
+        requester_email=email_key(parsed.from_addr)[:320],
+        mailbox_id=mailbox.id,
+    )
+    db.add(case)
+    db.flush()
+    return case
+
+
+def _message(
+    mailbox: Mailbox,
+    raw: RawMessage,
+    parsed: ParsedMessage,
+    case: Case,
+    contact: Contact | None,
+    opened: bool,
+    automated: str | None,
+) -> Message:
+    return Message(
+        case_id=case.id,
+        raw_message_id=raw.id,
+        mailbox_id=mailbox.id,
+        contact_id=contact.id if contact else None,
+        direction="in",
+        opened_case=opened,
+        from_address=parsed.from_addr[:320],
+        from_name=(parsed.from_name or "")[:200],
+        to_addresses=", ".join(parsed.to),
+        cc_addresses=", ".join(parsed.cc),
+        sent_at=parsed.date,
+        subject=(parsed.subject or "")[:1000],
+        text=extract_reply(parsed.text, mailbox.end_of_message_marker),
+        full_text=parsed.text,
+        html=parsed.html,
+        message_id=parsed.message_id[:998] if parsed.message_id else None,
+        in_reply_to=" ".join(parsed.in_reply_to),
+        references_ids=" ".join(parsed.references),
+        automated=automated[:200] if automated else None,
+        backlog=raw.backlog,
+        parse_notes="\n".join(parsed.defects)[:4000],
+    )
+
+
+def _attachments(db: Session, mailbox: Mailbox, message: Message, parsed: ParsedMessage) -> None:
+    for index, item in enumerate(parsed.attachments):
+        keep = mailbox.keep_attachments and index < KEPT_ATTACHMENTS
+        db.add(
+            Attachment(
+                message_id=message.id,
+                filename=item.filename[:255],
+                content_type=item.content_type[:255],
+                size=item.size,
+                content_id=item.content_id[:998] if item.content_id else None,
+                inline=item.inline,
+                data=item.data if keep else None,
+            )
+        )
+
+
+def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:
+    for key, role in roles.items():
+        if len(key) <= 320:
+            db.exec(
+                insert_ignore(db, CaseParticipant.__table__).values(
+                    case_id=case_id, email_key=key, role=role
+                )
+            )

@@ -1,0 +1,179 @@
+"""When fetches run: Continue, Fetch now, the scheduler and the sweep.
+
+The database says what is due and what is held; Redis only rings the bell. A
+fetch is "queued" while mailbox.fetch_queued_at is recent and "running" while its
+lease is unexpired. Claiming the queued slot is one atomic UPDATE, so two clicks,
+two schedulers or a scheduler and a sweep never enqueue two jobs for one mailbox;
+a job lost by Redis leaves a stale fetch_queued_at that the sweep claims again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from webapp.config import load_settings
+from webapp.db import utcnow
+from webapp.models import Mailbox, RawMessage
+from webapp.models import message as states
+from webapp.queue import get_queue
+from webapp.services import leases, store
+
+log = logging.getLogger(__name__)
+
+QUEUED_STALE = timedelta(minutes=3)  # a queued fetch not started by then was lost
+UNPROCESSED_STALE = timedelta(minutes=2)  # stored but unprocessed for this long: a crash left it
+FETCH_JOB_TIMEOUT = 1800  # a run stops itself after RUN_BUDGET_SECONDS (600)
+
+
+def fetch_allowed(mailbox: Mailbox) -> bool:
+    """Fetching is on, and the mailbox is enabled and verified."""
+    return bool(
+        mailbox.enabled
+        and mailbox.fetching_enabled
+        and mailbox.setup_complete
+        and mailbox.verify_state == "ok"
+    )
+
+
+def _claim(db: Session, mailbox_id: int, job_id: str) -> bool:
+    """Take the mailbox's queued slot unless a recent job holds it; commits."""
+    now = utcnow()
+    claimed = db.exec(
+        update(Mailbox)
+        .where(col(Mailbox.id) == mailbox_id)
+        .where(
+            or_(
+                col(Mailbox.fetch_queued_at).is_(None),
+                col(Mailbox.fetch_queued_at) < now - QUEUED_STALE,
+            )
+        )
+        .values(fetch_queued_at=now, fetch_job_id=job_id)
+    ).rowcount
+    db.commit()
+    return claimed == 1
+
+
+def enqueue_fetch(
+    mailbox_id: int, redis_url: str, queue_name: str, job_id: str | None = None
+) -> str:
+    job = get_queue(redis_url, queue_name).enqueue(
+        "worker.jobs.fetch_mailbox",
+        mailbox_id,
+        job_id=job_id,
+        job_timeout=FETCH_JOB_TIMEOUT,
+        result_ttl=600,
+        failure_ttl=86400,
+    )
+    return job.id
+
+
+def request_fetch(db: Session, mailbox_id: int, redis_url: str, queue_name: str) -> str | None:
+    """Fetch now: enqueue a fetch unless one is queued or running; the new job's id, or None.
+
+    If Redis is down the request stays in the database (due now) for the sweep, and
+    the RedisError is raised for the caller to report.
+    """
+    if leases.held(db, mailbox_id):
+        return None
+    job_id = uuid.uuid4().hex
+    if not _claim(db, mailbox_id, job_id):
+        return None
+    try:
+        enqueue_fetch(mailbox_id, redis_url, queue_name, job_id)
+    except RedisError:
+        db.exec(
+            update(Mailbox)
+            .where(col(Mailbox.id) == mailbox_id)
+            .values(fetch_queued_at=None, fetch_job_id=None, next_fetch_due_at=utcnow())
+        )
+        db.commit()
+        raise
+    return job_id
+
+
+def fetch_identity(mailbox: Mailbox) -> str:
+    """Which account and folder a mailbox reads: when it changes, cursors and backlog start over."""
+    family = "pop3" if mailbox.protocol.startswith("pop3") else "imap"
+    user = (mailbox.username or mailbox.email_address).lower()
+    return f"{family}|{mailbox.host.lower()}|{user}|{mailbox.folder}"[:1200]
+
+
+def turn_on_fetching(
+    db: Session, mailbox: Mailbox, redis_url: str | None = None, queue_name: str | None = None
+) -> str | None:
+    """Continue on Mailbox Setup: fetching on, the first fetch enqueued at once.
+
+    Until the first complete fetch every message is flagged backlog (already in the
+    mailbox, so never acknowledged). Returns the job id (None if one was queued).
+    """
+    now = utcnow()
+    identity = fetch_identity(mailbox)
+    if mailbox.fetch_identity != identity:
+        if mailbox.fetch_identity is not None:
+            # Another account or folder: its mail is a new backlog, and UIDs of the old one mean nothing.
+            mailbox.initial_fetch_done = False
+            store.forget_positions(db, mailbox.id)
+        mailbox.fetch_identity = identity
+    mailbox.setup_complete = mailbox.enabled = mailbox.fetching_enabled = True
+    mailbox.fetching_since = mailbox.fetching_since or now
+    mailbox.next_fetch_due_at = now
+    mailbox.updated_at = now
+    db.add(mailbox)
+    db.commit()
+    if redis_url is None:
+        settings = load_settings()
+        redis_url, queue_name = settings.redis_url, queue_name or settings.queue_name
+    if not redis_url:
+        return None  # no queue configured: the scheduler picks it up when one is
+    return request_fetch(db, mailbox.id, redis_url, queue_name or "mailchannel")
+
+
+def due_mailbox_ids(db: Session) -> list[int]:
+    """Mailboxes that fetch, are due and have no recent queued job."""
+    now = utcnow()
+    query = (
+        select(Mailbox.id)
+        .where(
+            col(Mailbox.enabled).is_(True),
+            col(Mailbox.fetching_enabled).is_(True),
+            col(Mailbox.setup_complete).is_(True),
+            Mailbox.verify_state == "ok",
+            or_(col(Mailbox.next_fetch_due_at).is_(None), col(Mailbox.next_fetch_due_at) <= now),
+            or_(
+                col(Mailbox.fetch_queued_at).is_(None),
+                col(Mailbox.fetch_queued_at) < now - QUEUED_STALE,
+            ),
+        )
+        .order_by(col(Mailbox.next_fetch_due_at))
+    )
+    return list(db.exec(query).all())
+
+
+def schedule_due(db: Session, redis_url: str, queue_name: str) -> int:
+    """The scheduler's tick: one fetch job per due mailbox (each mailbox its own job)."""
+    return sum(
+        1
+        for mailbox_id in due_mailbox_ids(db)
+        if request_fetch(db, mailbox_id, redis_url, queue_name)
+    )
+
+
+def sweep_fetches(db: Session, redis_url: str, queue_name: str) -> int:
+    """Heal lost jobs: due fetches, and stored messages a crash left unprocessed."""
+    count = schedule_due(db, redis_url, queue_name)
+    cutoff = utcnow() - UNPROCESSED_STALE
+    stuck = db.exec(
+        select(RawMessage.mailbox_id)
+        .where(RawMessage.state == states.NEW, col(RawMessage.fetched_at) < cutoff)
+        .distinct()
+    ).all()
+    for mailbox_id in stuck:
+        if request_fetch(db, mailbox_id, redis_url, queue_name):
+            count += 1
+    return count
