@@ -264,3 +264,41 @@ def test_oauth_secrets_are_encrypted_at_rest(admin, app, app_env, oauth_server, 
         assert secret.encode() not in blob
     with new_session(app.config["SETTINGS"].database_url) as db:
         assert db.exec(select(User)).first() is not None
+
+
+def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
+        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    from webapp.models import Case, FetchRun
+
+    for i in range(2):
+        oauth_mail_user.deliver(MESSAGE % i)
+    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    run_worker()  # verification
+    token = get_csrf(admin, "/mailboxes/")
+    admin.post(f"/mailboxes/{box_id}/continue", data={"csrf_token": token})
+    run_worker()  # the first fetch
+    url = app.config["SETTINGS"].database_url
+    with new_session(url) as db:
+        assert len(db.exec(select(Case)).all()) == 2
+    # The access token expires: the next fetch refreshes it first, then fetches.
+    _expire_locally(app, box_id)
+    oauth_mail_user.deliver(MESSAGE % 3)
+    admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
+    run_worker()
+    with new_session(url) as db:
+        assert len(db.exec(select(Case)).all()) == 3
+    assert oauth_server.refresh_count == 1
+    # Consent revoked: one refused refresh, then "Re-authorization needed" and no more fetches.
+    oauth_server.revoke_all_for(oauth_mail_user.email)
+    _expire_locally(app, box_id)
+    admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
+    run_worker()
+    box = _box(app, box_id)
+    assert box.reauth_needed and box.status == "re-authorization needed"
+    with new_session(url) as db:
+        last = db.exec(select(FetchRun).order_by(FetchRun.id.desc())).first()
+        assert last.state == "error" and last.error_kind == "reauth_needed"
+    requests_before = len(oauth_server.token_requests)
+    admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
+    run_worker()
+    assert len(oauth_server.token_requests) == requests_before

@@ -15,12 +15,14 @@ from flask import (
     url_for,
 )
 from jinja2_fragments.flask import render_block
+from redis.exceptions import RedisError
 from sqlmodel import select
 
 from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox
 from webapp.oauth.routes import session_nonces
+from webapp.services import fetch as fetch_service
 from webapp.services import mailboxes as mailbox_service
 from webapp.services import oauth, verify
 from webapp.services.presets import DEFAULT_PORTS, preset_values
@@ -188,11 +190,29 @@ def continue_setup(mailbox_id: int):
     if mailbox.verify_state != "ok":
         flash("The mailbox has not been verified yet: run the check again or go back to the form.", "error")
         return redirect(url_for(".setup", mailbox_id=mailbox_id))
-    mailbox.setup_complete = True
-    mailbox.enabled = True
-    g.db.add(mailbox)
-    g.db.commit()
-    flash(f"{mailbox.name} is on.", "ok")
+    settings = _settings()
+    try:
+        fetch_service.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
+    except RedisError:
+        flash(f"{mailbox.name} is on; the queue cannot be reached right now, so the first fetch "
+              "starts as soon as it can.", "error")
+    else:
+        flash(f"{mailbox.name} is on: the first fetch has started. Mail already in the mailbox "
+              "becomes cases but gets no acknowledgement.", "ok")
+    return redirect(url_for(".show", mailbox_id=mailbox_id))
+
+
+@bp.route("/<int:mailbox_id>/fetch", methods=["POST"])
+def fetch_now(mailbox_id: int):
+    """Fetch now: one job, unless the database says one is already queued or running."""
+    mailbox = _get(mailbox_id)
+    settings = _settings()
+    try:
+        job = fetch_service.request_fetch(g.db, mailbox.id, settings.redis_url, settings.queue_name)
+    except RedisError:
+        flash("The queue cannot be reached right now; the fetch runs as soon as it can.", "error")
+    else:
+        flash("Fetching now." if job else "A fetch of this mailbox is already queued or running.", "ok")
     return redirect(url_for(".show", mailbox_id=mailbox_id))
 
 

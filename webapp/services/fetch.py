@@ -20,7 +20,7 @@ from webapp.db import new_session
 from webapp.mail.errors import MailError
 from webapp.mail.sync import BATCH_SIZE, ImapFolder, Pop3Box
 from webapp.models import Mailbox, RawMessage
-from webapp.services import ingest, leases, store
+from webapp.services import ingest, leases, oauth, store
 from webapp.services.fetch_run import Progress, RunContext, close_run, finish, start_run
 from webapp.services.fetch_status import (
     FetchLogEntry,
@@ -33,7 +33,7 @@ from webapp.services.ingest import reprocess
 from webapp.services.leases import LeaseKeeper, LeaseLost
 from webapp.services.refetch import refetch_imap, refetch_pop3
 from webapp.services.schedule import fetch_allowed, request_fetch, turn_on_fetching
-from webapp.services.verify import server_settings
+from webapp.services.verify import connect_with_refresh
 
 __all__ = [
     "FetchLogEntry",
@@ -98,9 +98,15 @@ def _with_lease(
         backlog=not mailbox.initial_fetch_done,
     )
     try:
-        settings = server_settings(mailbox, ca_bundle)
         fetch = _fetch_pop3 if mailbox.protocol.startswith("pop3") else _fetch_imap
-        more = fetch(ctx, settings)
+        # OAuth: a token refreshed before it expires, and once more if the server rejects it.
+        more = connect_with_refresh(db, mailbox, ca_bundle, lambda settings: fetch(ctx, settings))
+    except oauth.OAuthFailed as exc:
+        db.rollback()
+        log.info("fetch of mailbox %s: OAuth %s", mailbox_id, exc.kind)
+        return finish(ctx, (exc.kind, exc.message, "Click “Get Authorization Code” on the mailbox "
+                            "page to authorize again." if exc.kind == "reauth_needed"
+                            else "The next fetch tries again."))
     except MailError as exc:
         db.rollback()
         log.info("fetch of mailbox %s failed: %s", mailbox_id, exc.kind)

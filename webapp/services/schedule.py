@@ -38,6 +38,7 @@ def fetch_allowed(mailbox: Mailbox) -> bool:
         and mailbox.fetching_enabled
         and mailbox.setup_complete
         and mailbox.verify_state == "ok"
+        and not (mailbox.auth_type == "oauth" and mailbox.reauth_needed)  # no retry loop
     )
 
 
