@@ -72,11 +72,15 @@ def check_sender(headers_value: str | None, authserv_id: str, from_addr: str) ->
         elif r.method == "dkim":
             domain = r.properties.get("header.d") or _domain(r.properties.get("header.i", ""))
             if domain and aligned(domain, from_domain):
-                return SenderCheck(True, f"dkim=pass for {domain}, aligned with {from_domain}", "dkim")
+                return SenderCheck(
+                    True, f"dkim=pass for {domain}, aligned with {from_domain}", "dkim"
+                )
         elif r.method == "spf":
             domain = _domain(r.properties.get("smtp.mailfrom", ""))
             if domain and aligned(domain, from_domain):
-                return SenderCheck(True, f"spf=pass for {domain}, aligned with {from_domain}", "spf")
+                return SenderCheck(
+                    True, f"spf=pass for {domain}, aligned with {from_domain}", "spf"
+                )
     found = ", ".join(f"{r.method}={r.result}" for r in results) or "no results"
     return SenderCheck(False, f"{ours} reports {found}: no pass aligned with {from_domain}")
 

@@ -343,25 +343,31 @@ def _xoauth2(smtp: smtplib.SMTP, s: SmtpSettings) -> None:
 
 def _login(smtp: smtplib.SMTP, s: SmtpSettings) -> None:
     assert s.username is not None and s.password is not None
+    if not (s.username.isascii() and s.password.isascii()):
+        _plain_utf8(smtp, s)  # smtplib encodes credentials as ASCII; SASL PLAIN is UTF-8
+        return
     try:
         smtp.login(s.username, s.password)
     except smtplib.SMTPAuthenticationError as exc:
         raise _auth_error(exc.smtp_code, s) from exc
-    except UnicodeEncodeError:  # smtplib encodes credentials as ASCII; PLAIN is UTF-8
-        if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
-            raise AuthFailed(
-                f"The server at {s.where} offers no login that accepts non-ASCII passwords.",
-                "Use a password of ASCII characters, or OAuth if the provider offers it.",
-            ) from None
-        raw = f"\0{s.username}\0{s.password}".encode()
-        code, _ = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(raw).decode())
-        if code != 235:
-            raise _auth_error(code, s) from None
     except smtplib.SMTPException as exc:  # "No suitable authentication method found."
         raise MechanismNotOffered(
             f"The server at {s.where} offers no login method this app supports (PLAIN, LOGIN).",
             "Check host and port, or use OAuth if the provider offers it.",
         ) from exc
+
+
+def _plain_utf8(smtp: smtplib.SMTP, s: SmtpSettings) -> None:
+    if "PLAIN" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise MechanismNotOffered(
+            f"The server at {s.where} offers no login that accepts non-ASCII user names or "
+            "passwords (AUTH PLAIN).",
+            "Use ASCII characters in the password, or OAuth if the provider offers it.",
+        )
+    raw = f"\0{s.username}\0{s.password}".encode()
+    code, _ = smtp.docmd("AUTH", "PLAIN " + base64.b64encode(raw).decode())
+    if code != 235:
+        raise _auth_error(code, s)
 
 
 def _auth_error(code: int, s: SmtpSettings) -> MailError:
@@ -460,8 +466,9 @@ def _classified(s: SmtpSettings, connected: bool) -> Iterator[None]:
         if isinstance(exc.__context__, TimeoutError):  # smtplib's wording for a read timeout
             raise _timeout(exc.__context__, s, connected) from exc
         raise _temporary(s, "closed the connection") from exc
-    except smtplib.SMTPResponseException as exc:
-        raise _reply_error(exc.smtp_code, exc.smtp_error, s, "the command") from exc
+    except smtplib.SMTPResponseException as exc:  # greeting, EHLO, STARTTLS, DATA
+        what = "the connection" if isinstance(exc, smtplib.SMTPConnectError) else "the command"
+        raise _reply_error(exc.smtp_code, exc.smtp_error, s, what) from exc
     except smtplib.SMTPException as exc:
         raise ProtocolError(
             f"The server at {s.where} did not answer in the SMTP protocol.",
