@@ -302,3 +302,19 @@ def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
     admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
     run_worker()
     assert len(oauth_server.token_requests) == requests_before
+
+
+def test_the_sweep_forgets_abandoned_authorizations(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+    from worker.jobs import sweep
+
+    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    _authorize(admin, box_id)  # the admin never comes back from the provider
+    url = app.config["SETTINGS"].database_url
+    with new_session(url) as db:
+        pending = db.exec(select(OAuthAuthorization)).one()
+        pending.expires_at = utcnow() - timedelta(seconds=1)
+        db.add(pending)
+        db.commit()
+    sweep()
+    with new_session(url) as db:
+        assert db.exec(select(OAuthAuthorization)).all() == []

@@ -12,7 +12,7 @@ from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.models import Mailbox
 from webapp.queue import get_queue
-from webapp.services import fetch, schedule, verify
+from webapp.services import fetch, oauth, schedule, verify
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def sweep() -> int:
                 count += 1
         if settings.redis_url:
             count += schedule.sweep_fetches(db, settings.redis_url, settings.queue_name)
+        oauth.forget_expired_authorizations(db)
     if count:
         log.info("sweep re-enqueued %d job(s)", count)
     return count

@@ -83,6 +83,15 @@ def start_authorization(db: Session, mailbox: Mailbox, user_id: int, redirect_ur
     return url, nonce
 
 
+def forget_expired_authorizations(db: Session) -> int:
+    """Delete pending authorizations nobody came back for (the sweep calls this)."""
+    rows = db.exec(select(OAuthAuthorization).where(OAuthAuthorization.expires_at < utcnow())).all()
+    for row in rows:
+        db.delete(row)
+    db.commit()
+    return len(rows)
+
+
 def _take_pending(db: Session, state: str, nonces: list[str], user_id: int | None) -> OAuthAuthorization:
     """Find and delete the pending record for state: it can be used exactly once."""
     pending = db.exec(select(OAuthAuthorization).where(OAuthAuthorization.state == state)).first()
