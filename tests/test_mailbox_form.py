@@ -255,3 +255,13 @@ def test_get_requests_never_change_anything(admin, app):
         assert admin.get(path).status_code == 405
     admin.get(f"/mailboxes/{box.id}/delete")
     assert _mailboxes(app)[0].enabled is True
+
+
+def test_confirmation_settings_are_saved_and_checked(admin, app):
+    data = mailbox_data(admin, confirm_unknown_senders="y", authserv_id=" MX.Example.com ",
+                        confirmation_hours="0")
+    page = admin.post("/mailboxes/new", data=data).get_data(as_text=True)
+    assert "Enter a number of hours between 1 and 1440." in page
+    assert admin.post("/mailboxes/new", data={**data, "confirmation_hours": "48"}).status_code == 302
+    box = _mailboxes(app)[0]
+    assert (box.authserv_id, box.confirmation_hours, box.confirm_unknown_senders) == ("mx.example.com", 48, True)

@@ -55,20 +55,31 @@ def create_app(test_config: dict | None = None) -> Flask:
             "default-src 'self'; img-src 'self' data:; style-src 'self'; "
             "script-src 'self'; frame-ancestors 'none'; "
             # Get Authorization Code posts here and is redirected to the provider: https, or
-            # http on loopback (the only http Auth URLs the form accepts).
-            "form-action 'self' https: http://127.0.0.1:* http://localhost:* http://[::1]:*",
+            # http on loopback (the only http Auth URLs the form accepts). CSP has no syntax
+            # for an IPv6 literal, so http://[::1] Auth URLs cannot be used from a browser.
+            "form-action 'self' https: http://127.0.0.1:* http://localhost:*",
         )
         if request.path.startswith(("/mailboxes", "/auth", "/templates", "/tokens")):
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
-    from webapp import api, auth, email_templates, mailboxes, main, oauth
+    from webapp import api, auth, cases, email_templates, mailboxes, main, oauth, tasks
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(mailboxes.bp)
     app.register_blueprint(email_templates.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(tasks.bp)
+    from webapp import comments, outbox
+
+    app.register_blueprint(comments.bp)
+    app.register_blueprint(outbox.bp)
+    from webapp import contacts, intake
+
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(contacts.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     auth.install_login_guard(app)

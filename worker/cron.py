@@ -4,7 +4,7 @@ import os
 
 from rq import cron
 
-from worker.jobs import schedule_fetches, sweep
+from worker.jobs import dispatch_outbox, expire_held_messages, schedule_fetches, sweep
 
 QUEUE = os.environ.get("RQ_QUEUE") or "mailchannel"
 
@@ -12,3 +12,7 @@ QUEUE = os.environ.get("RQ_QUEUE") or "mailchannel"
 cron.register(schedule_fetches, queue_name=QUEUE, interval=15, job_timeout=120)
 # Heal lost jobs: the database says what is due, Redis only rings the bell.
 cron.register(sweep, queue_name=QUEUE, interval=30, job_timeout=120)
+# Outgoing mail: retries that are due, sends lost by Redis, sends interrupted by a crash.
+cron.register(dispatch_outbox, queue_name=QUEUE, interval=10, job_timeout=120)
+# Held messages nobody confirmed in time become expired (still shown, still releasable).
+cron.register(expire_held_messages, queue_name=QUEUE, interval=300, job_timeout=120)

@@ -12,7 +12,7 @@ from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.models import Mailbox
 from webapp.queue import get_queue
-from webapp.services import fetch, oauth, schedule, verify
+from webapp.services import delivery, fetch, oauth, outbox, schedule, verify
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +79,28 @@ def sweep() -> int:
     if count:
         log.info("sweep re-enqueued %d job(s)", count)
     return count
+
+
+def send_outbox_message(outbox_id: int) -> dict:
+    """Send one outbox row (claimed atomically: a duplicate job finds nothing to do)."""
+    settings, db = _context()
+    with db:
+        return {"state": delivery.deliver(db, outbox_id, settings.mail_ca_bundle)}
+
+
+def dispatch_outbox() -> int:
+    """The outbox tick: interrupted sends become uncertain, due rows get a send job."""
+    settings, db = _context()
+    if not settings.redis_url:
+        return 0
+    with db:
+        return outbox.dispatch_due(db, settings.redis_url, settings.queue_name)
+
+
+def expire_held_messages() -> int:
+    """Confirmation holds whose time ran out become expired (services/held.py)."""
+    from webapp.services import held
+
+    settings, db = _context()
+    with db:
+        return held.expire_due(db)

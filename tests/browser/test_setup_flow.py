@@ -212,7 +212,7 @@ def test_setup_flow_with_javascript(page, live_server, live_stack, dovecot, mail
 
     page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(re.compile(r"/mailboxes/\d+$"))
-    expect(page.get_by_text("Support is on.")).to_be_visible()
+    expect(page.locator("p.flash.ok")).to_contain_text("Support is on: the first fetch has started")
     expect(page.locator("h1 .badge")).to_have_text("active")
     expect(page.locator("dl.facts")).to_contain_text("4 messages")
     page.get_by_role("link", name="Mailboxes").first.click()
@@ -296,7 +296,7 @@ def test_setup_flow_without_javascript(nojs_page, live_server, live_stack, dovec
 
     page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(re.compile(r"/mailboxes/\d+$"))
-    expect(page.get_by_text("Support desk is on.")).to_be_visible()
+    expect(page.locator("p.flash.ok")).to_contain_text("Support desk is on: the first fetch has started")
     expect(page.locator("h1 .badge")).to_have_text("active")
 
     assert_clean(page_problems, allowed=(LOG_422,))

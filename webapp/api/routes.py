@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request
 from sqlmodel import func, select
 
-from webapp.models import Mailbox
-from webapp.services import users
+from webapp.models import Case, Contact, Mailbox, Message
+from webapp.services import case_queries, users
+from webapp.services import outbox as outbox_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 PER_PAGE = 50
+MAX_PAGE = 10**9  # beyond it OFFSET would overflow the database's integers
 MAILBOX_FIELDS = (
     "id", "name", "enabled", "description", "auth_type", "provider", "email_address", "username",
     "protocol", "host", "port", "folder", "client_id", "scope", "grant_type", "tenant", "auth_url",
     "token_url", "case_response_template_id", "keep_attachments", "process_task_replies",
     "end_of_message_marker", "allow_new_case", "auto_ack_template_id", "sender_filter",
     "confirm_unknown_senders", "create_new_contact", "message_count",
+    "no_new_case_template_id", "authserv_id", "confirmation_hours",
 )
+MAILBOX_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # never the password
 
 
 def token_required(view):
@@ -37,7 +42,7 @@ def token_required(view):
 
 def page_number() -> int:
     try:
-        return max(1, int(request.args.get("page", 1)))
+        return min(max(1, int(request.args.get("page", 1))), MAX_PAGE)
     except ValueError:
         return 1
 
@@ -51,6 +56,7 @@ def mailbox_json(m: Mailbox) -> dict:
         last_error=m.last_error,
         password_set=bool(m.password_enc),
         client_secret_set=bool(m.client_secret_enc),
+        smtp_password_set=bool(m.smtp_password_enc),
         authorized=bool(m.access_token_enc),
         oauth={
             "authorized": bool(m.access_token_enc),
@@ -71,4 +77,128 @@ def mailboxes():
     rows = g.db.exec(
         select(Mailbox).order_by(Mailbox.id).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
     ).all()
-    return jsonify(items=[mailbox_json(m) for m in rows], total=total, page=page, per_page=PER_PAGE)
+    counts = case_queries.raw_message_counts(g.db, [m.id for m in rows])
+    items = []
+    for m in rows:
+        item = mailbox_json(m)
+        item["messages_fetched"], item["messages_failed"] = counts.get(m.id, (0, 0))
+        items.append(item)
+    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with its offset (SQLite hands stored times back naive)."""
+    if value is None:
+        return None
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat()
+
+
+def contact_json(contact: Contact | None) -> dict | None:
+    return {"id": contact.id, "name": contact.name, "email": contact.email} if contact else None
+
+
+def message_json(m: Message, files: case_queries.MessageAttachments) -> dict:
+    return {
+        "id": m.id,
+        "direction": m.direction,
+        "sender": {"name": m.from_name, "email": m.from_address},
+        "to": m.to_addresses,
+        "cc": m.cc_addresses,
+        "date": iso(m.sent_at),
+        "received_at": iso(m.received_at),
+        "subject": m.subject,
+        "text": m.text,
+        "full_text": m.full_text,
+        "message_id": m.message_id,
+        "in_reply_to": m.in_reply_to,
+        "automated": m.automated,
+        "attachments": [a.as_json() for a in files.kept],
+        "attachments_not_kept": [a.as_json() for a in files.not_kept],
+    }
+
+
+def case_json(case: Case, contact: Contact | None, messages: list[dict]) -> dict:
+    return {
+        "id": case.id,
+        "number": case.number,
+        "subject": case.subject,
+        "status": case.status,
+        "contact": contact_json(contact),
+        "requester_email": case.requester_email,
+        "mailbox_id": case.mailbox_id,
+        "created_at": iso(case.created_at),
+        "updated_at": iso(case.updated_at),
+        "messages": messages,
+    }
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+@bp.route("/cases")
+@token_required
+def cases():
+    """Cases, oldest first, each with its messages and attachment metadata: four queries a page."""
+    page = page_number()
+    status = request.args.get("status") or None
+    mailbox_id = _int_arg("mailbox_id")
+    rows, total = case_queries.api_cases(g.db, page, status=status, mailbox_id=mailbox_id)
+    messages = case_queries.messages_by_case(g.db, [c.id for c, _ in rows])
+    files = case_queries.attachments_by_message(
+        g.db, [m.id for thread in messages.values() for m in thread]
+    )
+    items = [
+        case_json(c, contact, [message_json(m, files[m.id]) for m in messages[c.id]])
+        for c, contact in rows
+    ]
+    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
+
+
+@bp.route("/contacts")
+@token_required
+def contacts():
+    page = page_number()
+    rows, total = case_queries.contacts_page(g.db, page)
+    items = [
+        {**contact_json(c), "cases": n, "created_at": iso(c.created_at),
+         "updated_at": iso(c.updated_at)}
+        for c, n in rows
+    ]
+    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
+
+
+def outbox_json(row) -> dict:
+    """One outgoing message; message_id exactly as in its header, angle brackets included."""
+    return {
+        "id": row.id,
+        "to": row.to_addr,
+        "subject": row.subject,
+        "state": row.state,
+        "message_id": row.message_id,
+        "kind": row.kind,
+        "mailbox_id": row.mailbox_id,
+        "case_id": row.case_id,
+        "attempts": row.attempts,
+        "error": row.last_error,
+        "server_code": row.server_code,
+        "server_reply": row.server_reply,
+        "auto_submitted": row.auto_submitted,
+        "created_at": iso(row.created_at),
+        "next_attempt_at": iso(row.next_attempt_at) if row.state == "queued" else None,
+        "sent_at": iso(row.sent_at),
+    }
+
+
+@bp.route("/outbox")
+@token_required
+def outbox():
+    """Outgoing mail, newest first; ?mailbox=ID and ?state=failed|uncertain|… filter it."""
+    page = page_number()
+    rows, total = outbox_service.listing(
+        g.db, mailbox_id=_int_arg("mailbox"), state=request.args.get("state") or None,
+        page=page, per_page=PER_PAGE,
+    )  # fmt: skip
+    return jsonify(items=[outbox_json(r) for r in rows], total=total, page=page, per_page=PER_PAGE)

@@ -11,6 +11,7 @@ from webapp.services import users
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
 OPEN_ENDPOINTS = {"auth.login", "auth.first_admin", "main.healthz", "static"}
+OPEN_ENDPOINTS |= {"intake.confirm_page", "intake.confirm_post"}  # senders confirm without a login
 
 
 def _start_session(user: User) -> None:

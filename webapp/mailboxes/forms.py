@@ -15,7 +15,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import PasswordInput
 
 from webapp.services import validation
-from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS
+from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS, SMTP_SECURITY_LABELS
 
 
 def _coerce_id(value):
@@ -76,8 +76,22 @@ class MailboxForm(FlaskForm):
     sender_filter = TextAreaField("Sender Email Address Filter", validators=[Optional()])
     confirm_unknown_senders = BooleanField("Prevent spam by sending a confirmation", default=False)
     create_new_contact = BooleanField("Create New Contact", default=True)
+    no_new_case_template_id = SelectField("Template when no new case is allowed", coerce=_coerce_id)
+    authserv_id = StringField("Trusted Authentication-Results server",
+                              validators=[Optional(), Length(max=255)])
+    confirmation_hours = IntegerField("Confirmation expires after (hours)", default=72,
+                                      validators=[Optional()])
+
+    # Outgoing mail
+    smtp_host = StringField("SMTP Host", validators=[Optional(), Length(max=255)])
+    smtp_port = IntegerField("SMTP Port", default=587, validators=[Optional()])
+    smtp_security = SelectField("SMTP Security", choices=list(SMTP_SECURITY_LABELS.items()),
+                                default="starttls")
+    smtp_username = StringField("SMTP Username", validators=[Optional(), Length(max=320)])
+    smtp_password = SecretField("SMTP Password")
 
     SECRET_NAMES = ("password", "client_secret", "auth_code")
+    SECRET_NAMES += ("smtp_password",)
     # Help under each field, for the whole form and for one field re-rendered by live validation.
     HELP = {
         "enabled": 'Turn off to take the mailbox offline without deleting it.',
@@ -94,6 +108,13 @@ class MailboxForm(FlaskForm):
         "sender_filter": 'One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.',
         "confirm_unknown_senders": 'An unknown sender gets a confirmation mail first, so that spam robots create no cases.',
         "create_new_contact": 'An unknown sender becomes a contact; when off, their mail is held for review.',
+        "no_new_case_template_id": 'When Allow New Case to be Created is off, a person (never a robot) who writes about no case gets this template, at most once a day.',
+        "authserv_id": 'The host name your receiving mail server writes in Authentication-Results (Gmail: mx.google.com; Microsoft 365: your tenant\'s protection.outlook.com name). A confirmation mail is only sent when that server says SPF or DKIM passed with DMARC alignment, so forged senders get nothing. Blank: no confirmation mail is sent; unknown senders are held silently.',
+        "confirmation_hours": 'Messages waiting for confirmation expire after this many hours.',
+        "smtp_host": 'The server that sends this mailbox\'s mail: comments and acknowledgements. Blank: this mailbox sends nothing. Gmail smtp.gmail.com, Microsoft 365 smtp.office365.com.',
+        "smtp_port": '587 with STARTTLS, 465 with SSL/TLS.',
+        "smtp_security": 'None only for a relay on this machine (localhost, 127.0.0.1).',
+        "smtp_username": 'Blank: the mailbox\'s own login above (and only if the server asks for one). OAuth mailboxes send with their token.',
     }
 
     def __init__(self, *args, mailbox=None, templates=(), email_taken=None, **kwargs):
@@ -103,10 +124,11 @@ class MailboxForm(FlaskForm):
         template_choices = [(t.id, t.name) for t in templates]
         self.case_response_template_id.choices = [(None, "— none —")] + template_choices
         self.auto_ack_template_id.choices = [(None, "— no acknowledgement —")] + template_choices
+        self.no_new_case_template_id.choices = [(None, "— say nothing —")] + template_choices
 
     def secret_saved(self, name: str) -> bool:
         column = {"password": "password_enc", "client_secret": "client_secret_enc",
-                  "auth_code": "auth_code_enc"}[name]
+                  "auth_code": "auth_code_enc", "smtp_password": "smtp_password_enc"}[name]
         return bool(self.mailbox is not None and getattr(self.mailbox, column, None))
 
     # Per-field checks, also used one field at a time by live validation.
@@ -144,7 +166,35 @@ class MailboxForm(FlaskForm):
                 return [str(exc)]
         if name == "protocol" and value in ("imap", "pop3"):
             return []
+        if name.startswith("smtp_"):
+            return self.smtp_errors(name)
+        if name == "confirmation_hours" and value is not None and not 1 <= value <= 24 * 60:
+            return ["Enter a number of hours between 1 and 1440."]
         return []
+
+    def smtp_errors(self, name: str) -> list[str]:
+        """Outgoing mail: all optional, but a host must be a host and None stays on this machine."""
+        host = (self.smtp_host.data or "").strip()
+        if name == "smtp_host" and host:
+            msg = validation.host_error(host)
+            return [msg.replace("imap.example.com", "smtp.example.com")] if msg else []
+        if name == "smtp_port":
+            field = self.smtp_port
+            if field.data is None and field.raw_data and field.raw_data[0].strip():
+                return ["Enter the port as a number between 1 and 65535."]
+            msg = validation.port_error(field.data if field.data is not None else 587)
+            return [msg] if msg else []
+        if name == "smtp_security" and self.smtp_security.data == "none" and host:
+            if not validation.is_loopback(host):
+                return ["None sends mail and password unencrypted: it is only accepted for a server "
+                        "on this machine (localhost, 127.0.0.1). Choose STARTTLS or SSL/TLS."]
+        return []
+
+    def smtp_warning(self) -> str | None:
+        """Shown under SMTP Security when None is chosen (accepted for loopback only)."""
+        if self.smtp_security.data == "none":
+            return "No encryption: mail and the SMTP password cross the connection in plain text. Only for a relay on this machine."
+        return None
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)
@@ -169,6 +219,11 @@ class MailboxForm(FlaskForm):
         data["description"] = data["description"] or ""
         data["sender_filter"] = data["sender_filter"] or ""
         data["end_of_message_marker"] = (data["end_of_message_marker"] or "").strip()
+        data["smtp_host"] = (data["smtp_host"] or "").strip()
+        data["smtp_username"] = (data["smtp_username"] or "").strip()
+        data["smtp_port"] = data["smtp_port"] or 587
+        data["authserv_id"] = (data["authserv_id"] or "").strip().lower()
+        data["confirmation_hours"] = data["confirmation_hours"] or 72
         return data
 
     def validate_url(self, name: str) -> str:

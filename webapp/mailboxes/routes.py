@@ -20,11 +20,12 @@ from sqlmodel import select
 
 from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
-from webapp.models import EmailTemplate, Mailbox
+from webapp.models import EmailTemplate, Mailbox, RawMessage
+from webapp.models import message as message_states
 from webapp.oauth.routes import session_nonces
 from webapp.services import fetch as fetch_service
+from webapp.services import fetch_status, oauth, verify
 from webapp.services import mailboxes as mailbox_service
-from webapp.services import oauth, verify
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 from worker.jobs import enqueue_verification
 
@@ -164,9 +165,33 @@ def start_verification(mailbox: Mailbox) -> None:
     verify.mark_pending(g.db, mailbox, job_id)
 
 
+@bp.app_template_filter("fetch_stale")
+def fetch_stale(mailbox: Mailbox) -> bool:
+    """The badge: fetching is on but nothing was fetched successfully for 3 intervals."""
+    return fetch_status.is_stale(mailbox)
+
+
+def _fetch_context(mailbox: Mailbox) -> dict:
+    """What the mailbox page shows about fetching: status, fetch log, failed messages."""
+    before = request.args.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    return {
+        "mailbox": mailbox,
+        "status": fetch_service.mailbox_status(g.db, mailbox),
+        "log": fetch_service.fetch_log(g.db, mailbox.id, before_id=before_id),
+        "failed": fetch_service.failed_messages(g.db, mailbox.id),
+    }
+
+
 @bp.route("/<int:mailbox_id>")
 def show(mailbox_id: int):
-    return render_template("mailboxes/show.html", mailbox=_get(mailbox_id))
+    return render_template("mailboxes/show.html", **_fetch_context(_get(mailbox_id)))
+
+
+@bp.route("/<int:mailbox_id>/fetch-status")
+def fetch_status_block(mailbox_id: int):
+    """HTMX: the mailbox page's fetching block alone (polled every 2s while a fetch runs)."""
+    return render_block("mailboxes/show.html", "fetching", **_fetch_context(_get(mailbox_id)))
 
 
 @bp.route("/<int:mailbox_id>/setup")
@@ -213,6 +238,37 @@ def fetch_now(mailbox_id: int):
         flash("The queue cannot be reached right now; the fetch runs as soon as it can.", "error")
     else:
         flash("Fetching now." if job else "A fetch of this mailbox is already queued or running.", "ok")
+    return redirect(url_for(".show", mailbox_id=mailbox_id))
+
+
+REPROCESSED = {
+    message_states.DONE: ("The message was processed: it is on a case now.", "ok"),
+    message_states.IGNORED: ("The message was processed and ignored again: {error}", "error"),
+    message_states.FAILED: ("The message still cannot be processed: {error}", "error"),
+    message_states.TOO_LARGE: ("The message is still over the size limit: {error}", "error"),
+    message_states.REFETCH: (
+        "The message was never downloaded (it was over the size limit): the next fetch "
+        "downloads it. Raise the limit first, or it is skipped again.",
+        "ok",
+    ),
+}
+
+
+@bp.route("/<int:mailbox_id>/messages/<int:raw_id>/reprocess", methods=["POST"])
+def reprocess(mailbox_id: int, raw_id: int):
+    """Reprocess a message that did not become a case (or ask the next fetch to download it)."""
+    mailbox = _get(mailbox_id)
+    raw = g.db.get(RawMessage, raw_id)
+    if raw is None or raw.mailbox_id != mailbox.id:
+        abort(404)
+    state = fetch_service.reprocess(g.db, raw.id)
+    g.db.refresh(raw)
+    text, category = REPROCESSED.get(state, (f"The message is now {state}.", "ok"))
+    notice = (category, text.format(error=raw.error or "no reason recorded"))
+    if htmx:
+        ctx = _fetch_context(mailbox)
+        return render_block("mailboxes/show.html", "fetching", notice=notice, **ctx)
+    flash(notice[1], notice[0])
     return redirect(url_for(".show", mailbox_id=mailbox_id))
 
 

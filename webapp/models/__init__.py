@@ -3,9 +3,12 @@
 from webapp.models.case import Attachment, Case, CaseParticipant, Counter, Message
 from webapp.models.contact import Contact
 from webapp.models.fetch import FetchCursor, FetchLease, FetchRun
+from webapp.models.intake import ContactAlias, HeldMessage, SenderChallenge
 from webapp.models.mailbox import Mailbox
 from webapp.models.message import RawMessage, RawMessageBody
 from webapp.models.oauth import OAuthAuthorization
+from webapp.models.outbox import OutboxMessage
+from webapp.models.task import Task, TaskEvent
 from webapp.models.template import EmailTemplate
 from webapp.models.user import ApiToken, User
 
@@ -14,3 +17,6 @@ __all__ = [
     "FetchCursor", "FetchLease", "FetchRun", "Mailbox", "Message", "OAuthAuthorization", "RawMessage",
     "RawMessageBody", "User",
 ]
+__all__ += ["Task", "TaskEvent"]
+__all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
+__all__ += ["OutboxMessage"]

@@ -62,6 +62,19 @@ class Mailbox(SQLModel, table=True):
     sender_filter: str = Field(default="")
     confirm_unknown_senders: bool = False
     create_new_contact: bool = True
+    # Inbound filtering (models/intake.py): whose Authentication-Results we trust, how long a
+    # confirmation link lives, and the template telling a sender that no case was opened.
+    authserv_id: str = Field(default="", max_length=255)
+    confirmation_hours: int = 72
+    no_new_case_template_id: int | None = Field(default=None, foreign_key="email_template.id")
+
+    # Outgoing mail (SMTP): blank username and password mean the mailbox's own login;
+    # OAuth mailboxes send with XOAUTH2 and the mailbox's token.
+    smtp_host: str = Field(default="", max_length=255)  # blank: this mailbox sends no mail
+    smtp_port: int = 587
+    smtp_security: str = Field(default="starttls", max_length=16)  # starttls | ssl | none
+    smtp_username: str = Field(default="", max_length=320)
+    smtp_password_enc: str | None = None
 
     # Verification (Mailbox Setup) and state
     setup_complete: bool = False  # Continue on Mailbox Setup sets it

@@ -28,6 +28,7 @@ from webapp.models import (
     RawMessage,
 )
 from webapp.models.contact import email_key
+from webapp.services import intake, notify
 from webapp.services.leases import insert_ignore
 
 CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
@@ -41,9 +42,14 @@ def file_message(
     own = own_addresses(db)
     sender = email_key(parsed.from_addr)
     case = thread_case(db, parsed, sender)
+    screened = intake.screen(db, mailbox, raw, parsed, case)  # Email Filtering: services/intake.py
+    if screened.reason:
+        return screened.reason  # held or filtered: recorded as a HeldMessage
+    case = screened.case
     if case is None and not mailbox.allow_new_case:
         return "not a reply to a known case, and Allow New Case is off for this mailbox"
-    contact = find_contact(db, parsed, create=mailbox.create_new_contact and sender not in own)
+    create = mailbox.create_new_contact and sender not in own and screened.create_contact
+    contact = find_contact(db, parsed, create=create)
     opened = case is None
     if case is None:
         case = open_case(db, mailbox, parsed, contact)
@@ -58,6 +64,8 @@ def file_message(
         )
     _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
     db.exec(update(Case).where(col(Case.id) == case.id).values(updated_at=utcnow()))
+    if opened:  # in this transaction: the case and its acknowledgement commit together
+        notify.acknowledge_new_case(db, mailbox, case, message)
     return None
 
 
@@ -98,6 +106,8 @@ def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | 
     if not key or len(key) > 320:
         return None
     contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
+    if contact is None:  # an address merged into another contact (services/contacts.py)
+        contact = intake.alias_contact(db, key)
     if contact is None and create:
         now = utcnow()
         db.exec(

@@ -23,6 +23,7 @@ from webapp.mail.parse import DEFAULT_LIMITS, ParseError, ParseLimits, TooLarge,
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.services import filing
+from webapp.services import tasks as task_replies
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ def process_raw(db: Session, raw_id: int, limits: ParseLimits | None = None) -> 
 def _file(db: Session, mailbox: Mailbox, raw: RawMessage, parsed) -> str:
     for attempt in (1, 2):
         try:
+            # A reply to a task-assignment email goes into the task's history, not a case.
+            if task_replies.route_task_reply(db, mailbox, parsed, raw):
+                return _finish(db, raw, states.DONE, None)
             ignored = filing.file_message(db, mailbox, raw, parsed)
             _test_delay()
             return _finish(db, raw, states.IGNORED if ignored else states.DONE, ignored)

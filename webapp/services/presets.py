@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 DEFAULT_PORTS = {"imaps": 993, "pop3s": 995, "imap": 143, "pop3": 110}
+SMTP_SECURITY_LABELS = {"starttls": "STARTTLS", "ssl": "SSL/TLS", "none": "None"}
 PROTOCOL_LABELS = {
     "imaps": "IMAPS (IMAP over TLS)",
     "pop3s": "POP3S (POP3 over TLS)",
@@ -22,6 +23,8 @@ PRESETS: dict[str, dict] = {
         "auth_url": "https://accounts.google.com/o/oauth2/v2/auth",
         "token_url": "https://oauth2.googleapis.com/token",
         "smtp_host": "smtp.gmail.com",
+        "smtp_port": 587,
+        "smtp_security": "starttls",
     },
     "outlook": {
         "hosts": {p: "outlook.office365.com" for p in DEFAULT_PORTS},
@@ -34,6 +37,8 @@ PRESETS: dict[str, dict] = {
         "auth_url": MS_AUTH,
         "token_url": MS_TOKEN,
         "smtp_host": "smtp.office365.com",
+        "smtp_port": 587,
+        "smtp_security": "starttls",
     },
 }
 
@@ -55,4 +60,7 @@ def preset_values(provider: str, protocol: str, tenant: str = "common") -> dict:
         "scope": preset["scope"][protocol_family(protocol)],
         "auth_url": preset["auth_url"].format(tenant=tenant),
         "token_url": preset["token_url"].format(tenant=tenant),
+        "smtp_host": preset["smtp_host"],
+        "smtp_port": preset["smtp_port"],
+        "smtp_security": preset["smtp_security"],
     }

@@ -1,0 +1,3 @@
+from webapp.cases.routes import bp
+
+__all__ = ["bp"]

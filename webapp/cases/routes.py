@@ -1,0 +1,145 @@
+"""Cases: the list, a case's conversation, a message's HTML in a locked-down frame, attachments."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, g, make_response, render_template, request, send_file
+from sqlmodel import col, select
+
+from webapp.mail.sanitize import sanitize_html
+from webapp.models import Attachment, Case, Contact, Mailbox, Message
+from webapp.services import case_queries
+
+bp = Blueprint("cases", __name__, url_prefix="/cases")
+
+# The message frame loads nothing but inline (data:) images and its own inline style.
+FRAME_CSP = (
+    "default-src 'none'; img-src data:{remote}; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
+    "sandbox allow-popups allow-popups-to-escape-sandbox"
+)
+FRAME_PAGE = (
+    '<!doctype html><html><head><meta charset="utf-8">'
+    '<meta name="referrer" content="no-referrer">'
+    "<style>body{{margin:0;padding:.6rem .8rem;font:15px/1.5 system-ui,sans-serif;"
+    "color:#1d2330;overflow-wrap:anywhere}}img{{max-width:100%;height:auto}}"
+    "table{{max-width:100%}}</style></head><body>{body}</body></html>"
+)
+_SIMPLE_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@bp.app_template_filter("utc")
+def utc_filter(value: datetime | None, empty: str = "—") -> str:
+    """A stored time as "YYYY-MM-DD HH:MM UTC" (SQLite gives them back naive, in UTC)."""
+    if value is None:
+        return empty
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M") + " UTC"
+
+
+@bp.after_request
+def _no_store(resp):
+    """Case pages hold customers' mail: never kept by a browser or proxy cache."""
+    resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+def _get_case(case_id: int) -> Case:
+    case = g.db.get(Case, case_id)
+    if case is None:
+        abort(404)
+    return case
+
+
+def _get_message(case_id: int, message_id: int) -> Message:
+    message = g.db.get(Message, message_id)
+    if message is None or message.case_id != case_id:
+        abort(404)
+    return message
+
+
+@bp.route("/")
+def index():
+    status = request.args.get("status") or None
+    if status not in case_queries.STATUSES:
+        status = None
+    mailbox_id = _int_arg("mailbox")
+    page = min(max(1, _int_arg("page") or 1), 10**9)
+    result = case_queries.list_cases(g.db, page, status=status, mailbox_id=mailbox_id)
+    mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
+    return render_template(
+        "cases/index.html",
+        result=result,
+        status=status,
+        mailbox_id=mailbox_id,
+        mailboxes=mailboxes,
+        statuses=case_queries.STATUSES,
+    )
+
+
+@bp.route("/<int:case_id>")
+def show(case_id: int):
+    case = _get_case(case_id)
+    messages = case_queries.conversation(g.db, case.id)
+    contact = g.db.get(Contact, case.contact_id) if case.contact_id else None
+    mailbox = g.db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
+    return render_template(
+        "cases/show.html",
+        case=case,
+        messages=messages,
+        contact=contact,
+        mailbox=mailbox,
+        attachments=case_queries.attachments_by_message(g.db, [m.id for m in messages]),
+        remote_images={m.id for m in messages if case_queries.has_remote_images(m.html)},
+    )
+
+
+@bp.route("/<int:case_id>/messages/<int:message_id>/html")
+def message_html(case_id: int, message_id: int):
+    """The sanitised HTML part alone, for <iframe sandbox>: its own strict CSP, framable by us only."""
+    message = _get_message(case_id, message_id)
+    if not message.html:
+        abort(404)
+    remote = request.args.get("remote_images") == "1"
+    images = case_queries.inline_images(g.db, message.id)
+    body = sanitize_html(message.html, allow_remote_images=remote, cid_resolver=images.get)
+    resp = make_response(FRAME_PAGE.format(body=body))
+    resp.headers["Content-Type"] = "text/html; charset=utf-8"
+    resp.headers["Content-Security-Policy"] = FRAME_CSP.format(remote=" https:" if remote else "")
+    resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+@bp.route("/<int:case_id>/attachments/<int:attachment_id>")
+def attachment(case_id: int, attachment_id: int):
+    """Download a kept attachment: always as a file, never rendered by the browser."""
+    row = g.db.exec(
+        select(Attachment)
+        .join(Message, col(Message.id) == col(Attachment.message_id))
+        .where(col(Attachment.id) == attachment_id, col(Message.case_id) == case_id)
+    ).first()
+    if row is None or row.data is None:
+        abort(404)
+    ctype = row.content_type if _SIMPLE_TYPE.match(row.content_type or "") else None
+    resp = send_file(
+        io.BytesIO(row.data),
+        mimetype=ctype or "application/octet-stream",
+        as_attachment=True,
+        download_name=_CONTROL.sub("_", row.filename) or f"attachment-{row.id}",
+    )
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp

@@ -1,0 +1,3 @@
+from webapp.comments.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,16 @@
+"""The comment form on a case page (rendered by cases/_comment_form.html)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, TextAreaField
+from wtforms.validators import InputRequired, Length
+
+
+class CommentForm(FlaskForm):
+    comment = TextAreaField(
+        "Comment",
+        validators=[InputRequired("Write the comment first."), Length(max=100_000)],
+    )
+    key = HiddenField()  # one per rendered form: a double submit sends one email
+    next = HiddenField()  # the page to go back to without JavaScript

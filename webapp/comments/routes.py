@@ -1,0 +1,117 @@
+"""Comments: an agent's answer on a case page, emailed to the case's contact via the outbox.
+
+The case page includes cases/_comment_form.html with `case` in its context. The form
+posts normally (then back to the case page); with HTMX the answer is a fresh form, the
+case's Outgoing mail section (out of band) and the new comment appended to the
+conversation (out of band), plus an HX-Trigger "case-updated" event.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    url_for,
+)
+from redis.exceptions import RedisError
+from werkzeug.routing import BuildError
+
+from webapp.comments.forms import CommentForm
+from webapp.extensions import htmx
+from webapp.models import Case, Message, OutboxMessage
+from webapp.models import outbox as states
+from webapp.services import notify, outbox
+
+bp = Blueprint("comments", __name__)
+
+FORM = "cases/_comment_form.html"
+
+
+@bp.app_template_global()
+def new_comment_key() -> str:
+    """A fresh idempotency key for one rendered comment form."""
+    return uuid.uuid4().hex
+
+
+def safe_next(value: str | None, case_id: int) -> str:
+    """A local path to return to (never another site), else the case page."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    try:
+        return url_for("cases.show", case_id=case_id)
+    except BuildError:
+        return url_for("outbox.index")
+
+
+def ring(row: OutboxMessage) -> str:
+    """Ask a worker to send the row now; what to tell the agent."""
+    if row.state != states.QUEUED:
+        return f"The comment was added; its email is {row.state}."
+    settings = current_app.config["SETTINGS"]
+    if settings.redis_url:
+        try:
+            outbox.request_send(g.db, row.id, settings.redis_url, settings.queue_name)
+        except RedisError:
+            return (
+                "The comment was added. The queue cannot be reached right now: the email to "
+                f"{row.to_addr} goes out as soon as it can."
+            )
+    return f"The comment was added and is being emailed to {row.to_addr}."
+
+
+@bp.route("/cases/<int:case_id>/comments", methods=["POST"])
+def add(case_id: int):
+    case = g.db.get(Case, case_id)
+    if case is None:
+        abort(404)
+    form = CommentForm()
+    back = safe_next(form.next.data, case.id)
+    if form.validate_on_submit():
+        try:
+            row = notify.post_comment(
+                g.db, case, author=g.user.email, text=form.comment.data,
+                idempotency_key=(form.key.data or new_comment_key())[:100],
+            )  # fmt: skip
+        except notify.CommentError as exc:
+            error = str(exc)
+        else:
+            notice = ring(row)
+            if htmx:
+                return _fragments(case, row, notice, back)
+            flash(notice, "ok")
+            return redirect(back, 303)
+    else:
+        error = next(iter(form.comment.errors), None) or "The comment was not sent: try again."
+    ctx = {
+        "case": case,
+        "comment_error": error,
+        "comment_text": form.comment.data or "",
+        "comment_key": form.key.data or new_comment_key(),
+        "comment_next": back,
+    }
+    if htmx:
+        return render_template(FORM, **ctx), 422
+    return render_template("comments/retry.html", **ctx), 422
+
+
+def _fragments(case: Case, row: OutboxMessage, notice: str, back: str):
+    """A fresh form, the Outgoing mail section and the new comment, for HTMX."""
+    message = g.db.get(Message, row.case_message_id) if row.case_message_id else None
+    html = render_template(FORM, case=case, comment_notice=notice, comment_next=back)
+    html += render_template("cases/_outbox.html", case=case, oob=True)
+    if message is not None:
+        html += render_template(
+            "comments/_appended.html", case=case, message=message, attachments={},
+            remote_images=set(),
+        )  # fmt: skip
+    resp = make_response(html)
+    resp.headers["HX-Trigger"] = "case-updated"
+    return resp

@@ -1,0 +1,3 @@
+from webapp.contacts.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from webapp.intake.routes import bp
+
+__all__ = ["bp"]

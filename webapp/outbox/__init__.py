@@ -1,0 +1,3 @@
+from webapp.outbox.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,126 @@
+"""Outgoing mail: the outbox log, and Send again / Mark as sent for failed and uncertain mail."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    get_template_attribute,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from redis.exceptions import RedisError
+from sqlmodel import select
+
+from webapp.comments.routes import safe_next
+from webapp.extensions import htmx
+from webapp.models import Case, Mailbox, OutboxMessage
+from webapp.models import outbox as states
+from webapp.services import outbox
+
+bp = Blueprint("outbox", __name__, url_prefix="/outbox")
+
+PER_PAGE = 50
+MACROS = "outbox/_macros.html"
+
+
+@bp.app_template_global()
+def case_outbox(case: Case) -> list[OutboxMessage]:
+    """A case's outgoing mail, for cases/_outbox.html."""
+    return outbox.for_case(g.db, case.id)
+
+
+@bp.app_template_global()
+def mailbox_outbox(mailbox_id: int, limit: int = 10) -> dict:
+    """A mailbox's latest outgoing mail and how many need attention, for mailboxes/_outbox.html."""
+    latest, total = outbox.listing(g.db, mailbox_id=mailbox_id, per_page=limit)
+    trouble = sum(
+        outbox.listing(g.db, mailbox_id=mailbox_id, state=state, per_page=1)[1]
+        for state in states.NEEDS_ATTENTION
+    )
+    return {"rows": latest, "total": total, "trouble": trouble}
+
+
+def _get(outbox_id: int) -> OutboxMessage:
+    row = g.db.get(OutboxMessage, outbox_id)
+    if row is None:
+        abort(404)
+    return row
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+@bp.route("/")
+def index():
+    """The outbox log: every mailbox's outgoing mail, or one mailbox's (?mailbox=ID)."""
+    mailbox_id = _int_arg("mailbox")
+    state = request.args.get("state") if request.args.get("state") in states.STATES else None
+    page = max(1, _int_arg("page") or 1)
+    rows, total = outbox.listing(g.db, mailbox_id=mailbox_id, state=state, page=page,
+                                 per_page=PER_PAGE)  # fmt: skip
+    case_ids = {r.case_id for r in rows if r.case_id}
+    numbers = (
+        dict(g.db.exec(select(Case.id, Case.number).where(Case.id.in_(case_ids))).all())
+        if case_ids
+        else {}
+    )
+    mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
+    return render_template(
+        "outbox/index.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
+        mailbox_id=mailbox_id, state=state, mailboxes=mailboxes, numbers=numbers,
+        states=states.STATES,
+    )  # fmt: skip
+
+
+def _row_response(row: OutboxMessage):
+    g.db.refresh(row)
+    macro = get_template_attribute(MACROS, "outbox_row")
+    return macro(row, request.form.get("next") or request.args.get("next") or "")
+
+
+@bp.route("/<int:outbox_id>/row")
+def row(outbox_id: int):
+    """HTMX: one row again (a queued or sending row polls itself until it settles)."""
+    return _row_response(_get(outbox_id))
+
+
+@bp.route("/<int:outbox_id>/send-again", methods=["POST"])
+def send_again(outbox_id: int):
+    row = _get(outbox_id)
+    if not outbox.send_again(g.db, row.id):
+        return _answer(row, "Only a failed or uncertain message can be sent again.", "error")
+    note = f"The message to {row.to_addr} is queued again, with the same Message-ID."
+    settings = current_app.config["SETTINGS"]
+    if settings.redis_url:
+        try:
+            outbox.request_send(g.db, row.id, settings.redis_url, settings.queue_name)
+        except RedisError:
+            note += " The queue cannot be reached right now: it goes out as soon as it can."
+    return _answer(row, note, "ok")
+
+
+@bp.route("/<int:outbox_id>/mark-sent", methods=["POST"])
+def mark_sent(outbox_id: int):
+    row = _get(outbox_id)
+    if outbox.mark_sent(g.db, row.id, g.user.email):
+        return _answer(row, f"The message to {row.to_addr} is marked as sent.", "ok")
+    return _answer(row, "Only an uncertain message can be marked as sent.", "error")
+
+
+def _answer(row: OutboxMessage, note: str, category: str):
+    """HTMX: the row in its new state; otherwise a flash and back to where the button was."""
+    if htmx:
+        return _row_response(row)
+    flash(note, category)
+    back = request.form.get("next") or ""
+    if not back and not row.case_id:
+        return redirect(url_for(".index"), 303)
+    return redirect(safe_next(back, row.case_id), 303)

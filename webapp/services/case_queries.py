@@ -1,0 +1,251 @@
+"""Read side of cases for the pages and the API: one page of cases, a conversation, attachments.
+
+Every function answers with a fixed number of queries whatever the page holds
+(no query per row), and list pages use the indexes on case.updated_at / number:
+one COUNT per page, then OFFSET/LIMIT over the index.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import case as sql_case
+from sqlalchemy.orm import defer
+from sqlmodel import Session, col, func, select
+
+from webapp.models import Attachment, Case, Contact, Mailbox, Message, RawMessage
+from webapp.services.fetch_status import FAILED_STATES
+from webapp.services.filing import KEPT_ATTACHMENTS
+
+PER_PAGE = 50
+STATUSES = ("open", "pending", "closed")
+# cid: images are inlined as data: URLs (the message frame may load nothing else); raster only.
+INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
+_REMOTE_IMG = re.compile(r"""<img\b[^>]{0,4000}?\ssrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
+
+
+@dataclass
+class CaseRow:
+    case: Case
+    contact_name: str | None
+    contact_email: str | None
+    mailbox_name: str | None
+
+
+@dataclass
+class CasePage:
+    rows: list[CaseRow]
+    total: int
+    page: int
+    per_page: int = PER_PAGE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass
+class AttachmentInfo:
+    """An attachment's metadata, never its bytes."""
+
+    id: int
+    message_id: int
+    name: str
+    size: int
+    content_type: str
+    inline: bool
+    kept: bool
+    reason: str | None = None  # why the bytes were not kept
+
+    def as_json(self) -> dict:
+        item = {"name": self.name, "size": self.size, "content_type": self.content_type}
+        if not self.kept:
+            item["reason"] = self.reason
+        return item
+
+
+@dataclass
+class MessageAttachments:
+    kept: list[AttachmentInfo] = field(default_factory=list)
+    not_kept: list[AttachmentInfo] = field(default_factory=list)
+
+    @property
+    def all(self) -> list[AttachmentInfo]:
+        return sorted(self.kept + self.not_kept, key=lambda a: a.id)
+
+
+def _filters(status: str | None, mailbox_id: int | None) -> list:
+    where = []
+    if status:
+        where.append(col(Case.status) == status)
+    if mailbox_id:
+        where.append(col(Case.mailbox_id) == mailbox_id)
+    return where
+
+
+def list_cases(
+    db: Session,
+    page: int = 1,
+    status: str | None = None,
+    mailbox_id: int | None = None,
+    per_page: int = PER_PAGE,
+) -> CasePage:
+    """Newest activity first, with contact and mailbox names: two queries."""
+    where = _filters(status, mailbox_id)
+    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    query = (
+        select(Case, Contact.name, Contact.email, Mailbox.name)
+        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .outerjoin(Mailbox, col(Mailbox.id) == col(Case.mailbox_id))
+        .where(*where)
+        .order_by(col(Case.updated_at).desc(), col(Case.id).desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    rows = [CaseRow(c, name, email, box) for c, name, email, box in db.exec(query).all()]
+    return CasePage(rows=rows, total=total, page=page, per_page=per_page)
+
+
+def api_cases(
+    db: Session,
+    page: int = 1,
+    status: str | None = None,
+    mailbox_id: int | None = None,
+    per_page: int = PER_PAGE,
+) -> tuple[list[tuple[Case, Contact | None]], int]:
+    """One page for the API, oldest case first (stable while new cases arrive)."""
+    where = _filters(status, mailbox_id)
+    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    query = (
+        select(Case, Contact)
+        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .where(*where)
+        .order_by(col(Case.id))
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    )
+    return list(db.exec(query).all()), total
+
+
+def conversation(db: Session, case_id: int) -> list[Message]:
+    """The messages of one case in the order they arrived."""
+    query = select(Message).where(Message.case_id == case_id).order_by(col(Message.id))
+    return list(db.exec(query).all())
+
+
+def messages_by_case(db: Session, case_ids: list[int]) -> dict[int, list[Message]]:
+    """The messages of many cases in one query (HTML left in the database)."""
+    out: dict[int, list[Message]] = {case_id: [] for case_id in case_ids}
+    if not case_ids:
+        return out
+    query = (
+        select(Message)
+        .options(defer(Message.html))
+        .where(col(Message.case_id).in_(case_ids))
+        .order_by(col(Message.id))
+    )
+    for message in db.exec(query).all():
+        out[message.case_id].append(message)
+    return out
+
+
+def not_kept_reason(mailbox_kept: bool, index: int) -> str:
+    if index >= KEPT_ATTACHMENTS:
+        return f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept"
+    if not mailbox_kept:
+        return "this mailbox does not keep attachments (Keep Attachments is off)"
+    return "the mailbox did not keep attachments when this message arrived"
+
+
+def attachments_by_message(db: Session, message_ids: list[int]) -> dict[int, MessageAttachments]:
+    """Attachment metadata of many messages in one query; the bytes are not read."""
+    out = {message_id: MessageAttachments() for message_id in message_ids}
+    if not message_ids:
+        return out
+    query = (
+        select(
+            Attachment.id,
+            Attachment.message_id,
+            Attachment.filename,
+            Attachment.size,
+            Attachment.content_type,
+            Attachment.inline,
+            col(Attachment.data).is_not(None),
+            Mailbox.keep_attachments,
+        )
+        .join(Message, col(Message.id) == col(Attachment.message_id))
+        .outerjoin(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
+        .where(col(Attachment.message_id).in_(message_ids))
+        .order_by(col(Attachment.message_id), col(Attachment.id))
+    )
+    index: dict[int, int] = {}
+    for aid, mid, name, size, ctype, inline, kept, keeps in db.exec(query).all():
+        position = index.get(mid, 0)
+        index[mid] = position + 1
+        info = AttachmentInfo(aid, mid, name, size, ctype, bool(inline), bool(kept))
+        if kept:
+            out[mid].kept.append(info)
+        else:
+            info.reason = not_kept_reason(bool(keeps), position)
+            out[mid].not_kept.append(info)
+    return out
+
+
+def inline_images(db: Session, message_id: int) -> dict[str, str]:
+    """Content-ID -> data: URL of a message's kept raster images (for cid: sources)."""
+    query = select(Attachment.content_id, Attachment.content_type, Attachment.data).where(
+        Attachment.message_id == message_id,
+        col(Attachment.content_id).is_not(None),
+        col(Attachment.data).is_not(None),
+        col(Attachment.content_type).in_(INLINE_IMAGE_TYPES),
+        col(Attachment.size) <= MAX_INLINE_IMAGE_BYTES,
+    )
+    out = {}
+    for content_id, ctype, data in db.exec(query).all():
+        if data and len(data) <= MAX_INLINE_IMAGE_BYTES:
+            out[content_id] = f"data:{ctype};base64,{base64.b64encode(data).decode()}"
+    return out
+
+
+def has_remote_images(html: str | None) -> bool:
+    """Whether showing remote images would change anything (a bounded scan)."""
+    return bool(html) and _REMOTE_IMG.search(html) is not None
+
+
+def raw_message_counts(db: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """mailbox id -> (raw messages stored, of those failed or too large): one grouped query."""
+    if not mailbox_ids:
+        return {}
+    failed = func.sum(sql_case((col(RawMessage.state).in_(FAILED_STATES), 1), else_=0))
+    query = (
+        select(RawMessage.mailbox_id, func.count(), failed)
+        .where(col(RawMessage.mailbox_id).in_(mailbox_ids))
+        .group_by(RawMessage.mailbox_id)
+    )
+    counts = {mailbox_id: (0, 0) for mailbox_id in mailbox_ids}
+    for mailbox_id, total, failures in db.exec(query).all():
+        counts[mailbox_id] = (int(total), int(failures or 0))
+    return counts
+
+
+def contacts_page(
+    db: Session, page: int = 1, per_page: int = PER_PAGE
+) -> tuple[list[tuple[Contact, int]], int]:
+    """Contacts by id with their number of cases: count, page, one grouped count."""
+    total = int(db.exec(select(func.count()).select_from(Contact)).one())
+    rows = db.exec(
+        select(Contact).order_by(col(Contact.id)).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    ids = [c.id for c in rows]
+    cases: dict[int, int] = {}
+    if ids:
+        grouped = db.exec(
+            select(Case.contact_id, func.count())
+            .where(col(Case.contact_id).in_(ids))
+            .group_by(Case.contact_id)
+        ).all()
+        cases = {contact_id: int(n) for contact_id, n in grouped}
+    return [(c, cases.get(c.id, 0)) for c in rows], total

@@ -1,0 +1,187 @@
+"""Templated mail about cases: an agent's comment to the contact, the acknowledgement of a new case.
+
+Both go through the outbox (services.outbox.enqueue); this module only decides whether
+to write, to whom, with which template and in which thread.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from webapp.db import utcnow
+from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
+from webapp.models.contact import email_key
+from webapp.services import outbox
+from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
+from webapp.services.templating import render
+
+log = logging.getLogger(__name__)
+
+AUTO_ACK = "auto_ack"
+COMMENT = "comment"
+
+
+class CommentError(Exception):
+    """The comment cannot be emailed; the message says why, in the agent's words."""
+
+
+def template_context(
+    case: Case, mailbox: Mailbox, contact_name: str, contact_email: str, message: str,
+    agent_name: str = "",
+) -> dict:  # fmt: skip
+    """The variables every email template may use (templating.VARIABLES)."""
+    return {
+        "case_number": case.number,
+        "case_subject": case.subject,
+        "contact_name": contact_name or contact_email,
+        "contact_email": contact_email,
+        "message": message,
+        "agent_name": agent_name,
+        "mailbox_name": mailbox.name,
+    }
+
+
+def recipient(db: Session, case: Case) -> tuple[str, str]:
+    """The case's contact: (address, name); the requester's address when there is no contact."""
+    contact = db.get(Contact, case.contact_id) if case.contact_id else None
+    if contact is not None and contact.email:
+        return contact.email, contact.name or ""
+    return case.requester_email or "", ""
+
+
+def thread_ids(db: Session, case: Case, contact_key: str) -> tuple[str | None, list[str]]:
+    """In-Reply-To: the contact's latest message on the case; References: every id, ours and theirs."""
+    messages = db.exec(
+        select(Message.message_id, Message.direction, Message.from_address, Message.created_at)
+        .where(Message.case_id == case.id)
+        .order_by(col(Message.id))
+    ).all()
+    ours = db.exec(
+        select(OutboxMessage.message_id, OutboxMessage.created_at)
+        .where(OutboxMessage.case_id == case.id)
+        .order_by(col(OutboxMessage.id))
+    ).all()
+    parent = None
+    for message_id, direction, sender, _ in messages:
+        if message_id and direction == "in" and email_key(sender) == contact_key:
+            parent = message_id
+    if parent is None:  # nothing from the contact: answer the latest message received
+        parent = next((m[0] for m in reversed(messages) if m[0] and m[1] == "in"), None)
+    dated = [(m[3], m[0]) for m in messages if m[0]] + [(o[1], o[0]) for o in ours if o[0]]
+    ids = list(dict.fromkeys(i for _, i in sorted(dated, key=lambda pair: _naive(pair[0]))))
+    return parent, ids
+
+
+def _naive(moment):
+    return moment.replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
+
+
+def post_comment(
+    db: Session, case: Case, *, author: str, text: str, idempotency_key: str
+) -> OutboxMessage:
+    """Email an agent's comment to the case's contact and add it to the conversation; commits.
+
+    The same idempotency key (a double click, a resubmitted form) gives the same row.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # browsers post CRLF
+    if not text.strip():
+        raise CommentError("Write the comment first.")
+    mailbox = db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
+    if mailbox is None:
+        raise CommentError("This case's mailbox was deleted: there is no address to send from.")
+    to_addr, to_name = recipient(db, case)
+    if not to_addr:
+        raise CommentError("This case has no contact address to email the comment to.")
+    key = f"{COMMENT}:{idempotency_key}"
+    existing = outbox.by_key(db, key)
+    if existing is not None:
+        return existing
+    context = template_context(case, mailbox, to_name, to_addr, text, author)
+    template = (
+        db.get(EmailTemplate, mailbox.case_response_template_id)
+        if mailbox.case_response_template_id
+        else None
+    )
+    try:
+        subject = render(template.subject, context) if template else f"Re: {case.subject}"
+        body = render(template.body, context) if template else text
+    except Exception as exc:  # a template saved before a variable was removed, a sandbox refusal
+        raise CommentError(
+            f"The Case Response Template “{template.name}” does not render: {exc}"
+        ) from exc
+    parent, references = thread_ids(db, case, email_key(to_addr))
+    row = outbox.enqueue(
+        db, mailbox, to_addr=to_addr, to_name=to_name, subject=subject, text=body, kind=COMMENT,
+        case_id=case.id, idempotency_key=key, in_reply_to=parent, references=references,
+    )  # fmt: skip
+    now = utcnow()
+    message = Message(
+        case_id=case.id, mailbox_id=mailbox.id, contact_id=case.contact_id, direction="out",
+        from_address=mailbox.email_address, from_name=author[:200], to_addresses=row.to_addr,
+        sent_at=now, subject=row.subject, text=text, full_text=body, message_id=row.message_id,
+        in_reply_to=row.in_reply_to, references_ids=row.references_ids,
+    )  # fmt: skip
+    db.add(message)
+    db.flush()
+    db.exec(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row.id)
+        .values(case_message_id=message.id, created_by=author[:320])
+    )
+    db.exec(update(Case).where(col(Case.id) == case.id).values(updated_at=now))
+    db.commit()
+    db.refresh(row)
+    return row
+
+
+def acknowledge_new_case(db: Session, mailbox: Mailbox, case: Case, message: Message) -> Decision:
+    """Queue the Auto Acknowledgement for a case just opened by `message` (flushed, not committed).
+
+    Never for automated or backlog messages, once per case, at most hourly per sender and
+    mailbox, under the ceiling of automatic mails: filters.should_auto_ack decides.
+    """
+    template = (
+        db.get(EmailTemplate, mailbox.auto_ack_template_id)
+        if mailbox.auto_ack_template_id
+        else None
+    )
+    sender = email_key(message.from_address)
+    if template is not None and not (mailbox.smtp_host or "").strip():
+        decision = Decision(False, "outgoing mail (SMTP) is not set up for this mailbox")
+    else:
+        now = utcnow()
+        acknowledged = db.exec(
+            select(OutboxMessage.id).where(
+                OutboxMessage.case_id == case.id, OutboxMessage.kind == AUTO_ACK
+            )
+        ).first()
+        decision = should_auto_ack(
+            enabled=template is not None, new_case=True, sender=sender,
+            automation_reason=message.automated, backlog=message.backlog,
+            last_ack_at=outbox.last_of_kind(db, mailbox.id, sender, AUTO_ACK), now=now,
+            sent_in_window=outbox.automatic_count(
+                db, mailbox.id, sender, DEFAULT_CEILING.window_start(now)
+            ),
+            already_acknowledged=acknowledged is not None,
+        )  # fmt: skip
+    if not decision.send:
+        log.info("no acknowledgement for case %s: %s", case.number, decision.reason)
+        return decision
+    contact = db.get(Contact, case.contact_id) if case.contact_id else None
+    name = (contact.name if contact else "") or message.from_name
+    context = template_context(case, mailbox, name, message.from_address, message.text)
+    try:
+        subject, body = render(template.subject, context), render(template.body, context)
+    except Exception as exc:  # never let a broken template stop a message becoming a case
+        log.warning("auto acknowledgement template %s does not render: %s", template.id, exc)
+        return Decision(False, f"the Auto Acknowledgement Template does not render: {exc}")
+    references = [*message.references_ids.split(), message.message_id or ""]
+    outbox.enqueue(
+        db, mailbox, to_addr=message.from_address, to_name=name, subject=subject, text=body,
+        kind=AUTO_ACK, case_id=case.id, idempotency_key=f"{AUTO_ACK}:{mailbox.id}:{case.number}",
+        in_reply_to=message.message_id, references=references, auto_submitted="auto-replied",
+    )  # fmt: skip
+    return decision

@@ -1,0 +1,3 @@
+from webapp.tasks.routes import bp
+
+__all__ = ["bp"]

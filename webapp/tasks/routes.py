@@ -1,0 +1,171 @@
+"""Tasks: add one to a case, mark it done or open again, list them all.
+
+The case page includes cases/_tasks.html with `case` in its context; the template
+globals below give it the tasks and an empty form. Every form posts normally; with
+HTMX the answer is the tasks fragment alone.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from redis.exceptions import RedisError
+from werkzeug.routing import BuildError
+
+from webapp.extensions import htmx
+from webapp.models import Case, Mailbox, Task
+from webapp.models import outbox as outbox_states
+from webapp.services import outbox
+from webapp.services import tasks as task_service
+from webapp.tasks.forms import TaskForm
+
+bp = Blueprint("tasks", __name__)
+
+PER_PAGE = 50
+FRAGMENT = "cases/_tasks.html"
+
+
+@bp.app_template_global()
+def case_tasks(case_id: int):
+    """(task, history) pairs of a case, for cases/_tasks.html."""
+    return task_service.tasks_of_case(g.db, case_id)
+
+
+@bp.app_template_global()
+def new_task_form() -> TaskForm:
+    return TaskForm(formdata=None)
+
+
+@bp.app_template_global()
+def case_url(case_id: int) -> str:
+    """The case page; this blueprint's task page for the case while there is no case page."""
+    try:
+        return url_for("cases.show", case_id=case_id)
+    except BuildError:
+        return url_for("tasks.case_tasks", case_id=case_id)
+
+
+@bp.after_request
+def _no_store(resp):
+    """Task histories quote people's mail: never kept by a browser or proxy cache."""
+    resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def _case(case_id: int) -> Case:
+    case = g.db.get(Case, case_id)
+    if case is None:
+        abort(404)
+    return case
+
+
+def _task(task_id: int) -> Task:
+    task = g.db.get(Task, task_id)
+    if task is None:
+        abort(404)
+    return task
+
+
+def _tasks_view(case: Case, form: TaskForm | None = None, status: int = 200, notice=None):
+    """The fragment for HTMX, else the full page with the same fragment in it."""
+    ctx = {"case": case, "task_form": form, "task_notice": notice}
+    if htmx:
+        return render_template(FRAGMENT, **ctx), status
+    return render_template("tasks/case.html", **ctx), status
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only local paths: never an open redirect.
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+@bp.route("/cases/<int:case_id>/tasks", methods=["GET"], endpoint="case_tasks")
+def case_tasks_page(case_id: int):
+    """A case's tasks on a page of their own (where the form lands without JavaScript)."""
+    return _tasks_view(_case(case_id))
+
+
+@bp.route("/cases/<int:case_id>/tasks", methods=["POST"])
+def create(case_id: int):
+    case = _case(case_id)
+    form = TaskForm()
+    if not form.validate_on_submit():
+        return _tasks_view(case, form, 422)
+    task = task_service.create_task(
+        g.db,
+        case,
+        title=form.title.data,
+        assignee_email=form.assignee_email.data,
+        due_date=form.due_date.data,
+        created_by=g.user,
+    )
+    notice = _ring(task)
+    if htmx:
+        return _tasks_view(case, notice=notice)
+    flash(notice[1], notice[0])
+    return redirect(case_url(case.id) + "#case-tasks")
+
+
+def _ring(task: Task) -> tuple[str, str]:
+    """Ask a worker to send the assignment email now; (flash category, what to tell the agent)."""
+    row = task_service.assignment_email(g.db, task)
+    if row is None:
+        return "error", "The task was added, but no email was sent: the case has no mailbox."
+    mailbox = g.db.get(Mailbox, row.mailbox_id)
+    settings = current_app.config["SETTINGS"]
+    if row.state == outbox_states.QUEUED and settings.redis_url:
+        try:
+            outbox.request_send(g.db, row.id, settings.redis_url, settings.queue_name)
+        except RedisError:
+            return "ok", (
+                "The task was added. The queue cannot be reached right now: the email to "
+                f"{row.to_addr} goes out as soon as it can."
+            )
+    if mailbox is not None and not (mailbox.smtp_host or "").strip():
+        return "error", (
+            f"The task was added, but its email to {row.to_addr} cannot go out: outgoing mail "
+            f"(SMTP) is not set up for the mailbox {mailbox.name}."
+        )
+    return "ok", f"The task was added and is being emailed to {row.to_addr}."
+
+
+@bp.route("/tasks/<int:task_id>/done", methods=["POST"])
+def done(task_id: int):
+    task = _task(task_id)
+    if task_service.complete_task(g.db, task, g.user.email):
+        g.db.commit()
+    return _after_change(task, f"“{task.title}” is done.")
+
+
+@bp.route("/tasks/<int:task_id>/reopen", methods=["POST"])
+def reopen(task_id: int):
+    task = _task(task_id)
+    if task_service.reopen_task(g.db, task, g.user.email):
+        g.db.commit()
+    return _after_change(task, f"“{task.title}” is open again.")
+
+
+def _after_change(task: Task, message: str):
+    if htmx:
+        return _tasks_view(_case(task.case_id), notice=("ok", message))
+    flash(message, "ok")
+    return redirect(_safe_next(request.form.get("next")) or case_url(task.case_id) + "#case-tasks")
+
+
+@bp.route("/tasks")
+def index():
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    rows, total = task_service.task_page(g.db, page, PER_PAGE)
+    pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
+    return render_template("tasks/index.html", rows=rows, page=page, pages=pages, total=total)
