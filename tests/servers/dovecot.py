@@ -243,7 +243,9 @@ class DovecotServer:
             raise KeyError(f"unknown user {email}")
         box = self.maildir(email, folder)
         self._make_maildir(box)
-        name = f"{time.time_ns()}.M{next(_file_counter)}P{os.getpid()}.mailchannel-test"
+        # Maildir name "<seconds>.M<n>P<pid>": Dovecot gives UIDs in name order, so a counter
+        # (not nanoseconds, which it misreads) keeps delivery order = UID order.
+        name = f"{int(time.time())}.M{next(_file_counter):07d}P{os.getpid()}.mailchannel-test"
         tmp = box / "tmp" / name
         tmp.write_bytes(raw)
         os.chown(tmp, self.uid, self.gid)

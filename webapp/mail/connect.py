@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import imaplib
+import os
 import poplib
 import ssl
 from collections.abc import Iterator
@@ -80,7 +82,21 @@ class CountResult:
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """A verifying client context: system CAs plus the PEM file `ca_bundle` if set."""
+    """A verifying client context: system CAs plus the PEM file `ca_bundle` if set.
+
+    Building one reloads every system CA (about 17 ms), so contexts are kept per bundle
+    file and its modification time; a changed bundle gives a new context."""
+    mtime = None
+    if ca_bundle:
+        try:
+            mtime = os.stat(ca_bundle).st_mtime_ns
+        except OSError:
+            mtime = None
+    return _tls_context(ca_bundle, mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_bundle: str | None, _mtime: int | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if ca_bundle:
         try:

@@ -1,0 +1,7 @@
+"""Settings module for `rq worker -c worker.settings`.
+
+RQ forks a work horse per job; importing the app here, once, in the parent means each job
+starts with everything loaded instead of importing it again (0.6 s of CPU per job).
+"""
+
+import worker.jobs  # noqa: F401  preload: models, services, mail layer
