@@ -21,12 +21,13 @@ MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi %d\r\n\r\nbo
 
 
 def _oauth_box(admin, oauth_server, oauth_dovecot, user, client, **overrides) -> int:
-    data = mailbox_data(
-        admin, auth_type="oauth", password="", email_address=user.email, host="127.0.0.1",
+    fields = dict(
+        auth_type="oauth", password="", email_address=user.email, host="127.0.0.1",
         port=str(oauth_dovecot.imaps_port), client_id=client.client_id,
         client_secret=client.client_secret, scope="mail", auth_url=oauth_server.authorize_url,
-        token_url=oauth_server.token_url, **overrides,
+        token_url=oauth_server.token_url,
     )
+    data = mailbox_data(admin, **{**fields, **overrides})
     resp = admin.post("/mailboxes/new", data=data)
     assert resp.status_code == 302, resp.get_data(as_text=True)
     return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
@@ -318,3 +319,21 @@ def test_the_sweep_forgets_abandoned_authorizations(admin, app, oauth_server, oa
     sweep()
     with new_session(url) as db:
         assert db.exec(select(OAuthAuthorization)).all() == []
+
+
+def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
+        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+    first = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    second = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client,
+                        name="Second", email_address="second@example.com")
+    callback = _authorize(admin, first)  # consent given for the first mailbox
+    token = csrf_from(admin.get(f"/mailboxes/{second}/edit").get_data(as_text=True))
+    data = mailbox_data(admin, auth_type="oauth", password="", email_address="second@example.com",
+                        name="Second", host="127.0.0.1", port=str(oauth_dovecot.imaps_port),
+                        client_id=oauth_client.client_id, client_secret="", scope="mail",
+                        auth_url=oauth_server.authorize_url, token_url=oauth_server.token_url,
+                        auth_code="http://127.0.0.1:5000" + callback, csrf_token=token)
+    page = admin.post(f"/mailboxes/{second}/edit", data=data, follow_redirects=True).get_data(as_text=True)
+    assert "issued for another mailbox" in page
+    assert _box(app, first).access_token_enc is None and _box(app, second).access_token_enc is None
+    assert "authorization_code" not in oauth_server.token_requests  # nothing was exchanged
