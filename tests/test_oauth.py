@@ -337,3 +337,31 @@ def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
     assert "issued for another mailbox" in page
     assert _box(app, first).access_token_enc is None and _box(app, second).access_token_enc is None
     assert "authorization_code" not in oauth_server.token_requests  # nothing was exchanged
+
+
+def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
+        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    run_worker()  # the check that follows the authorization
+    oauth_server.fail_next_token_request(error="invalid_client", status=401)
+    _expire_locally(app, box_id)
+    admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
+    run_worker()
+    box = _box(app, box_id)
+    assert box.reauth_needed and "Client Secret may have expired" in box.oauth_error
+    assert "Client Secret may have expired" in admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
+
+
+def test_a_passing_provider_outage_is_retried_later(
+        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    run_worker()  # the check that follows the authorization
+    oauth_server.fail_next_token_request()  # 503 temporarily_unavailable
+    _expire_locally(app, box_id)
+    admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
+    run_worker()
+    box = _box(app, box_id)
+    assert not box.reauth_needed and box.verify_state == "error"
+    admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
+    run_worker()
+    assert _box(app, box_id).verify_state == "ok"

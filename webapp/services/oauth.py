@@ -274,11 +274,10 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
             token = client.refresh_token(mailbox.token_url,
                                          refresh_token=crypto.decrypt(mailbox.refresh_token_enc))
         except Exception as exc:
-            if getattr(exc, "error", None) == "invalid_grant":
+            refused = REFUSALS.get(getattr(exc, "error", None))
+            if refused:
                 mailbox.reauth_needed = True
-                mailbox.oauth_error = ("The provider no longer accepts this mailbox's authorization "
-                                       "(password changed, consent revoked or token expired). Click "
-                                       "“Get Authorization Code” to authorize again.")
+                mailbox.oauth_error = refused
                 db.add(mailbox)
                 db.commit()
                 raise ReauthNeeded(mailbox.oauth_error) from None
@@ -291,6 +290,19 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
         return token["access_token"]
     finally:
         _unlock(db, mailbox_id, holder)
+
+
+# Token endpoint errors that no retry can heal: a person has to act (RFC 6749 §5.2).
+REFUSALS = {
+    "invalid_grant": "The provider no longer accepts this mailbox's authorization (password "
+                     "changed, consent revoked or token expired). Click “Get Authorization Code” "
+                     "to authorize again.",
+    "invalid_client": "The provider refused this app's credentials: the Client Secret may have "
+                      "expired (Microsoft client secrets last at most 24 months) or been replaced. "
+                      "Enter the new Client Secret under Edit, Save, and authorize again.",
+    "unauthorized_client": "The provider no longer allows this app to refresh tokens. Check the "
+                           "app registration, then authorize again.",
+}
 
 
 def _expiring(mailbox: Mailbox) -> bool:
