@@ -67,6 +67,7 @@ class MailboxForm(FlaskForm):
     # Email Handling
     case_response_template_id = SelectField("Case Response Template", coerce=_coerce_id)
     keep_attachments = BooleanField("Attachments", default=True)
+    max_attachment_mb = IntegerField("Attachment size limit (MB)", default=10, validators=[Optional()])
     process_task_replies = BooleanField("Process Task Replies", default=False)
     end_of_message_marker = StringField("End of Message Marker", validators=[Optional(), Length(max=500)])
 
@@ -103,6 +104,7 @@ class MailboxForm(FlaskForm):
         "auth_code": 'Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.',
         "case_response_template_id": 'The email sent when an agent comments on a case.',
         "keep_attachments": 'Keep up to 5 attachments per message.',
+        "max_attachment_mb": 'Attachments larger than this are listed with the message but not kept.',
         "process_task_replies": "Replies to task-assignment emails go into that task's history.",
         "end_of_message_marker": 'Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.',
         "sender_filter": 'One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.',
@@ -168,6 +170,8 @@ class MailboxForm(FlaskForm):
             return []
         if name.startswith("smtp_"):
             return self.smtp_errors(name)
+        if name == "max_attachment_mb" and value is not None and not 1 <= value <= 1024:
+            return ["Enter a size between 1 and 1024 MB."]
         if name == "confirmation_hours" and value is not None and not 1 <= value <= 24 * 60:
             return ["Enter a number of hours between 1 and 1440."]
         return []
@@ -224,6 +228,7 @@ class MailboxForm(FlaskForm):
         data["smtp_port"] = data["smtp_port"] or 587
         data["authserv_id"] = (data["authserv_id"] or "").strip().lower()
         data["confirmation_hours"] = data["confirmation_hours"] or 72
+        data["max_attachment_bytes"] = (data.pop("max_attachment_mb") or 10) * 1024 * 1024
         return data
 
     def validate_url(self, name: str) -> str:

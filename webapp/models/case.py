@@ -93,3 +93,4 @@ class Attachment(SQLModel, table=True):
     content_id: str | None = Field(default=None, max_length=998)
     inline: bool = False
     data: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    not_kept_reason: str | None = Field(default=None, max_length=200)  # why data is None

@@ -53,6 +53,7 @@ class Mailbox(SQLModel, table=True):
     # Email Handling
     case_response_template_id: int | None = Field(default=None, foreign_key="email_template.id")
     keep_attachments: bool = True
+    max_attachment_bytes: int = 10 * 1024 * 1024  # larger attachments are listed, not kept
     process_task_replies: bool = False
     end_of_message_marker: str = Field(default=DEFAULT_MARKER, max_length=500)
 
@@ -110,6 +111,10 @@ class Mailbox(SQLModel, table=True):
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def max_attachment_mb(self) -> int:
+        return max(1, self.max_attachment_bytes // (1024 * 1024))
 
     @property
     def status(self) -> str:

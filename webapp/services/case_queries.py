@@ -175,6 +175,7 @@ def attachments_by_message(db: Session, message_ids: list[int]) -> dict[int, Mes
             Attachment.inline,
             col(Attachment.data).is_not(None),
             Mailbox.keep_attachments,
+            Attachment.not_kept_reason,
         )
         .join(Message, col(Message.id) == col(Attachment.message_id))
         .outerjoin(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
@@ -182,14 +183,14 @@ def attachments_by_message(db: Session, message_ids: list[int]) -> dict[int, Mes
         .order_by(col(Attachment.message_id), col(Attachment.id))
     )
     index: dict[int, int] = {}
-    for aid, mid, name, size, ctype, inline, kept, keeps in db.exec(query).all():
+    for aid, mid, name, size, ctype, inline, kept, keeps, stored_reason in db.exec(query).all():
         position = index.get(mid, 0)
         index[mid] = position + 1
         info = AttachmentInfo(aid, mid, name, size, ctype, bool(inline), bool(kept))
         if kept:
             out[mid].kept.append(info)
         else:
-            info.reason = not_kept_reason(bool(keeps), position)
+            info.reason = stored_reason or not_kept_reason(bool(keeps), position)
             out[mid].not_kept.append(info)
     return out
 

@@ -189,9 +189,36 @@ def _message(
     )
 
 
+def attachment_verdicts(mailbox: Mailbox, attachments: list) -> list[str | None]:
+    """Per attachment, None when its bytes are kept, else why not.
+
+    The first KEPT_ATTACHMENTS parts with Content-Disposition: attachment, in MIME order,
+    are kept when the mailbox keeps attachments; inline images do not count and stay
+    viewable in the message; nothing over the per-attachment size limit is kept; with
+    Attachments off nothing is."""
+    limit = mailbox.max_attachment_bytes or 0
+    counted, verdicts = 0, []
+    for item in attachments:
+        if limit and item.size > limit:
+            verdicts.append(f"larger than the {limit // (1024 * 1024) or 1} MB limit per attachment")
+            continue
+        if not mailbox.keep_attachments:
+            verdicts.append("this mailbox does not keep attachments (Attachments is off)")
+            continue
+        if item.inline:
+            verdicts.append(None)
+            continue
+        counted += 1
+        if counted > KEPT_ATTACHMENTS:
+            verdicts.append(f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept")
+        else:
+            verdicts.append(None)
+    return verdicts
+
+
 def _attachments(db: Session, mailbox: Mailbox, message: Message, parsed: ParsedMessage) -> None:
-    for index, item in enumerate(parsed.attachments):
-        keep = mailbox.keep_attachments and index < KEPT_ATTACHMENTS
+    verdicts = attachment_verdicts(mailbox, parsed.attachments)
+    for item, reason in zip(parsed.attachments, verdicts, strict=True):
         db.add(
             Attachment(
                 message_id=message.id,
@@ -200,7 +227,8 @@ def _attachments(db: Session, mailbox: Mailbox, message: Message, parsed: Parsed
                 size=item.size,
                 content_id=item.content_id[:998] if item.content_id else None,
                 inline=item.inline,
-                data=item.data if keep else None,
+                data=item.data if reason is None else None,
+                not_kept_reason=reason,
             )
         )
 

@@ -19,6 +19,7 @@ SECRET_FIELDS = {"password": "password_enc", "client_secret": "client_secret_enc
                  "auth_code": "auth_code_enc"}
 PLAIN_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # Outgoing mail
 PLAIN_FIELDS += ("no_new_case_template_id", "authserv_id", "confirmation_hours")  # Filtering
+PLAIN_FIELDS += ("max_attachment_bytes",)
 SECRET_FIELDS["smtp_password"] = "smtp_password_enc"
 OAUTH_IDENTITY = ("client_id", "scope", "auth_url", "token_url", "client_secret_enc")
 CONNECTION = ("protocol", "host", "port", "username", "folder", "auth_type", "password_enc",
