@@ -36,13 +36,21 @@ KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox ke
 
 
 def file_message(
-    db: Session, mailbox: Mailbox, raw: RawMessage, parsed: ParsedMessage
+    db: Session,
+    mailbox: Mailbox,
+    raw: RawMessage,
+    parsed: ParsedMessage,
+    own: set[str] | None = None,
 ) -> str | None:
-    """Add the message to a case (flushed, not committed); the reason when it is ignored instead."""
-    own = own_addresses(db)
+    """Add the message to a case (flushed, not committed); the reason when it is ignored instead.
+
+    `own` is own_addresses(db), when the caller computed it once for many messages.
+    """
+    own = own_addresses(db) if own is None else own
     sender = email_key(parsed.from_addr)
     case = thread_case(db, parsed, sender)
-    screened = intake.screen(db, mailbox, raw, parsed, case)  # Email Filtering: services/intake.py
+    # Email Filtering: services/intake.py
+    screened = intake.screen(db, mailbox, raw, parsed, case, own=own)
     if screened.reason:
         return screened.reason  # held or filtered: recorded as a HeldMessage
     case = screened.case

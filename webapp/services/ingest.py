@@ -1,10 +1,18 @@
 """Process a stored raw message: parse → case or comment → contact. Idempotent.
 
-One raw row is processed in one transaction that ends with the row marked done;
-Message.raw_message_id is unique, so processing the same row twice (a rerun after
-SIGKILL, two workers) can never add a second comment. The attempt counter is
-committed before parsing: a message that kills the worker every time is marked
-failed after MAX_ATTEMPTS instead of blocking its mailbox forever.
+Each message is filed inside its own SAVEPOINT that ends with the row marked done
+(or failed, ignored…), so one failing message rolls back alone. Message.raw_message_id
+is unique, so processing the same row twice (a rerun after SIGKILL, two workers) can
+never add a second comment. The attempt counter is committed before parsing: a
+message that kills the worker every time is marked failed after MAX_ATTEMPTS instead
+of blocking its mailbox forever.
+
+A fetched batch is processed in few transactions: the attempts of all its fresh rows
+are counted with one UPDATE and committed, then the messages are filed one savepoint
+each and committed together (at the latest every COMMIT_SECONDS, which bounds how
+long the write lock is held). A row already attempted before (its batch was
+interrupted) is processed alone with its own commits, so a poison message can only
+ever fail itself, never the innocent rows that shared its batch.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from webapp.services import tasks as task_replies
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+COMMIT_SECONDS = 0.25  # a batch transaction commits at least this often
 
 
 def limits_for(mailbox: Mailbox) -> ParseLimits:
@@ -47,14 +56,52 @@ def pending_ids(db: Session, mailbox_id: int, limit: int | None = None) -> list[
     return list(db.exec(query).all())
 
 
+class _Run:
+    """Values computed once per batch instead of once per message."""
+
+    def __init__(self, db: Session, limits: ParseLimits | None) -> None:
+        self.db, self.limits = db, limits
+        self._mailboxes: dict[int, Mailbox | None] = {}
+        self._own: set[str] | None = None
+
+    def mailbox(self, mailbox_id: int) -> Mailbox | None:
+        if mailbox_id not in self._mailboxes:
+            self._mailboxes[mailbox_id] = self.db.get(Mailbox, mailbox_id)
+        return self._mailboxes[mailbox_id]
+
+    @property
+    def own(self) -> set[str]:
+        if self._own is None:
+            self._own = filing.own_addresses(self.db)
+        return self._own
+
+
 def process_raw(db: Session, raw_id: int, limits: ParseLimits | None = None) -> str:
     """Turn one stored raw message into a case or a comment; returns its final state."""
     if not _start_attempt(db, raw_id):
         raw = db.get(RawMessage, raw_id)
         return raw.state if raw else "gone"
-    raw = db.get(RawMessage, raw_id)
-    db.refresh(raw)
-    mailbox = db.get(Mailbox, raw.mailbox_id)
+    try:
+        _begin_batch(db)
+        raw = db.exec(
+            select(RawMessage)
+            .where(col(RawMessage.id) == raw_id)
+            .execution_options(populate_existing=True)
+        ).one()
+        data = db.exec(
+            select(RawMessageBody.data).where(col(RawMessageBody.raw_message_id) == raw_id)
+        ).first()
+        state = _process(db, _Run(db, limits), raw, data)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return state
+
+
+def _process(db: Session, run: _Run, raw: RawMessage, data: bytes | None) -> str:
+    """File one counted row (not committed); its final state, or the state someone else set."""
+    mailbox = run.mailbox(raw.mailbox_id)
     if raw.attempts > MAX_ATTEMPTS:
         return _finish(
             db,
@@ -63,23 +110,21 @@ def process_raw(db: Session, raw_id: int, limits: ParseLimits | None = None) -> 
             f"processing was interrupted {MAX_ATTEMPTS} times "
             "(the worker died or timed out on this message); Reprocess to try again",
         )
-    body = db.get(RawMessageBody, raw_id)
-    if body is None:
+    if data is None:
         return _finish(db, raw, states.FAILED, "the raw bytes of this message are missing")
     try:
-        parsed = parse_message(body.data, limits or limits_for(mailbox))
+        parsed = parse_message(data, run.limits or limits_for(mailbox))
     except TooLarge as exc:
         return _finish(db, raw, states.TOO_LARGE, exc.reason)
     except ParseError as exc:
-        log.info("raw message %s failed to parse: %s", raw_id, exc.reason)
+        log.info("raw message %s failed to parse: %s", raw.id, exc.reason)
         return _finish(db, raw, states.FAILED, exc.reason)
     try:
-        return _file(db, mailbox, raw, parsed)
+        return _file(db, run, mailbox, raw, parsed)
     except OperationalError:
         raise  # the database is unavailable: not this message's fault, the next run retries
     except Exception as exc:  # a bug, or a value the database refuses: keep the message, go on
-        db.rollback()
-        log.exception("filing raw message %s failed", raw_id)
+        log.exception("filing raw message %s failed", raw.id)
         return _finish(
             db,
             raw,
@@ -89,19 +134,21 @@ def process_raw(db: Session, raw_id: int, limits: ParseLimits | None = None) -> 
         )
 
 
-def _file(db: Session, mailbox: Mailbox, raw: RawMessage, parsed) -> str:
+def _file(db: Session, run: _Run, mailbox: Mailbox, raw: RawMessage, parsed) -> str:
+    def work() -> tuple[str, str | None]:
+        # A reply to a task-assignment email goes into the task's history, not a case.
+        if task_replies.route_task_reply(db, mailbox, parsed, raw):
+            return states.DONE, None
+        ignored = filing.file_message(db, mailbox, raw, parsed, own=run.own)
+        _test_delay()
+        return (states.IGNORED if ignored else states.DONE), ignored
+
     for attempt in (1, 2):
         try:
-            # A reply to a task-assignment email goes into the task's history, not a case.
-            if task_replies.route_task_reply(db, mailbox, parsed, raw):
-                return _finish(db, raw, states.DONE, None)
-            ignored = filing.file_message(db, mailbox, raw, parsed)
-            _test_delay()
-            return _finish(db, raw, states.IGNORED if ignored else states.DONE, ignored)
+            return _in_savepoint(db, raw, work)
         except IntegrityError:
             # A concurrent writer made the same contact or participant, or this row was
             # filed meanwhile: start over from what is committed now.
-            db.rollback()
             if _already_filed(db, raw.id):
                 return _finish(db, raw, states.DONE, None)
             if attempt == 2:
@@ -131,34 +178,125 @@ def _already_filed(db: Session, raw_id: int) -> bool:
     return db.exec(select(Message.id).where(Message.raw_message_id == raw_id)).first() is not None
 
 
-def _finish(db: Session, raw: RawMessage, state: str, error: str | None) -> str:
-    """Record the outcome in the transaction that filed the message (if any), and commit.
+class _NotNew(Exception):
+    """The row left NEW meanwhile (a concurrent run finished it): undo this filing."""
 
-    Only a NEW row changes state: if a concurrent run (Reprocess while a fetch job
-    processes) finished it first, this transaction is rolled back and its outcome kept.
+
+def _in_savepoint(db: Session, raw: RawMessage, work) -> str:
+    """Run `work` and record its outcome in one savepoint; only a NEW row changes state.
+
+    If a concurrent run (Reprocess while a fetch job processes) finished the row
+    first, the savepoint is rolled back and that run's outcome kept. An exception
+    rolls back the savepoint alone and propagates.
     """
-    changed = db.exec(
-        update(RawMessage)
-        .where(col(RawMessage.id) == raw.id, col(RawMessage.state) == states.NEW)
-        .values(state=state, error=error, processed_at=utcnow())
-    ).rowcount
-    if changed != 1:
-        db.rollback()
+    try:
+        with db.begin_nested():
+            state, error = work()
+            changed = db.exec(
+                update(RawMessage)
+                .where(col(RawMessage.id) == raw.id, col(RawMessage.state) == states.NEW)
+                .values(state=state, error=error, processed_at=utcnow())
+            ).rowcount
+            if changed != 1:
+                raise _NotNew
+    except _NotNew:
         db.refresh(raw)
         return raw.state
-    db.commit()
-    db.refresh(raw)
     return state
 
 
+def _finish(db: Session, raw: RawMessage, state: str, error: str | None) -> str:
+    """Record the outcome (not committed): the caller commits."""
+    return _in_savepoint(db, raw, lambda: (state, error))
+
+
+def _begin_batch(db: Session) -> None:
+    """Open the batch transaction; on SQLite take the write lock now (BEGIN IMMEDIATE).
+
+    pysqlite only begins a transaction before DML: a SAVEPOINT outside one would be
+    the outermost transaction and its RELEASE would commit. BEGIN IMMEDIATE also
+    waits for the lock (busy_timeout) instead of failing when a read snapshot must
+    be upgraded after another writer committed.
+    """
+    connection = db.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def process_ids(
-    db: Session, raw_ids: list[int], limits: ParseLimits | None = None
+    db: Session, raw_ids: list[int], limits: ParseLimits | None = None, check=None
 ) -> dict[str, int]:
-    """Process rows in order; counts per final state. A failing message never stops the rest."""
+    """Process rows in order; counts per final state. A failing message never stops the rest.
+
+    `check()` runs between messages.
+    """
     counts: dict[str, int] = {}
-    for raw_id in raw_ids:
-        state = process_raw(db, raw_id, limits)
-        counts[state] = counts.get(state, 0) + 1
+    if not raw_ids:
+        return counts
+    run = _Run(db, limits)
+    try:
+        # Count an attempt on every row never attempted, in one statement, committed
+        # before anything is parsed.
+        fresh = set(
+            db.exec(
+                update(RawMessage.__table__)
+                .where(
+                    col(RawMessage.id).in_(raw_ids),
+                    col(RawMessage.state) == states.NEW,
+                    col(RawMessage.attempts) == 0,
+                )
+                .values(attempts=RawMessage.attempts + 1)
+                .returning(RawMessage.__table__.c.id)
+            ).scalars()
+        )
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    rows: dict[int, RawMessage] = {}
+    bodies: dict[int, bytes] = {}
+    if fresh:
+        ids = sorted(fresh)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            query = (
+                select(RawMessage)
+                .where(col(RawMessage.id).in_(chunk))
+                .execution_options(populate_existing=True)
+            )
+            rows.update({row.id: row for row in db.exec(query).all()})
+            data = select(RawMessageBody.raw_message_id, RawMessageBody.data).where(
+                col(RawMessageBody.raw_message_id).in_(chunk)
+            )
+            bodies.update(dict(db.exec(data).all()))
+        db.commit()  # end the read transaction: the batch takes the write lock next
+    open_since: float | None = None
+    try:
+        for raw_id in raw_ids:
+            if check is not None:
+                check()
+            raw = rows.get(raw_id)
+            if raw is None:  # attempted before, or not NEW: alone, with its own commits
+                if open_since is not None:
+                    db.commit()
+                    open_since = None
+                state = process_raw(db, raw_id, limits)
+            else:
+                if open_since is None:
+                    _begin_batch(db)
+                    open_since = time.monotonic()
+                state = _process(db, run, raw, bodies.pop(raw_id, None))
+                if time.monotonic() - open_since >= COMMIT_SECONDS:
+                    db.commit()
+                    open_since = None
+            counts[state] = counts.get(state, 0) + 1
+        if open_since is not None:
+            db.commit()
+    except BaseException:
+        db.rollback()
+        raise
     return counts
 
 
@@ -167,12 +305,9 @@ def process_pending(db: Session, mailbox_id: int, check=None) -> dict[str, int]:
     counts: dict[str, int] = {}
     seen: set[int] = set()
     while ids := [i for i in pending_ids(db, mailbox_id, limit=100) if i not in seen]:
-        for raw_id in ids:
-            seen.add(raw_id)
-            if check is not None:
-                check()
-            state = process_raw(db, raw_id)
-            counts[state] = counts.get(state, 0) + 1
+        seen.update(ids)
+        for state, count in process_ids(db, ids, check=check).items():
+            counts[state] = counts.get(state, 0) + count
     return counts
 
 

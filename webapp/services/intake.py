@@ -63,15 +63,24 @@ class Screened:
 
 
 def screen(
-    db: Session, mailbox: Mailbox, raw: RawMessage, parsed: ParsedMessage, case: Case | None
+    db: Session,
+    mailbox: Mailbox,
+    raw: RawMessage,
+    parsed: ParsedMessage,
+    case: Case | None,
+    own: set[str] | None = None,
 ) -> Screened:
-    """Apply the mailbox's Email Filtering to one message; `case` is the case it answers."""
+    """Apply the mailbox's Email Filtering to one message; `case` is the case it answers.
+
+    `own` is our mailboxes' addresses (filing.own_addresses), when the caller has them.
+    """
     existing = db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == raw.id)).first()
     sender = email_key(parsed.from_addr)
     machine = _is_machine(parsed, sender)
     if existing is not None and existing.state == held_states.RELEASED:
         return Screened(None, case, create_contact=not machine)  # a person or the sender said yes
-    own = set(db.exec(select(Mailbox.email_key)).all())
+    if own is None:
+        own = set(db.exec(select(Mailbox.email_key)).all())
     automated = automation_reason(parsed, own)
     facts = _Facts(db, mailbox, raw, parsed, existing, sender, automated)
     if sender and sender in own:

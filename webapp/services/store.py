@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
@@ -93,10 +93,13 @@ def store_batch(
     `listed` is how many listed messages the batch covers (progress), default len(batch).
     """
     out = Stored()
+    bodies: list[dict] = []
     try:
         renew(db, mailbox.id, holder)  # first statement: takes SQLite's write lock at once
         for fetched in batch:
-            _store_one(db, mailbox, run_id, fetched, folder, uidvalidity, backlog, out)
+            _store_one(db, mailbox, run_id, fetched, folder, uidvalidity, backlog, out, bodies)
+        if bodies:  # one multi-row INSERT (executemany) for the batch's bytes
+            db.exec(insert(RawMessageBody.__table__), params=bodies)
         if cursor_uid is not None:
             _advance_cursor(db, mailbox.id, folder, uidvalidity, cursor_uid)
         progress = len(batch) if listed is None else listed
@@ -123,6 +126,7 @@ def _store_one(
     uidvalidity: int | None,
     backlog: bool,
     out: Stored,
+    bodies: list[dict],
 ) -> None:
     message_id, sender, subject = summary(
         fetched.raw if fetched.raw is not None else fetched.headers
@@ -161,8 +165,7 @@ def _store_one(
     if fetched.raw is None:
         return
     if new_id is not None:
-        db.add(RawMessageBody(raw_message_id=new_id, data=fetched.raw))
-        db.flush()
+        bodies.append({"raw_message_id": new_id, "data": fetched.raw})
         out.new_ids.append(new_id)
         out.committed.append(fetched)
     elif _bytes_known(db, mailbox.id, values["sha256"]):
