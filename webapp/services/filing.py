@@ -71,7 +71,13 @@ def file_message(
             {email_key(a): "cc" for a in [*parsed.to, *parsed.cc] if email_key(a) not in roles}
         )
     _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
-    db.exec(update(Case).where(col(Case.id) == case.id).values(updated_at=utcnow()))
+    if not opened:  # a new case was created with this time already
+        db.exec(
+            update(Case)
+            .where(col(Case.id) == case.id)
+            .values(updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
     if opened:  # in this transaction: the case and its acknowledgement commit together
         notify.acknowledge_new_case(db, mailbox, case, message)
     return None
@@ -242,10 +248,10 @@ def _attachments(db: Session, mailbox: Mailbox, message: Message, parsed: Parsed
 
 
 def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:
-    for key, role in roles.items():
-        if len(key) <= 320:
-            db.exec(
-                insert_ignore(db, CaseParticipant.__table__).values(
-                    case_id=case_id, email_key=key, role=role
-                )
-            )
+    rows = [
+        {"case_id": case_id, "email_key": key, "role": role}
+        for key, role in roles.items()
+        if len(key) <= 320
+    ]
+    if rows:  # one multi-row INSERT; a participant already there is left as it is
+        db.exec(insert_ignore(db, CaseParticipant.__table__).values(rows))

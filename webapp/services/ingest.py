@@ -196,6 +196,7 @@ def _in_savepoint(db: Session, raw: RawMessage, work) -> str:
                 update(RawMessage)
                 .where(col(RawMessage.id) == raw.id, col(RawMessage.state) == states.NEW)
                 .values(state=state, error=error, processed_at=utcnow())
+                .execution_options(synchronize_session=False)  # `raw` is refreshed on commit
             ).rowcount
             if changed != 1:
                 raise _NotNew

@@ -151,6 +151,14 @@ def acknowledge_new_case(db: Session, mailbox: Mailbox, case: Case, message: Mes
     sender = email_key(message.from_address)
     if template is not None and not (mailbox.smtp_host or "").strip():
         decision = Decision(False, "outgoing mail (SMTP) is not set up for this mailbox")
+    elif template is None or message.backlog or message.automated:
+        # Refused whatever the counts say: spare the three queries (a first fetch of a
+        # large mailbox is all backlog).
+        decision = should_auto_ack(
+            enabled=template is not None, new_case=True, sender=sender,
+            automation_reason=message.automated, backlog=message.backlog, last_ack_at=None,
+            now=utcnow(), sent_in_window=0,
+        )  # fmt: skip
     else:
         now = utcnow()
         acknowledged = db.exec(
