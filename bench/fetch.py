@@ -14,7 +14,7 @@ in the same run:
               each rq worker and its work-horse; the first fetch at N/5 and at N
               messages shows whether memory stays flat as the mailbox grows
 
-Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --rq-preload"]
+Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
        .venv/bin/python -m bench.fetch --help
 Figures: printed as a table and written to bench/results/latest.json (--json PATH);
 --profile adds cProfile stats of a first fetch and of re-polls (bench/results/*.pstats).
@@ -232,7 +232,7 @@ class Env:
     tmp: Path
     encryption_key: str
     batch: int
-    rq_args: list = field(default_factory=list)  # extra `rq worker` options (--rq-preload)
+    rq_args: list = field(default_factory=list)  # extra `rq worker` options (the Procfile's)
     db_counter: int = 0
     queue_counter: int = 0
     cleanups: list = field(default_factory=list)
@@ -915,9 +915,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also profile one first fetch with cProfile (pstats in bench/results/)")
     p.add_argument("--seed", type=int, default=5000, help="seed of the generated mail")
     p.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
-    p.add_argument("--rq-preload", action="store_true",
-                   help="what-if: rq workers with -c bench.rq_preload (the app imported "
-                        "before the fork) instead of the stock Procfile command")
+    p.add_argument("--no-preload", action="store_true",
+                   help="what-if: rq workers without the Procfile's -c worker.settings "
+                        "(each job's work-horse imports the app itself)")
     p.add_argument("--json", type=Path, default=RESULTS / "latest.json",
                    help="where to write the figures (bench/results/latest.json)")
     p.add_argument("--child", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
@@ -966,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
         redis = RedisServer().start()
         env = Env(dovecot=dovecot, redis=redis, ca_pem=str(ca.ca_pem), tmp=tmp,
                   encryption_key=Fernet.generate_key().decode(), batch=batch_size(),
-                  rq_args=["-c", "bench.rq_preload"] if args.rq_preload else [])
+                  rq_args=[] if args.no_preload else ["-c", "worker.settings"])
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
         report: dict = {"meta": {

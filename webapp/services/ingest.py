@@ -273,32 +273,76 @@ def process_ids(
             )
             bodies.update(dict(db.exec(data).all()))
         db.commit()  # end the read transaction: the batch takes the write lock next
-    open_since: float | None = None
+    batch = _Batch(db, counts)
     try:
         for raw_id in raw_ids:
             if check is not None:
                 check()
             raw = rows.get(raw_id)
             if raw is None:  # attempted before, or not NEW: alone, with its own commits
-                if open_since is not None:
-                    db.commit()
-                    open_since = None
-                state = process_raw(db, raw_id, limits)
-            else:
-                if open_since is None:
-                    _begin_batch(db)
-                    open_since = time.monotonic()
-                state = _process(db, run, raw, bodies.pop(raw_id, None))
-                if time.monotonic() - open_since >= COMMIT_SECONDS:
-                    db.commit()
-                    open_since = None
-            counts[state] = counts.get(state, 0) + 1
-        if open_since is not None:
-            db.commit()
+                batch.commit()
+                _count(counts, process_raw(db, raw_id, limits))
+                continue
+            batch.begin()
+            try:
+                batch.add(raw_id, _process(db, run, raw, bodies.pop(raw_id, None)))
+            except OperationalError as exc:
+                if not _conflict(exc):
+                    raise
+                batch.replay(raw_id, limits)
+        batch.commit()
     except BaseException:
         db.rollback()
         raise
     return counts
+
+
+def _count(counts: dict[str, int], state: str) -> None:
+    counts[state] = counts.get(state, 0) + 1
+
+
+def _conflict(exc: OperationalError) -> bool:
+    """PostgreSQL gave up on the transaction (deadlock, serialization): redo it, smaller."""
+    return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
+
+
+class _Batch:
+    """The rows filed in the open transaction; their counts count once it commits."""
+
+    def __init__(self, db: Session, counts: dict[str, int]) -> None:
+        self.db, self.counts = db, counts
+        self.ids: list[int] = []
+        self.states: list[str] = []
+        self.opened: float | None = None
+
+    def begin(self) -> None:
+        if self.opened is None:
+            _begin_batch(self.db)
+            self.opened = time.monotonic()
+
+    def add(self, raw_id: int, state: str) -> None:
+        self.ids.append(raw_id)
+        self.states.append(state)
+        if time.monotonic() - self.opened >= COMMIT_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.opened is None:
+            return
+        self.db.commit()
+        for state in self.states:
+            _count(self.counts, state)
+        self.ids, self.states, self.opened = [], [], None
+
+    def replay(self, raw_id: int, limits: ParseLimits | None) -> None:
+        """Another worker's transaction deadlocked with this one (two PostgreSQL workers
+        filing mail from the same senders): roll back, and file the rolled-back rows and
+        `raw_id` one transaction each, where the lock order is always the same."""
+        log.info("batch transaction rolled back (%s rows), filing them one by one", len(self.ids))
+        self.db.rollback()
+        for replayed in [*self.ids, raw_id]:
+            _count(self.counts, process_raw(self.db, replayed, limits))
+        self.ids, self.states, self.opened = [], [], None
 
 
 def process_pending(db: Session, mailbox_id: int, check=None) -> dict[str, int]:
