@@ -26,8 +26,11 @@ def migrate(database_url: str, revision: str = "head") -> None:
 
 @pytest.fixture
 def database_url(tmp_path) -> str:
+    from tests.postgres import COVERED
+
     url = f"sqlite:///{tmp_path / 'test.db'}"
     migrate(url)
+    COVERED.add("SQLite")
     return url
 
 

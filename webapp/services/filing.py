@@ -253,5 +253,5 @@ def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:
         for key, role in roles.items()
         if len(key) <= 320
     ]
-    if rows:  # one multi-row INSERT; a participant already there is left as it is
-        db.exec(insert_ignore(db, CaseParticipant.__table__).values(rows))
+    if rows:  # one cached INSERT for all; a participant already there is left as it is
+        db.exec(insert_ignore(db, CaseParticipant.__table__), params=rows)
