@@ -82,6 +82,8 @@ class ParsedMessage:
     is_report: bool = False
     report_type: str | None = None
     from_addr_normalized: str = ""
+    # The reply above the quotes (mail/reply.py), when parse_ahead computed it already.
+    reply_text: str | None = None
 
     def __post_init__(self) -> None:
         if not self.from_addr_normalized:

@@ -19,6 +19,7 @@ from webapp.db import utcnow
 from webapp.models import FetchRun, Mailbox, RawMessage
 from webapp.models import message as states
 from webapp.services.leases import LeaseKeeper
+from webapp.services.parse_ahead import ParseAhead
 
 RUN_BUDGET_SECONDS = 600  # then the run stops cleanly and the next one is due at once
 MAX_BACKOFF = 16  # a failing mailbox is retried after at most 16 intervals
@@ -42,6 +43,7 @@ class RunContext:
     notes: str = ""
     fetch_commands: int = 0
     started: float = field(default_factory=time.monotonic)
+    ahead: ParseAhead = field(default_factory=ParseAhead)  # parses in a helper meanwhile
 
     def counts(self) -> tuple[int, int | None]:
         done, total = self.db.exec(

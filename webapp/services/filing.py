@@ -191,7 +191,11 @@ def _message(
         cc_addresses=", ".join(parsed.cc),
         sent_at=parsed.date,
         subject=(parsed.subject or "")[:1000],
-        text=extract_reply(parsed.text, mailbox.end_of_message_marker),
+        text=(
+            parsed.reply_text
+            if parsed.reply_text is not None
+            else extract_reply(parsed.text, mailbox.end_of_message_marker)
+        ),
         full_text=parsed.text,
         html=parsed.html,
         message_id=parsed.message_id[:998] if parsed.message_id else None,

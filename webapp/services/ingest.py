@@ -27,11 +27,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
-from webapp.mail.parse import DEFAULT_LIMITS, ParseError, ParseLimits, TooLarge, parse_message
+from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.services import filing
 from webapp.services import tasks as task_replies
+from webapp.services.parse_ahead import Outcome, ParseAhead, parse_one
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,13 @@ def process_raw(db: Session, raw_id: int, limits: ParseLimits | None = None) -> 
     return state
 
 
-def _process(db: Session, run: _Run, raw: RawMessage, data: bytes | None) -> str:
-    """File one counted row (not committed); its final state, or the state someone else set."""
+def _process(
+    db: Session, run: _Run, raw: RawMessage, data: bytes | None, ahead: Outcome | None = None
+) -> str:
+    """File one counted row (not committed); its final state, or the state someone else set.
+
+    `ahead` is what parse_ahead's helper made of `data` already.
+    """
     mailbox = run.mailbox(raw.mailbox_id)
     if raw.attempts > MAX_ATTEMPTS:
         return _finish(
@@ -112,13 +118,14 @@ def _process(db: Session, run: _Run, raw: RawMessage, data: bytes | None) -> str
         )
     if data is None:
         return _finish(db, raw, states.FAILED, "the raw bytes of this message are missing")
-    try:
-        parsed = parse_message(data, run.limits or limits_for(mailbox))
-    except TooLarge as exc:
-        return _finish(db, raw, states.TOO_LARGE, exc.reason)
-    except ParseError as exc:
-        log.info("raw message %s failed to parse: %s", raw.id, exc.reason)
-        return _finish(db, raw, states.FAILED, exc.reason)
+    if ahead is None:
+        ahead = parse_one(data, run.limits or limits_for(mailbox), mailbox.end_of_message_marker)
+    if ahead.too_large:
+        return _finish(db, raw, states.TOO_LARGE, ahead.too_large)
+    if ahead.error:
+        log.info("raw message %s failed to parse: %s", raw.id, ahead.error)
+        return _finish(db, raw, states.FAILED, ahead.error)
+    parsed = ahead.parsed
     try:
         return _file(db, run, mailbox, raw, parsed)
     except OperationalError:
@@ -227,11 +234,15 @@ def _begin_batch(db: Session) -> None:
 
 
 def process_ids(
-    db: Session, raw_ids: list[int], limits: ParseLimits | None = None, check=None
+    db: Session,
+    raw_ids: list[int],
+    limits: ParseLimits | None = None,
+    check=None,
+    ahead: ParseAhead | None = None,
 ) -> dict[str, int]:
     """Process rows in order; counts per final state. A failing message never stops the rest.
 
-    `check()` runs between messages.
+    `check()` runs between messages; `ahead` parses them in a helper process meanwhile.
     """
     counts: dict[str, int] = {}
     if not raw_ids:
@@ -273,6 +284,13 @@ def process_ids(
             )
             bodies.update(dict(db.exec(data).all()))
         db.commit()  # end the read transaction: the batch takes the write lock next
+        if ahead is not None:
+            first = run.mailbox(rows[ids[0]].mailbox_id)
+            ahead.submit(
+                [(i, bodies[i]) for i in raw_ids if i in bodies],
+                limits or limits_for(first),
+                first.end_of_message_marker,
+            )
     batch = _Batch(db, counts)
     try:
         for raw_id in raw_ids:
@@ -285,7 +303,8 @@ def process_ids(
                 continue
             batch.begin()
             try:
-                batch.add(raw_id, _process(db, run, raw, bodies.pop(raw_id, None)))
+                parsed = ahead.take(raw_id) if ahead is not None else None
+                batch.add(raw_id, _process(db, run, raw, bodies.pop(raw_id, None), parsed))
             except OperationalError as exc:
                 if not _conflict(exc):
                     raise
