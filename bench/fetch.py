@@ -509,6 +509,23 @@ class Workers:
             for pid in [helper for horse in horses for helper in child_pids(horse)]:
                 self.helper_peaks[i] = max(self.helper_peaks[i], proc_mb(pid) or 0.0)
 
+    def _dump_stacks(self, pid: int) -> None:
+        """A worker that does not stop: its stacks, its horse's and their helpers' (SIGUSR1,
+        worker/settings.py) into the worker logs, then print the process tree and the logs."""
+        tree = [pid]
+        for parent in tree:
+            tree += child_pids(parent)
+        for member in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(member, signal.SIGUSR1)
+        time.sleep(2)
+        for member in tree:
+            with contextlib.suppress(OSError):
+                log(f"pid {member}: " + Path(f"/proc/{member}/stat").read_text()[:120])
+        for path in self.logs:
+            with contextlib.suppress(OSError):
+                log(f"{path}:\n" + path.read_text(errors="replace")[-20000:])
+
     def log_tail(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.logs if p.exists())
 
@@ -568,7 +585,11 @@ class Workers:
                 os.kill(r.proc.pid, signal.SIGTERM)
         cpus = []
         for r, idle in zip(self.runs, self.idle_cpu, strict=True):
-            cpus.append(round(_finish_measured(r, timeout=60).cpu - idle, 2))
+            try:
+                cpus.append(round(_finish_measured(r, timeout=60).cpu - idle, 2))
+            except TimeoutError:
+                self._dump_stacks(r.proc.pid)
+                raise
         self.runs = []
         self.helper_peak_mb = round(max(self.helper_peaks), 1)
         return [round(p, 1) for p in self.peaks], cpus

@@ -4,4 +4,10 @@ RQ forks a work horse per job; importing the app here, once, in the parent means
 starts with everything loaded instead of importing it again (0.6 s of CPU per job).
 """
 
+import faulthandler
+import signal
+
 import worker.jobs  # noqa: F401  preload: models, services, mail layer
+
+# `kill -USR1 <pid>` prints every thread's stack to the worker's log: where is it stuck?
+faulthandler.register(signal.SIGUSR1, all_threads=True)
