@@ -132,3 +132,22 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_failing_job_does_not_wait_for_a_busy_helper(monkeypatch):
+    """The job's timeout (or any error) ends the run at once: a busy helper is killed."""
+    monkeypatch.setattr(parse_ahead, "_parse_chunk", _busy)  # inherited by the fork
+    items = [(i, b"Subject: x\r\n\r\nhi\r\n") for i in range(parse_ahead.MIN_MESSAGES)]
+    helpers = []
+    try:
+        with ParseAhead() as ahead:
+            ahead.submit(items, DEFAULT_LIMITS, None)
+            helpers = list(ahead._pool._processes.values())
+            raise TimeoutError("the job's time is up")
+    except TimeoutError:
+        pass
+    assert helpers and all(p.exitcode == -signal.SIGKILL for p in helpers)
+
+
+def _busy(*_args):
+    time.sleep(15)  # waited for, the helper would end by itself (exit code 0) after this

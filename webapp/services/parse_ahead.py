@@ -145,5 +145,6 @@ class ParseAhead:
     def __enter__(self) -> ParseAhead:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        # After an exception (the job's timeout included) do not wait for the helper.
+        self.close(kill=exc_type is not None)
