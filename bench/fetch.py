@@ -196,6 +196,16 @@ def _wait4(pid: int, timeout: float) -> tuple[int, resource.struct_rusage]:
         time.sleep(0.005)
 
 
+def _exits_within(pid: int, timeout: float) -> bool:
+    """Wait for a child to exit without reaping it (waitid WNOWAIT)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def _kill_tree(pid: int) -> None:
     """SIGKILL a process we started and every descendant (rq's horse has its own session)."""
     import psutil
@@ -585,11 +595,9 @@ class Workers:
                 os.kill(r.proc.pid, signal.SIGTERM)
         cpus = []
         for r, idle in zip(self.runs, self.idle_cpu, strict=True):
-            try:
-                cpus.append(round(_finish_measured(r, timeout=60).cpu - idle, 2))
-            except TimeoutError:
-                self._dump_stacks(r.proc.pid)
-                raise
+            if not _exits_within(r.proc.pid, 60):
+                self._dump_stacks(r.proc.pid)  # before _finish_measured kills it
+            cpus.append(round(_finish_measured(r, timeout=5).cpu - idle, 2))
         self.runs = []
         self.helper_peak_mb = round(max(self.helper_peaks), 1)
         return [round(p, 1) for p in self.peaks], cpus
