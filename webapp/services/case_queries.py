@@ -17,7 +17,11 @@ from sqlmodel import Session, col, func, select
 
 from webapp.models import Attachment, Case, Contact, Mailbox, Message, RawMessage
 from webapp.services.fetch_status import FAILED_STATES
-from webapp.services.filing import KEPT_ATTACHMENTS
+from webapp.services.filing import (
+    KEPT_ATTACHMENTS,
+    NOT_KEPT_ATTACHMENTS_OFF,
+    NOT_KEPT_BEYOND_LIMIT,
+)
 
 PER_PAGE = 50
 STATUSES = ("open", "pending", "closed")
@@ -153,10 +157,11 @@ def messages_by_case(db: Session, case_ids: list[int]) -> dict[int, list[Message
 
 
 def not_kept_reason(mailbox_kept: bool, index: int) -> str:
+    """For attachments stored before the reason was (migration 0006): a likely one."""
     if index >= KEPT_ATTACHMENTS:
-        return f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept"
+        return NOT_KEPT_BEYOND_LIMIT
     if not mailbox_kept:
-        return "this mailbox does not keep attachments (Keep Attachments is off)"
+        return NOT_KEPT_ATTACHMENTS_OFF
     return "the mailbox did not keep attachments when this message arrived"
 
 

@@ -97,52 +97,54 @@ def _with_lease(
         progress,
         backlog=not mailbox.initial_fetch_done,
     )
-    with ctx.ahead:  # the parsing helper (if one started) ends with the run
-        try:
-            fetch = _fetch_pop3 if mailbox.protocol.startswith("pop3") else _fetch_imap
-            # OAuth: a token refreshed before it expires, and once more if the server rejects it.
-            more = connect_with_refresh(db, mailbox, ca_bundle, lambda settings: fetch(ctx, settings))
-        except oauth.OAuthFailed as exc:
-            db.rollback()
-            log.info("fetch of mailbox %s: OAuth %s", mailbox_id, exc.kind)
-            return finish(ctx, (exc.kind, exc.message, "Click “Get Authorization Code” on the mailbox "
-                                "page to authorize again." if exc.kind == "reauth_needed"
-                                else "The next fetch tries again."))
-        except MailError as exc:
-            db.rollback()
-            log.info("fetch of mailbox %s failed: %s", mailbox_id, exc.kind)
-            return finish(ctx, (exc.kind, exc.message, exc.advice))
-        except crypto.SecretUnreadable as exc:
-            db.rollback()
-            return finish(
-                ctx,
-                (
-                    "secret",
-                    str(exc),
-                    "Set ENCRYPTION_KEY to the key used when the mailbox "
-                    "was saved, or enter the password again and Save.",
-                ),
+    try:
+        fetch = _fetch_pop3 if mailbox.protocol.startswith("pop3") else _fetch_imap
+        # OAuth: a token refreshed before it expires, and once more if the server rejects it.
+        with ctx.ahead:  # the parsing helper (if one started) ends with the fetch
+            more = connect_with_refresh(
+                db, mailbox, ca_bundle, lambda settings: fetch(ctx, settings)
             )
-        except LeaseLost as exc:
-            db.rollback()
-            log.warning("fetch of mailbox %s stopped: %s", mailbox_id, exc)
-            return {
-                **close_run(ctx, "interrupted", ("lease", "Another worker took over this fetch.", "")),
-                "state": "lost",
-            }
-        except Exception as exc:
-            db.rollback()
-            finish(
-                ctx,
-                (
-                    "internal",
-                    f"The fetch stopped on an unexpected {type(exc).__name__}.",
-                    "Messages stored so far are kept and the next fetch resumes; if this keeps "
-                    "happening, the worker's log has the details.",
-                ),
-            )
-            raise
-        return finish(ctx, None, more)
+    except oauth.OAuthFailed as exc:
+        db.rollback()
+        log.info("fetch of mailbox %s: OAuth %s", mailbox_id, exc.kind)
+        return finish(ctx, (exc.kind, exc.message, "Click “Get Authorization Code” on the mailbox "
+                            "page to authorize again." if exc.kind == "reauth_needed"
+                            else "The next fetch tries again."))
+    except MailError as exc:
+        db.rollback()
+        log.info("fetch of mailbox %s failed: %s", mailbox_id, exc.kind)
+        return finish(ctx, (exc.kind, exc.message, exc.advice))
+    except crypto.SecretUnreadable as exc:
+        db.rollback()
+        return finish(
+            ctx,
+            (
+                "secret",
+                str(exc),
+                "Set ENCRYPTION_KEY to the key used when the mailbox "
+                "was saved, or enter the password again and Save.",
+            ),
+        )
+    except LeaseLost as exc:
+        db.rollback()
+        log.warning("fetch of mailbox %s stopped: %s", mailbox_id, exc)
+        return {
+            **close_run(ctx, "interrupted", ("lease", "Another worker took over this fetch.", "")),
+            "state": "lost",
+        }
+    except Exception as exc:
+        db.rollback()
+        finish(
+            ctx,
+            (
+                "internal",
+                f"The fetch stopped on an unexpected {type(exc).__name__}.",
+                "Messages stored so far are kept and the next fetch resumes; if this keeps "
+                "happening, the worker's log has the details.",
+            ),
+        )
+        raise
+    return finish(ctx, None, more)
 
 
 def _fetch_imap(ctx: RunContext, settings) -> bool:

@@ -33,6 +33,8 @@ from webapp.services.leases import insert_ignore
 
 CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
 KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox keeps them
+NOT_KEPT_BEYOND_LIMIT = f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept"
+NOT_KEPT_ATTACHMENTS_OFF = "this mailbox does not keep attachments (Attachments is off)"
 
 
 def file_message(
@@ -71,15 +73,15 @@ def file_message(
             {email_key(a): "cc" for a in [*parsed.to, *parsed.cc] if email_key(a) not in roles}
         )
     _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
-    if not opened:  # a new case was created with this time already
+    if opened:  # in this transaction: the case and its acknowledgement commit together
+        notify.acknowledge_new_case(db, mailbox, case, message)
+    else:  # a new case was created with this time already
         db.exec(
             update(Case)
             .where(col(Case.id) == case.id)
             .values(updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-    if opened:  # in this transaction: the case and its acknowledgement commit together
-        notify.acknowledge_new_case(db, mailbox, case, message)
     return None
 
 
@@ -218,17 +220,17 @@ def attachment_verdicts(mailbox: Mailbox, attachments: list) -> list[str | None]
     counted, verdicts = 0, []
     for item in attachments:
         if limit and item.size > limit:
-            verdicts.append(f"larger than the {limit // (1024 * 1024) or 1} MB limit per attachment")
+            verdicts.append(f"larger than the {mailbox.max_attachment_mb} MB limit per attachment")
             continue
         if not mailbox.keep_attachments:
-            verdicts.append("this mailbox does not keep attachments (Attachments is off)")
+            verdicts.append(NOT_KEPT_ATTACHMENTS_OFF)
             continue
         if item.inline:
             verdicts.append(None)
             continue
         counted += 1
         if counted > KEPT_ATTACHMENTS:
-            verdicts.append(f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept")
+            verdicts.append(NOT_KEPT_BEYOND_LIMIT)
         else:
             verdicts.append(None)
     return verdicts

@@ -68,19 +68,17 @@ def screen(
     raw: RawMessage,
     parsed: ParsedMessage,
     case: Case | None,
-    own: set[str] | None = None,
+    own: set[str],
 ) -> Screened:
     """Apply the mailbox's Email Filtering to one message; `case` is the case it answers.
 
-    `own` is our mailboxes' addresses (filing.own_addresses), when the caller has them.
+    `own` is our mailboxes' addresses (filing.own_addresses).
     """
     existing = db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == raw.id)).first()
     sender = email_key(parsed.from_addr)
     machine = _is_machine(parsed, sender)
     if existing is not None and existing.state == held_states.RELEASED:
         return Screened(None, case, create_contact=not machine)  # a person or the sender said yes
-    if own is None:
-        own = set(db.exec(select(Mailbox.email_key)).all())
     automated = automation_reason(parsed, own)
     facts = _Facts(db, mailbox, raw, parsed, existing, sender, automated)
     if sender and sender in own:
