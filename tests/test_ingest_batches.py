@@ -91,3 +91,90 @@ def test_a_deadlock_with_another_worker_is_rolled_back_and_every_message_filed_o
         assert sorted(c.subject for c in cases) == ["Invoice", "New printer"]
         assert sorted(m.raw_message_id for m in messages) == sorted(ids)
         assert sorted(contacts) == ["new@a.example", "x@b.example"]
+
+
+def test_a_batch_finds_what_its_own_earlier_messages_filed(database_url):
+    """Lookups are asked once per window: a reply to a reply, and a second mail from a new
+    sender, filed after the message they follow in the same batch, still find them."""
+    with new_session(database_url) as db:
+        box = _mailbox(db)
+        ids = [
+            store(db, box, email("Printer broken", sender="Ann@A.example",
+                                 message_id="<p1@a.example>")),
+            store(db, box, email("Re: Printer broken", sender="bob@b.example",
+                                 message_id="<p2@b.example>", in_reply_to="<p1@a.example>")),
+            store(db, box, email("Re: Printer broken", sender="ann@a.example",
+                                 message_id="<p3@a.example>", in_reply_to="<p2@b.example>")),
+            store(db, box, email("Another question", sender="ann@a.example")),
+        ]  # fmt: skip
+        assert process_ids(db, ids) == {"done": 4}
+        contacts = db.exec(select(Contact)).all()
+        messages = {m.raw_message_id: m for m in db.exec(select(Message)).all()}
+        cases = {c.id: c.subject for c in db.exec(select(Case)).all()}
+    assert sorted(c.email_key for c in contacts) == ["ann@a.example", "bob@b.example"]
+    ann = next(c.id for c in contacts if c.email_key == "ann@a.example")
+    assert [messages[i].contact_id == ann for i in ids] == [True, False, True, True]
+    assert len({messages[i].case_id for i in ids[:3]}) == 1  # one thread, three messages
+    assert sorted(cases.values()) == ["Another question", "Printer broken"]
+
+
+def test_a_message_rolled_back_mid_batch_takes_back_the_contact_it_made(
+    database_url, monkeypatch
+):
+    """The first mail of a new sender fails after its contact was made: the savepoint takes
+    the contact back, and the sender's next mail in the same batch makes it again."""
+    from webapp.services import filing
+
+    real = filing._attachments
+
+    def failing(db, mailbox, message, parsed):
+        if parsed.subject == "Poison":
+            raise ValueError("a bug in filing")
+        return real(db, mailbox, message, parsed)
+
+    monkeypatch.setattr(filing, "_attachments", failing)
+    with new_session(database_url) as db:
+        box = _mailbox(db)
+        ids = [store(db, box, email("Poison", sender="new@c.example")),
+               store(db, box, email("Fine", sender="new@c.example"))]  # fmt: skip
+        assert process_ids(db, ids) == {"failed": 1, "done": 1}
+        failed = db.get(RawMessage, ids[0])
+        db.refresh(failed)
+        contact = db.exec(select(Contact).where(Contact.email_key == "new@c.example")).one()
+        message = db.exec(select(Message)).one()
+    assert "ValueError" in failed.error
+    assert message.raw_message_id == ids[1]
+    assert message.contact_id == contact.id
+
+
+def test_a_confirmation_reply_in_a_batch_makes_the_senders_next_mail_known(database_url):
+    """A reply to our confirmation mail releases the held message and makes its sender a
+    contact; the sender's next mail in the same batch is filed, not held again."""
+    from webapp.models import HeldMessage
+
+    with new_session(database_url) as db:
+        box = _mailbox(db)
+        box.confirm_unknown_senders = True
+        db.add(box)
+        db.commit()
+        first = store(db, box, email("Need help", sender="sam@s.example"))
+        assert process_ids(db, [first]) == {"ignored": 1}
+        held = db.exec(select(HeldMessage)).one()
+        assert held.reason == "confirmation"
+        held.mail_message_id = "<challenge-1@example.com>"  # the confirmation mail we sent
+        db.add(held)
+        db.commit()
+        ids = [
+            store(db, box, email("Re: Please confirm", sender="sam@s.example",
+                                 in_reply_to="<challenge-1@example.com>")),
+            store(db, box, email("One more thing", sender="sam@s.example")),
+        ]  # fmt: skip
+        counts = process_ids(db, ids)
+        db.refresh(held)
+        subjects = sorted(c.subject for c in db.exec(select(Case)).all())
+        second = db.get(RawMessage, ids[1])
+        db.refresh(second)
+    assert held.state == "released"
+    assert subjects == ["Need help", "One more thing"]
+    assert second.state == "done", second.error
+    assert counts == {"ignored": 1, "done": 1}  # the reply itself opens no case

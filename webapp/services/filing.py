@@ -30,6 +30,7 @@ from webapp.models import (
 from webapp.models.contact import email_key
 from webapp.services import intake, notify
 from webapp.services.leases import insert_ignore
+from webapp.services.lookups import lookups
 
 CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
 KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox keeps them
@@ -66,6 +67,7 @@ def file_message(
     message = _message(mailbox, raw, parsed, case, contact, opened, automation_reason(parsed, own))
     db.add(message)
     db.flush()
+    lookups(db).noted_message(message.message_id, case.id)
     _attachments(db, mailbox, message, parsed)
     roles = {sender: "requester" if opened else "sender"}
     if opened:
@@ -90,15 +92,17 @@ def own_addresses(db: Session) -> set[str]:
     return set(db.exec(select(Mailbox.email_key)).all())
 
 
+def thread_ids(parsed: ParsedMessage) -> list[str]:
+    """The Message-IDs a message answers, nearest first: In-Reply-To, then References."""
+    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
+    return [i[:998] for i in dict.fromkeys(ids)][:100]
+
+
 def thread_case(db: Session, parsed: ParsedMessage, sender: str) -> Case | None:
     """The case this message answers, or None for a new thread."""
-    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
-    ids = [i[:998] for i in dict.fromkeys(ids)][:100]
+    ids = thread_ids(parsed)
     if ids:
-        rows = db.exec(
-            select(Message.message_id, Message.case_id).where(col(Message.message_id).in_(ids))
-        ).all()
-        by_id = {message_id: case_id for message_id, case_id in rows}
+        by_id = lookups(db).message_cases(ids)
         for message_id in ids:
             if message_id in by_id:
                 return db.get(Case, by_id[message_id])
@@ -121,9 +125,8 @@ def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | 
     key = email_key(parsed.from_addr)
     if not key or len(key) > 320:
         return None
-    contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
-    if contact is None:  # an address merged into another contact (services/contacts.py)
-        contact = intake.alias_contact(db, key)
+    found = lookups(db)
+    contact = found.contact(key)  # or the contact it was merged into (services/contacts.py)
     if contact is None and create:
         now = utcnow()
         db.exec(
@@ -136,6 +139,7 @@ def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | 
             )
         )
         contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
+        found.noted_contact(key, contact)
     return contact
 
 

@@ -30,14 +30,17 @@ from webapp.db import utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
-from webapp.services import filing
+from webapp.models.contact import email_key
+from webapp.services import filing, intake
 from webapp.services import tasks as task_replies
+from webapp.services.lookups import BatchLookups, lookups
 from webapp.services.parse_ahead import Outcome, ParseAhead, parse_one
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 COMMIT_SECONDS = 0.25  # a batch transaction commits at least this often
+WINDOW = 25  # messages parsed, then looked up together (lookups.py), then filed
 
 
 def limits_for(mailbox: Mailbox) -> ParseLimits:
@@ -208,8 +211,12 @@ def _in_savepoint(db: Session, raw: RawMessage, work) -> str:
             if changed != 1:
                 raise _NotNew
     except _NotNew:
+        lookups(db).invalidate()
         db.refresh(raw)
         return raw.state
+    except BaseException:
+        lookups(db).invalidate()  # the savepoint rolled back what filing noted
+        raise
     return state
 
 
@@ -292,28 +299,74 @@ def process_ids(
                 first.end_of_message_marker,
             )
     batch = _Batch(db, counts)
+    found = BatchLookups(db)
     try:
-        for raw_id in raw_ids:
-            if check is not None:
-                check()
-            raw = rows.get(raw_id)
-            if raw is None:  # attempted before, or not NEW: alone, with its own commits
-                batch.commit()
-                _count(counts, process_raw(db, raw_id, limits))
-                continue
-            batch.begin()
-            try:
-                parsed = ahead.take(raw_id) if ahead is not None else None
-                batch.add(raw_id, _process(db, run, raw, bodies.pop(raw_id, None), parsed))
-            except OperationalError as exc:
-                if not _conflict(exc):
-                    raise
-                batch.replay(raw_id, limits)
-        batch.commit()
+        with found.installed():
+            for start in range(0, len(raw_ids), WINDOW):
+                window = raw_ids[start : start + WINDOW]
+                outcomes = _parse_window(run, window, rows, bodies, ahead)
+                if outcomes:
+                    batch.begin()
+                    _prefetch(found, window, outcomes)
+                for raw_id in window:
+                    if check is not None:
+                        check()
+                    raw = rows.get(raw_id)
+                    if raw is None:  # attempted before, or not NEW: alone, with its own commits
+                        batch.commit()
+                        _count(counts, process_raw(db, raw_id, limits))
+                        continue
+                    batch.begin()
+                    try:
+                        data = bodies.pop(raw_id, None)
+                        batch.add(raw_id, _process(db, run, raw, data, outcomes.get(raw_id)))
+                    except OperationalError as exc:
+                        if not _conflict(exc):
+                            raise
+                        found.invalidate()
+                        batch.replay(raw_id, limits)
+            batch.commit()
     except BaseException:
         db.rollback()
         raise
     return counts
+
+
+def _parse_window(
+    run: _Run,
+    window: list[int],
+    rows: dict[int, RawMessage],
+    bodies: dict[int, bytes],
+    ahead: ParseAhead | None,
+) -> dict[int, Outcome]:
+    """The parsed fresh rows of a window: from the parsing helper, or parsed here."""
+    outcomes: dict[int, Outcome] = {}
+    for raw_id in window:
+        raw, data = rows.get(raw_id), bodies.get(raw_id)
+        if raw is None or data is None:
+            continue
+        outcome = ahead.take(raw_id) if ahead is not None else None
+        if outcome is None:
+            mailbox = run.mailbox(raw.mailbox_id)
+            limits = run.limits or limits_for(mailbox)
+            outcome = parse_one(data, limits, mailbox.end_of_message_marker)
+        outcomes[raw_id] = outcome
+    return outcomes
+
+
+def _prefetch(found: BatchLookups, window: list[int], outcomes: dict[int, Outcome]) -> None:
+    """Ask once for what filing the window's messages will ask (lookups.py)."""
+    ids: list[str] = []
+    senders: list[str] = []
+    for outcome in outcomes.values():
+        parsed = outcome.parsed
+        if parsed is None:
+            continue
+        ids += filing.thread_ids(parsed)
+        ids += intake.original_ids(parsed)
+        ids += [*parsed.in_reply_to, *parsed.references][:100]
+        senders.append(email_key(parsed.from_addr))
+    found.prefetch(ids, senders, window)
 
 
 def _count(counts: dict[str, int], state: str) -> None:

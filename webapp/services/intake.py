@@ -26,18 +26,18 @@ from datetime import timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from webapp.db import utcnow
 from webapp.mail.automation import automation_reason
 from webapp.mail.parse import ParsedMessage
-from webapp.models import Case, CaseParticipant, Contact, Mailbox, Message, RawMessage
+from webapp.models import Case, CaseParticipant, Mailbox, RawMessage
 from webapp.models import intake as held_states
 from webapp.models.contact import email_key
-from webapp.models.intake import ContactAlias, HeldMessage
-from webapp.models.outbox import OutboxMessage
+from webapp.models.intake import HeldMessage
 from webapp.services import challenge
 from webapp.services.filters import intake_action, sender_decision
+from webapp.services.lookups import lookups
 from webapp.services.validation import SenderFilterError, SenderRule, parse_sender_filter
 
 # Parts of a delivery or read report that carry (the headers of) the original message.
@@ -74,7 +74,7 @@ def screen(
 
     `own` is our mailboxes' addresses (filing.own_addresses).
     """
-    existing = db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == raw.id)).first()
+    existing = lookups(db).held(raw.id)
     sender = email_key(parsed.from_addr)
     machine = _is_machine(parsed, sender)
     if existing is not None and existing.state == held_states.RELEASED:
@@ -192,9 +192,7 @@ def _known(db: Session, sender: str, case: Case | None) -> bool:
     """A contact (or a merged-away address of one), or someone taking part in the case."""
     if not sender:
         return False
-    if db.exec(select(Contact.id).where(Contact.email_key == sender)).first() is not None:
-        return True
-    if alias_contact(db, sender) is not None:
+    if lookups(db).contact(sender) is not None:
         return True
     if case is None:
         return False
@@ -202,12 +200,6 @@ def _known(db: Session, sender: str, case: Case | None) -> bool:
         CaseParticipant.case_id == case.id, CaseParticipant.email_key == sender
     )
     return db.exec(query).first() is not None
-
-
-def alias_contact(db: Session, key: str) -> Contact | None:
-    """The contact an address was merged into, if any."""
-    alias = db.exec(select(ContactAlias).where(ContactAlias.email_key == key)).first()
-    return db.get(Contact, alias.contact_id) if alias is not None else None
 
 
 def _is_machine(parsed: ParsedMessage, sender: str) -> bool:
@@ -239,15 +231,8 @@ def outgoing_case(db: Session, ids: list[str]) -> Case | None:
     """The case of a message we hold or sent, by its Message-ID (a reply or a bounce)."""
     if not ids:
         return None
-    rows = db.exec(
-        select(Message.message_id, Message.case_id).where(col(Message.message_id).in_(ids))
-    ).all()
-    sent = db.exec(
-        select(OutboxMessage.message_id, OutboxMessage.case_id).where(
-            col(OutboxMessage.message_id).in_(ids), col(OutboxMessage.case_id).is_not(None)
-        )
-    ).all()
-    by_id = {message_id: case_id for message_id, case_id in [*sent, *rows]}
+    found = lookups(db)
+    by_id = {**found.outbox_cases(ids), **found.message_cases(ids)}
     for message_id in ids:
         if message_id in by_id:
             return db.get(Case, by_id[message_id])
@@ -261,12 +246,7 @@ def _confirmation_reply(
     ids = [*parsed.in_reply_to, *parsed.references]
     if automated or not ids or not sender:
         return None
-    query = select(HeldMessage).where(
-        col(HeldMessage.mail_message_id).in_(ids[:100]),
-        HeldMessage.reason == held_states.CONFIRMATION,
-        HeldMessage.sender_key == sender,
-    )
-    return db.exec(query).first()
+    return lookups(db).confirmation(ids[:100], sender)
 
 
 def _confirm_by_reply(db: Session, held: HeldMessage) -> str:

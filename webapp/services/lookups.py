@@ -1,0 +1,226 @@
+"""What filing reads about rows other than the message being filed, and a batch cache of it.
+
+Filing a message asks the same few questions: which case holds the Message-IDs it
+answers, is the sender a contact, was this raw message held before, does it answer
+one of our confirmation mails. Outside a fetch (Reprocess, a release from the web)
+each question is one query. A fetch files its new mail in windows of a few dozen
+messages: `BatchLookups` asks each question once for the whole window (one query per
+kind instead of one per message) and notes what filing adds meanwhile, so a reply
+filed after the message it answers, in the same window, still finds its case.
+
+The cache lives in `Session.info` while a window is filed, so everything filing calls
+(a held message released by a confirmation reply included) reads and updates it. It is
+dropped whenever a savepoint or the transaction rolls back: what it noted may be gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+from sqlmodel import Session, col, select
+
+from webapp.models import Contact, Message
+from webapp.models import intake as held_states
+from webapp.models.intake import ContactAlias, HeldMessage
+from webapp.models.outbox import OutboxMessage
+
+_KEY = "mailchannel.lookups"
+_CHUNK = 500  # values per IN (…): well under every database's limit on parameters
+
+
+def lookups(db: Session) -> Lookups:
+    """The batch cache when a window is being filed in this session, else direct queries."""
+    return db.info.get(_KEY) or Lookups(db)
+
+
+def _chunks(values: list, size: int = _CHUNK):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+class Lookups:
+    """One query per question."""
+
+    def __init__(self, db: Session) -> None:
+        self.db = db
+
+    def message_cases(self, ids: list[str]) -> dict[str, int]:
+        """Message-ID → case of the messages we hold with these Message-IDs."""
+        return self._query_message_cases(ids)
+
+    def outbox_cases(self, ids: list[str]) -> dict[str, int]:
+        """Message-ID → case of the mail we sent (or queued) with these Message-IDs."""
+        return self._query_outbox_cases(ids)
+
+    def contact(self, key: str) -> Contact | None:
+        """The contact with this lowercased address, or the one it was merged into."""
+        return self._query_contacts([key]).get(key)
+
+    def held(self, raw_id: int) -> HeldMessage | None:
+        """The HeldMessage row of a raw message that was held or filtered before."""
+        return self._query_held([raw_id]).get(raw_id)
+
+    def confirmation(self, ids: list[str], sender: str) -> HeldMessage | None:
+        """The held message whose confirmation mail (one of `ids`) `sender` answers."""
+        query = select(HeldMessage).where(
+            col(HeldMessage.mail_message_id).in_(ids),
+            HeldMessage.reason == held_states.CONFIRMATION,
+            HeldMessage.sender_key == sender,
+        )
+        return self.db.exec(query).first()
+
+    def invalidate(self) -> None:
+        """A savepoint or the transaction rolled back: forget what may be gone."""
+
+    def noted_message(self, message_id: str | None, case_id: int) -> None:
+        """Filing added a message with this Message-ID (flushed)."""
+
+    def noted_contact(self, key: str, contact: Contact | None) -> None:
+        """Filing made (or found) the contact of this address."""
+
+    # -- the queries, for any number of values ------------------------------------------
+
+    def _query_message_cases(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            query = select(Message.message_id, Message.case_id).where(
+                col(Message.message_id).in_(chunk)
+            )
+            found.update(dict(self.db.exec(query).all()))
+        return found
+
+    def _query_outbox_cases(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            query = select(OutboxMessage.message_id, OutboxMessage.case_id).where(
+                col(OutboxMessage.message_id).in_(chunk), col(OutboxMessage.case_id).is_not(None)
+            )
+            found.update(dict(self.db.exec(query).all()))
+        return found
+
+    def _query_contacts(self, keys: list[str]) -> dict[str, Contact]:
+        found: dict[str, Contact] = {}
+        for chunk in _chunks(keys):
+            rows = self.db.exec(select(Contact).where(col(Contact.email_key).in_(chunk))).all()
+            found.update({row.email_key: row for row in rows})
+        merged = [key for key in keys if key not in found]
+        for chunk in _chunks(
+            merged
+        ):  # addresses merged into another contact (services/contacts.py)
+            aliases = dict(
+                self.db.exec(
+                    select(ContactAlias.email_key, ContactAlias.contact_id).where(
+                        col(ContactAlias.email_key).in_(chunk)
+                    )
+                ).all()
+            )
+            if not aliases:
+                continue
+            targets = self.db.exec(
+                select(Contact).where(col(Contact.id).in_(set(aliases.values())))
+            ).all()
+            by_id = {contact.id: contact for contact in targets}
+            found.update({k: by_id[i] for k, i in aliases.items() if i in by_id})
+        return found
+
+    def _query_held(self, raw_ids: list[int]) -> dict[int, HeldMessage]:
+        found: dict[int, HeldMessage] = {}
+        for chunk in _chunks(raw_ids):
+            rows = self.db.exec(
+                select(HeldMessage).where(col(HeldMessage.raw_message_id).in_(chunk))
+            ).all()
+            found.update({row.raw_message_id: row for row in rows})
+        return found
+
+
+class BatchLookups(Lookups):
+    """Answers from what `prefetch` asked for a window; anything else is queried once."""
+
+    def __init__(self, db: Session) -> None:
+        super().__init__(db)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        self._ids: set[str] = set()  # Message-IDs asked about
+        self._cases: dict[str, int] = {}
+        self._outbox: dict[str, int] = {}
+        self._confirmations: dict[str, list[HeldMessage]] = {}
+        self._contacts: dict[str, Contact | None] = {}
+        self._held: dict[int, HeldMessage | None] = {}
+
+    @contextmanager
+    def installed(self):
+        """Make this the session's lookups while the block runs."""
+        self.db.info[_KEY] = self
+        try:
+            yield self
+        finally:
+            self.db.info.pop(_KEY, None)
+
+    def prefetch(self, ids: Iterable[str], senders: Iterable[str], raw_ids: Iterable[int]):
+        """Ask once for everything a window of messages will ask."""
+        self._ask_ids(list(dict.fromkeys(ids)))
+        self._ask_contacts(list(dict.fromkeys(k for k in senders if k)))
+        self._ask_held(list(dict.fromkeys(raw_ids)))
+
+    def message_cases(self, ids: list[str]) -> dict[str, int]:
+        self._ask_ids(ids)
+        return {i: self._cases[i] for i in ids if i in self._cases}
+
+    def outbox_cases(self, ids: list[str]) -> dict[str, int]:
+        self._ask_ids(ids)
+        return {i: self._outbox[i] for i in ids if i in self._outbox}
+
+    def contact(self, key: str) -> Contact | None:
+        self._ask_contacts([key])
+        return self._contacts[key]
+
+    def held(self, raw_id: int) -> HeldMessage | None:
+        self._ask_held([raw_id])
+        return self._held[raw_id]
+
+    def confirmation(self, ids: list[str], sender: str) -> HeldMessage | None:
+        self._ask_ids(ids)
+        for message_id in ids:
+            for held in self._confirmations.get(message_id, ()):
+                if held.sender_key == sender:
+                    return held
+        return None
+
+    def noted_message(self, message_id: str | None, case_id: int) -> None:
+        if message_id:
+            self._cases.setdefault(message_id, case_id)
+
+    def noted_contact(self, key: str, contact: Contact | None) -> None:
+        self._contacts[key] = contact
+
+    def _ask_ids(self, ids: list[str]) -> None:
+        new = [i for i in ids if i not in self._ids]
+        if not new:
+            return
+        for message_id, case_id in self._query_message_cases(new).items():
+            self._cases.setdefault(message_id, case_id)
+        self._outbox.update(self._query_outbox_cases(new))
+        for chunk in _chunks(new):
+            rows = self.db.exec(
+                select(HeldMessage).where(
+                    col(HeldMessage.mail_message_id).in_(chunk),
+                    HeldMessage.reason == held_states.CONFIRMATION,
+                )
+            ).all()
+            for row in rows:
+                self._confirmations.setdefault(row.mail_message_id, []).append(row)
+        self._ids.update(new)
+
+    def _ask_contacts(self, keys: list[str]) -> None:
+        new = [k for k in keys if k not in self._contacts]
+        if new:
+            found = self._query_contacts(new)
+            self._contacts.update({key: found.get(key) for key in new})
+
+    def _ask_held(self, raw_ids: list[int]) -> None:
+        new = [i for i in raw_ids if i not in self._held]
+        if new:
+            found = self._query_held(new)
+            self._held.update({raw_id: found.get(raw_id) for raw_id in new})
