@@ -93,11 +93,26 @@ def store_batch(
     `listed` is how many listed messages the batch covers (progress), default len(batch).
     """
     out = Stored()
-    bodies: list[dict] = []
     try:
         renew(db, mailbox.id, holder)  # first statement: takes SQLite's write lock at once
-        for fetched in batch:
-            _store_one(db, mailbox, run_id, fetched, folder, uidvalidity, backlog, out, bodies)
+        rows = [
+            (fetched, values)
+            for fetched in batch
+            if (values := _values(db, mailbox, run_id, fetched, folder, uidvalidity, backlog))
+        ]
+        new_ids = _insert_rows(db, [values for _, values in rows])
+        bodies: list[dict] = []
+        for fetched, values in rows:
+            new_id = new_ids.get((fetched.uid, fetched.uidl))
+            out.inserted += new_id is not None
+            if fetched.raw is None:
+                continue
+            if new_id is not None:
+                bodies.append({"raw_message_id": new_id, "data": fetched.raw})
+                out.new_ids.append(new_id)
+                out.committed.append(fetched)
+            elif _bytes_known(db, mailbox.id, values["sha256"]):
+                out.committed.append(fetched)  # the same bytes are stored already: deduplicated
         if bodies:  # one multi-row INSERT (executemany) for the batch's bytes
             db.exec(insert(RawMessageBody.__table__), params=bodies)
         if cursor_uid is not None:
@@ -117,7 +132,7 @@ def store_batch(
     return out
 
 
-def _store_one(
+def _values(
     db: Session,
     mailbox: Mailbox,
     run_id: int,
@@ -125,9 +140,8 @@ def _store_one(
     folder: str,
     uidvalidity: int | None,
     backlog: bool,
-    out: Stored,
-    bodies: list[dict],
-) -> None:
+) -> dict | None:
+    """The raw row of one fetched message; None for a too-large message we hold already."""
     message_id, sender, subject = summary(
         fetched.raw if fetched.raw is not None else fetched.headers
     )
@@ -149,7 +163,7 @@ def _store_one(
     )
     if fetched.raw is None:
         if _known_too_large(db, mailbox.id, message_id, fetched.size):
-            return
+            return None
         values.update(
             state=states.TOO_LARGE,
             sha256=None,
@@ -159,17 +173,18 @@ def _store_one(
         sha = hashlib.sha256(fetched.raw).hexdigest()
         pending = fetched.uid is not None and (mailbox.mark_as_read or mailbox.delete_after_fetch)
         values.update(state=states.NEW, sha256=sha, error=None, server_pending=pending)
+    return values
+
+
+def _insert_rows(db: Session, rows: list[dict]) -> dict[tuple, int]:
+    """Insert a batch's raw rows in one statement (ON CONFLICT DO NOTHING); the ids of the
+    new ones by server position (uid, uidl): a row already held returns nothing."""
+    if not rows:
+        return {}
     table = RawMessage.__table__
-    new_id = db.exec(insert_ignore(db, table).values(**values).returning(table.c.id)).scalar()
-    out.inserted += new_id is not None
-    if fetched.raw is None:
-        return
-    if new_id is not None:
-        bodies.append({"raw_message_id": new_id, "data": fetched.raw})
-        out.new_ids.append(new_id)
-        out.committed.append(fetched)
-    elif _bytes_known(db, mailbox.id, values["sha256"]):
-        out.committed.append(fetched)  # the same bytes are stored already: deduplicated
+    returning = insert_ignore(db, table).returning(table.c.id, table.c.uid, table.c.uidl)
+    result = db.exec(returning, params=rows)
+    return {(uid, uidl): new_id for new_id, uid, uidl in result.all()}
 
 
 def _known_too_large(db: Session, mailbox_id: int, message_id: str | None, size: int) -> bool:
