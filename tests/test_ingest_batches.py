@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, text, update
 from sqlmodel import select
 
 from tests.conftest import migrate
@@ -178,3 +178,40 @@ def test_a_confirmation_reply_in_a_batch_makes_the_senders_next_mail_known(datab
     assert subjects == ["Need help", "One more thing"]
     assert second.state == "done", second.error
     assert counts == {"ignored": 1, "done": 1}  # the reply itself opens no case
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432")
+def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(monkeypatch):
+    """Reprocess (another run) finishes a row while the fetch's batch is still open: the
+    batch does not overwrite it or file it twice, and its other rows are filed."""
+    from webapp.services import filing
+
+    with fresh_database() as url:
+        migrate(url)
+        COVERED.add("PostgreSQL")
+        with new_session(url) as db:
+            box = _mailbox(db)
+            ids = [store(db, box, email("First", sender="ann@a.example")),
+                   store(db, box, email("Second", sender="bob@b.example"))]  # fmt: skip
+        real = filing.file_message
+
+        def other_run_finishes_the_first(db, mailbox, raw, parsed, own=None):
+            if parsed.subject == "Second":  # the first row is filed in the open batch by now
+                with new_session(url) as other:
+                    other.exec(update(RawMessage).where(RawMessage.id == ids[0])
+                               .values(state="failed", error="set by another run"))  # fmt: skip
+                    other.commit()
+            return real(db, mailbox, raw, parsed, own=own)
+
+        monkeypatch.setattr(filing, "file_message", other_run_finishes_the_first)
+        with new_session(url) as db:
+            counts = process_ids(db, ids)
+            first = db.get(RawMessage, ids[0])
+            db.refresh(first)
+            messages = db.exec(select(Message)).all()
+            cases = db.exec(select(Case.subject)).all()
+    assert counts == {"failed": 1, "done": 1}
+    assert (first.state, first.error) == ("failed", "set by another run")
+    assert [m.raw_message_id for m in messages] == [ids[1]]
+    assert cases == ["Second"]

@@ -20,7 +20,6 @@ from webapp.mail.reply import extract_reply
 from webapp.models import (
     Attachment,
     Case,
-    CaseParticipant,
     Contact,
     Counter,
     Mailbox,
@@ -78,12 +77,7 @@ def file_message(
     if opened:  # in this transaction: the case and its acknowledgement commit together
         notify.acknowledge_new_case(db, mailbox, case, message)
     else:  # a new case was created with this time already
-        db.exec(
-            update(Case)
-            .where(col(Case.id) == case.id)
-            .values(updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        lookups(db).touch_case(case.id)
     return None
 
 
@@ -108,16 +102,9 @@ def thread_case(db: Session, parsed: ParsedMessage, sender: str) -> Case | None:
                 return db.get(Case, by_id[message_id])
     for match in CASE_TOKEN.finditer(parsed.subject or ""):
         case = db.exec(select(Case).where(Case.number == int(match.group(1)))).first()
-        if case is not None and sender and _participant(db, case.id, sender):
+        if case is not None and sender and lookups(db).participant(case.id, sender):
             return case
     return None
-
-
-def _participant(db: Session, case_id: int, key: str) -> bool:
-    query = select(CaseParticipant.id).where(
-        CaseParticipant.case_id == case_id, CaseParticipant.email_key == key
-    )
-    return db.exec(query).first() is not None
 
 
 def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | None:
@@ -263,5 +250,4 @@ def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:
         for key, role in roles.items()
         if len(key) <= 320
     ]
-    if rows:  # one cached INSERT for all; a participant already there is left as it is
-        db.exec(insert_ignore(db, CaseParticipant.__table__), params=rows)
+    lookups(db).add_participants(rows)

@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import replace
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -144,18 +144,22 @@ def _process(
         )
 
 
-def _file(db: Session, run: _Run, mailbox: Mailbox, raw: RawMessage, parsed) -> str:
-    def work() -> tuple[str, str | None]:
-        # A reply to a task-assignment email goes into the task's history, not a case.
-        if task_replies.route_task_reply(db, mailbox, parsed, raw):
-            return states.DONE, None
-        ignored = filing.file_message(db, mailbox, raw, parsed, own=run.own)
-        _test_delay()
-        return (states.IGNORED if ignored else states.DONE), ignored
+def _filed(
+    db: Session, run: _Run, mailbox: Mailbox, raw: RawMessage, parsed
+) -> tuple[str, str | None]:
+    """File a parsed message (flushed, not committed); the state and error to record."""
+    # A reply to a task-assignment email goes into the task's history, not a case.
+    if task_replies.route_task_reply(db, mailbox, parsed, raw):
+        return states.DONE, None
+    ignored = filing.file_message(db, mailbox, raw, parsed, own=run.own)
+    _test_delay()
+    return (states.IGNORED if ignored else states.DONE), ignored
 
+
+def _file(db: Session, run: _Run, mailbox: Mailbox, raw: RawMessage, parsed) -> str:
     for attempt in (1, 2):
         try:
-            return _in_savepoint(db, raw, work)
+            return _in_savepoint(db, raw, lambda: _filed(db, run, mailbox, raw, parsed))
         except IntegrityError:
             # A concurrent writer made the same contact or participant, or this row was
             # filed meanwhile: start over from what is committed now.
@@ -164,6 +168,24 @@ def _file(db: Session, run: _Run, mailbox: Mailbox, raw: RawMessage, parsed) -> 
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _outcome(
+    db: Session, run: _Run, raw: RawMessage, data: bytes | None, ahead: Outcome | None
+) -> tuple[str, str | None]:
+    """File one fresh row of a batch, without a savepoint of its own; (state, error).
+
+    Any exception means the batch is rolled back and filed again one row at a time
+    (_Batch.replay), where a failing message fails alone.
+    """
+    if data is None or ahead is None:
+        return states.FAILED, "the raw bytes of this message are missing"
+    if ahead.too_large:
+        return states.TOO_LARGE, ahead.too_large
+    if ahead.error:
+        log.info("raw message %s failed to parse: %s", raw.id, ahead.error)
+        return states.FAILED, ahead.error
+    return _filed(db, run, run.mailbox(raw.mailbox_id), raw, ahead.parsed)
 
 
 def _test_delay() -> None:
@@ -298,8 +320,8 @@ def process_ids(
                 limits or limits_for(first),
                 first.end_of_message_marker,
             )
-    batch = _Batch(db, counts)
     found = BatchLookups(db)
+    batch = _Batch(db, counts, found, limits)
     try:
         with found.installed():
             for start in range(0, len(raw_ids), WINDOW):
@@ -314,17 +336,22 @@ def process_ids(
                     raw = rows.get(raw_id)
                     if raw is None:  # attempted before, or not NEW: alone, with its own commits
                         batch.commit()
-                        _count(counts, process_raw(db, raw_id, limits))
+                        batch.alone(raw_id)
                         continue
                     batch.begin()
                     try:
                         data = bodies.pop(raw_id, None)
-                        batch.add(raw_id, _process(db, run, raw, data, outcomes.get(raw_id)))
+                        state, error = _outcome(db, run, raw, data, outcomes.get(raw_id))
                     except OperationalError as exc:
                         if not _conflict(exc):
-                            raise
-                        found.invalidate()
-                        batch.replay(raw_id, limits)
+                            raise  # the database is unavailable: the next run retries
+                        batch.replay(raw_id)
+                    except Exception:  # noqa: BLE001 - a bug or a refused value: this row fails alone
+                        log.info("filing raw message %s raised: batch filed again row by row",
+                                 raw_id, exc_info=True)  # fmt: skip
+                        batch.replay(raw_id)
+                    else:
+                        batch.add(raw_id, state, error)
             batch.commit()
     except BaseException:
         db.rollback()
@@ -379,12 +406,12 @@ def _conflict(exc: OperationalError) -> bool:
 
 
 class _Batch:
-    """The rows filed in the open transaction; their counts count once it commits."""
+    """The rows filed in the open transaction; their states are written and counted when it
+    commits, with what filing deferred (lookups.BatchLookups.write_pending)."""
 
-    def __init__(self, db: Session, counts: dict[str, int]) -> None:
-        self.db, self.counts = db, counts
-        self.ids: list[int] = []
-        self.states: list[str] = []
+    def __init__(self, db: Session, counts: dict[str, int], found: BatchLookups, limits) -> None:
+        self.db, self.counts, self.found, self.limits = db, counts, found, limits
+        self.rows: list[dict] = []
         self.opened: float | None = None
 
     def begin(self) -> None:
@@ -392,29 +419,62 @@ class _Batch:
             _begin_batch(self.db)
             self.opened = time.monotonic()
 
-    def add(self, raw_id: int, state: str) -> None:
-        self.ids.append(raw_id)
-        self.states.append(state)
+    def add(self, raw_id: int, state: str, error: str | None) -> None:
+        self.rows.append({"b_id": raw_id, "b_state": state, "b_error": error})
         if time.monotonic() - self.opened >= COMMIT_SECONDS:
             self.commit()
 
     def commit(self) -> None:
         if self.opened is None:
             return
-        self.db.commit()
-        for state in self.states:
-            _count(self.counts, state)
-        self.ids, self.states, self.opened = [], [], None
+        try:
+            moved = not self._write()
+        except OperationalError as exc:
+            if not _conflict(exc):
+                raise
+            moved = True  # a deadlock on the held-back writes: roll back and file row by row
+        if moved:
+            self.replay(None)
+            return
+        for row in self.rows:
+            _count(self.counts, row["b_state"])
+        self.rows, self.opened = [], None
 
-    def replay(self, raw_id: int, limits: ParseLimits | None) -> None:
-        """Another worker's transaction deadlocked with this one (two PostgreSQL workers
-        filing mail from the same senders): roll back, and file the rolled-back rows and
-        `raw_id` one transaction each, where the lock order is always the same."""
-        log.info("batch transaction rolled back (%s rows), filing them one by one", len(self.ids))
+    def _write(self) -> bool:
+        """Write what the batch held back and the rows' states, and commit; False (nothing
+        committed) when a row left NEW meanwhile (a Reprocess): the caller replays."""
+        self.found.write_pending()
+        if self.rows:
+            table = RawMessage.__table__
+            record = (
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.state == states.NEW)
+                .values(state=bindparam("b_state"), error=bindparam("b_error"),
+                        processed_at=utcnow())
+            )  # fmt: skip
+            if self.db.exec(record, params=self.rows).rowcount != len(self.rows):
+                return False
+        self.db.commit()
+        return True
+
+    def alone(self, raw_id: int) -> None:
+        """Process one row in its own transactions, with a savepoint around its filing."""
+        with self.found.suspended():
+            _count(self.counts, process_raw(self.db, raw_id, self.limits))
+
+    def replay(self, raw_id: int | None) -> None:
+        """Roll back the open transaction and file its rows (and `raw_id`) one by one.
+
+        A message whose filing raised fails alone there; a deadlock with another worker
+        (two PostgreSQL workers filing mail from the same senders) does not come back,
+        because one row per transaction always locks in the same order."""
+        replayed = [row["b_id"] for row in self.rows] + ([raw_id] if raw_id else [])
+        log.info("batch transaction rolled back (%s rows), filing them one by one", len(replayed))
         self.db.rollback()
-        for replayed in [*self.ids, raw_id]:
-            _count(self.counts, process_raw(self.db, replayed, limits))
-        self.ids, self.states, self.opened = [], [], None
+        self.found.discard()
+        self.rows, self.opened = [], None
+        for replayed_id in replayed:
+            self.alone(replayed_id)
 
 
 def process_pending(db: Session, mailbox_id: int, check=None) -> dict[str, int]:

@@ -26,12 +26,12 @@ from datetime import timedelta
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from webapp.db import utcnow
 from webapp.mail.automation import automation_reason
 from webapp.mail.parse import ParsedMessage
-from webapp.models import Case, CaseParticipant, Mailbox, RawMessage
+from webapp.models import Case, Mailbox, RawMessage
 from webapp.models import intake as held_states
 from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
@@ -194,12 +194,7 @@ def _known(db: Session, sender: str, case: Case | None) -> bool:
         return False
     if lookups(db).contact(sender) is not None:
         return True
-    if case is None:
-        return False
-    query = select(CaseParticipant.id).where(
-        CaseParticipant.case_id == case.id, CaseParticipant.email_key == sender
-    )
-    return db.exec(query).first() is not None
+    return case is not None and lookups(db).participant(case.id, sender)
 
 
 def _is_machine(parsed: ParsedMessage, sender: str) -> bool:

@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import contextmanager
 
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from webapp.models import Contact, Message
+from webapp.db import utcnow
+from webapp.models import Case, CaseParticipant, Contact, Message
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
+from webapp.services.leases import insert_ignore
 
 _KEY = "mailchannel.lookups"
 _CHUNK = 500  # values per IN (…): well under every database's limit on parameters
@@ -69,6 +72,24 @@ class Lookups:
             HeldMessage.sender_key == sender,
         )
         return self.db.exec(query).first()
+
+    def participant(self, case_id: int, key: str) -> bool:
+        """Whether this lowercased address takes part in the case."""
+        query = select(CaseParticipant.id).where(
+            CaseParticipant.case_id == case_id, CaseParticipant.email_key == key
+        )
+        return self.db.exec(query).first() is not None
+
+    def add_participants(self, rows: list[dict]) -> None:
+        """Add participants (case_id, email_key, role); one already there stays as it is."""
+        if rows:
+            self.db.exec(insert_ignore(self.db, CaseParticipant.__table__), params=rows)
+
+    def touch_case(self, case_id: int) -> None:
+        """A message was added to the case: it moves up the lists."""
+        self.db.exec(
+            update(Case.__table__).where(Case.__table__.c.id == case_id).values(updated_at=utcnow())
+        )
 
     def invalidate(self) -> None:
         """A savepoint or the transaction rolled back: forget what may be gone."""
@@ -135,11 +156,56 @@ class Lookups:
 
 
 class BatchLookups(Lookups):
-    """Answers from what `prefetch` asked for a window; anything else is queried once."""
+    """Answers from what `prefetch` asked for a window; anything else is queried once.
+
+    It also holds back the writes nobody reads before the batch commits (participants,
+    cases moved up the lists) and makes them at once: `write_pending`, called by the
+    batch before it commits; `discard` when the batch is rolled back instead.
+    """
 
     def __init__(self, db: Session) -> None:
         super().__init__(db)
         self.invalidate()
+        self.discard()
+
+    def discard(self) -> None:
+        """The batch was rolled back: its held-back writes go, and what it noted."""
+        self.invalidate()
+        self._participants: dict[tuple[int, str], dict] = {}
+        self._touched: set[int] = set()
+
+    def write_pending(self) -> None:
+        """Make the held-back writes, one statement each, in the batch's transaction."""
+        super().add_participants(list(self._participants.values()))
+        if self._touched:
+            table = Case.__table__
+            self.db.exec(
+                update(table)
+                .where(table.c.id.in_(sorted(self._touched)))
+                .values(updated_at=utcnow())
+            )
+        self._participants, self._touched = {}, set()
+
+    def participant(self, case_id: int, key: str) -> bool:
+        return (case_id, key) in self._participants or super().participant(case_id, key)
+
+    def add_participants(self, rows: list[dict]) -> None:
+        for row in rows:  # the first role given stays, as with ON CONFLICT DO NOTHING
+            self._participants.setdefault((row["case_id"], row["email_key"]), row)
+
+    def touch_case(self, case_id: int) -> None:
+        self._touched.add(case_id)
+
+    @contextmanager
+    def suspended(self):
+        """Filing in the block queries and writes directly (a row filed on its own, with
+        savepoints); what it changed is not in this cache, which is forgotten after it."""
+        self.db.info.pop(_KEY, None)
+        try:
+            yield
+        finally:
+            self.invalidate()
+            self.db.info[_KEY] = self
 
     def invalidate(self) -> None:
         self._ids: set[str] = set()  # Message-IDs asked about
