@@ -8,11 +8,13 @@ sits in memory at once. Every network failure becomes a classified MailError.
 
 from __future__ import annotations
 
+import hashlib
 import imaplib
 import logging
 import poplib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from imapclient import IMAPClient
 
@@ -39,6 +41,11 @@ class Fetched:
     uid: int | None = None  # IMAP
     uidl: str | None = None  # POP3
     headers: bytes = b""  # a few header fields, read instead of the body when too large
+
+    @cached_property
+    def sha256(self) -> str | None:
+        """Hex SHA-256 of the raw bytes: the content key of the stored row."""
+        return hashlib.sha256(self.raw).hexdigest() if self.raw is not None else None
 
 
 @dataclass

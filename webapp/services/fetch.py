@@ -166,6 +166,7 @@ def _fetch_imap(ctx: RunContext, settings) -> bool:
             ctx.set_total(len(uids))
             for chunk, batch in box.batches(uids, mailbox.max_message_bytes, batch_size()):
                 ctx.keeper.check()
+                ingest.parse_early(ctx.ahead, mailbox, batch)
                 stored = store.store_batch(
                     db,
                     mailbox,
@@ -179,7 +180,8 @@ def _fetch_imap(ctx: RunContext, settings) -> bool:
                     listed=len(chunk),
                 )
                 _server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
-                ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead)
+                ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
+                ctx.ahead.forget()
                 if ctx.after_batch():
                     more = True
                     break
@@ -249,12 +251,14 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
             ctx.keeper.check()
             chunk = new[start : start + batch_size()]
             batch = [box.retrieve(n, u, s, mailbox.max_message_bytes) for n, u, s in chunk]
+            ingest.parse_early(ctx.ahead, mailbox, batch)
             stored = store.store_batch(
                 db, mailbox, ctx.run_id, ctx.holder, batch, backlog=ctx.backlog
             )
             committed = {f.uidl for f in stored.committed}
             to_delete += [n for n, u, _ in chunk if u in committed]
-            ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead)
+            ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
+            ctx.ahead.forget()
             if ctx.after_batch():
                 more = True
                 break

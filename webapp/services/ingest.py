@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
+from webapp.mail.sync import Fetched
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.models.contact import email_key
@@ -268,10 +269,12 @@ def process_ids(
     limits: ParseLimits | None = None,
     check=None,
     ahead: ParseAhead | None = None,
+    bodies: dict[int, bytes] | None = None,
 ) -> dict[str, int]:
     """Process rows in order; counts per final state. A failing message never stops the rest.
 
-    `check()` runs between messages; `ahead` parses them in a helper process meanwhile.
+    `check()` runs between messages; `ahead` parses them in a helper process meanwhile;
+    `bodies` are raw bytes the caller holds already (it just stored them), by row id.
     """
     counts: dict[str, int] = {}
     if not raw_ids:
@@ -297,7 +300,7 @@ def process_ids(
         db.rollback()
         raise
     rows: dict[int, RawMessage] = {}
-    bodies: dict[int, bytes] = {}
+    held, bodies = bodies or {}, {}
     if fresh:
         ids = sorted(fresh)
         for start in range(0, len(ids), 500):
@@ -308,15 +311,17 @@ def process_ids(
                 .execution_options(populate_existing=True)
             )
             rows.update({row.id: row for row in db.exec(query).all()})
-            data = select(RawMessageBody.raw_message_id, RawMessageBody.data).where(
-                col(RawMessageBody.raw_message_id).in_(chunk)
-            )
-            bodies.update(dict(db.exec(data).all()))
+            bodies.update({i: held[i] for i in chunk if i in held})
+            if missing := [i for i in chunk if i not in held]:
+                data = select(RawMessageBody.raw_message_id, RawMessageBody.data).where(
+                    col(RawMessageBody.raw_message_id).in_(missing)
+                )
+                bodies.update(dict(db.exec(data).all()))
         db.commit()  # end the read transaction: the batch takes the write lock next
         if ahead is not None:
             first = run.mailbox(rows[ids[0]].mailbox_id)
             ahead.submit(
-                [(i, bodies[i]) for i in raw_ids if i in bodies],
+                [(_key(rows[i]), bodies[i]) for i in raw_ids if i in bodies and i in rows],
                 limits or limits_for(first),
                 first.end_of_message_marker,
             )
@@ -359,6 +364,21 @@ def process_ids(
     return counts
 
 
+def _key(raw: RawMessage) -> str | int:
+    """What the parsing helper knows a message by: its content, so that the fetch can
+    hand over the bytes before they are stored (parse_early)."""
+    return raw.sha256 or raw.id
+
+
+def parse_early(ahead: ParseAhead, mailbox: Mailbox, batch: list[Fetched]) -> None:
+    """Start parsing a fetched batch in the helper while it is being stored."""
+    ahead.submit(
+        [(f.sha256, f.raw) for f in batch if f.raw is not None],
+        limits_for(mailbox),
+        mailbox.end_of_message_marker,
+    )
+
+
 def _parse_window(
     run: _Run,
     window: list[int],
@@ -372,7 +392,7 @@ def _parse_window(
         raw, data = rows.get(raw_id), bodies.get(raw_id)
         if raw is None or data is None:
             continue
-        outcome = ahead.take(raw_id) if ahead is not None else None
+        outcome = ahead.take(_key(raw)) if ahead is not None else None
         if outcome is None:
             mailbox = run.mailbox(raw.mailbox_id)
             limits = run.limits or limits_for(mailbox)

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Hashable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -88,8 +89,10 @@ class ParseAhead:
         self._results: dict[int, Outcome] = {}
         self._seconds = 0.0
 
-    def submit(self, items: list[tuple[int, bytes]], limits: ParseLimits, marker: str | None):
-        """Start parsing these (raw id, bytes) pairs, in order, in the helper."""
+    def submit(self, items: list[tuple[Hashable, bytes]], limits: ParseLimits, marker: str | None):
+        """Start parsing these (key, bytes) pairs, in order, in the helper; a key given
+        before (and not taken or forgotten since) is not parsed again."""
+        items = [(k, d) for k, d in items if k not in self._futures and k not in self._results]
         if self._failed or len(items) < MIN_MESSAGES:
             return
         try:
@@ -108,8 +111,8 @@ class ParseAhead:
         except (OSError, BrokenProcessPool, RuntimeError) as exc:
             self._give_up(f"could not start the parsing helper: {exc}")
 
-    def take(self, raw_id: int) -> Outcome | None:
-        """The outcome for `raw_id` if the helper parsed it, else None (parse it here)."""
+    def take(self, raw_id: Hashable) -> Outcome | None:
+        """The outcome for this key if the helper parsed it, else None (parse it here)."""
         future = self._futures.pop(raw_id, None)
         if raw_id in self._results:
             return self._results.pop(raw_id)
@@ -125,6 +128,11 @@ class ParseAhead:
             self._give_up(f"the parsing helper failed: {exc!r}")
             return None
         return self._results.pop(raw_id, None)
+
+    def forget(self) -> None:
+        """Drop what was submitted and never taken (a message that was stored already)."""
+        self._futures.clear()
+        self._results.clear()
 
     def _give_up(self, why: str) -> None:
         log.warning("%s; parsing in the worker itself from now on", why)

@@ -8,7 +8,6 @@ twice (a rerun after SIGKILL, a UIDVALIDITY change, a second worker) adds nothin
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ class Stored:
     """What one batch left in the database."""
 
     new_ids: list[int] = field(default_factory=list)  # rows to process, in fetch order
+    bodies: dict[int, bytes] = field(default_factory=dict)  # their raw bytes, by row id
     committed: list[Fetched] = field(default_factory=list)  # bytes are in the DB (new or known)
     inserted: int = 0  # new raw rows, too-large ones included
 
@@ -110,6 +110,7 @@ def store_batch(
             if new_id is not None:
                 bodies.append({"raw_message_id": new_id, "data": fetched.raw})
                 out.new_ids.append(new_id)
+                out.bodies[new_id] = fetched.raw
                 out.committed.append(fetched)
             elif _bytes_known(db, mailbox.id, values["sha256"]):
                 out.committed.append(fetched)  # the same bytes are stored already: deduplicated
@@ -170,7 +171,7 @@ def _values(
             error=too_large_reason(fetched.size, mailbox.max_message_bytes),
         )
     else:
-        sha = hashlib.sha256(fetched.raw).hexdigest()
+        sha = fetched.sha256
         pending = fetched.uid is not None and (mailbox.mark_as_read or mailbox.delete_after_fetch)
         values.update(state=states.NEW, sha256=sha, error=None, server_pending=pending)
     return values
