@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
@@ -31,6 +31,7 @@ from webapp.services import intake, notify
 from webapp.services.leases import insert_ignore
 from webapp.services.lookups import lookups
 
+_INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
 CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
 KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox keeps them
 NOT_KEPT_BEYOND_LIMIT = f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept"
@@ -63,11 +64,10 @@ def file_message(
     opened = case is None
     if case is None:
         case = open_case(db, mailbox, parsed, contact)
-    message = _message(mailbox, raw, parsed, case, contact, opened, automation_reason(parsed, own))
-    db.add(message)
-    db.flush()
-    lookups(db).noted_message(message.message_id, case.id)
-    _attachments(db, mailbox, message, parsed)
+    values = _message(mailbox, raw, parsed, case, contact, opened, automation_reason(parsed, own))
+    message_id = db.exec(_INSERT_MESSAGE, params=values).scalar_one()
+    lookups(db).noted_message(values["message_id"], case.id)
+    _attachments(db, mailbox, message_id, parsed)
     roles = {sender: "requester" if opened else "sender"}
     if opened:
         roles.update(
@@ -75,7 +75,7 @@ def file_message(
         )
     _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
     if opened:  # in this transaction: the case and its acknowledgement commit together
-        notify.acknowledge_new_case(db, mailbox, case, message)
+        notify.acknowledge_new_case(db, mailbox, case, Message(id=message_id, **values))
     else:  # a new case was created with this time already
         lookups(db).touch_case(case.id)
     return None
@@ -96,10 +96,11 @@ def thread_case(db: Session, parsed: ParsedMessage, sender: str) -> Case | None:
     """The case this message answers, or None for a new thread."""
     ids = thread_ids(parsed)
     if ids:
-        by_id = lookups(db).message_cases(ids)
+        found = lookups(db)
+        by_id = found.message_cases(ids)
         for message_id in ids:
             if message_id in by_id:
-                return db.get(Case, by_id[message_id])
+                return found.case(by_id[message_id])
     for match in CASE_TOKEN.finditer(parsed.subject or ""):
         case = db.exec(select(Case).where(Case.number == int(match.group(1)))).first()
         if case is not None and sender and lookups(db).participant(case.id, sender):
@@ -159,6 +160,7 @@ def open_case(
     )
     db.add(case)
     db.flush()
+    lookups(db).noted_case(case)
     return case
 
 
@@ -170,8 +172,10 @@ def _message(
     contact: Contact | None,
     opened: bool,
     automated: str | None,
-) -> Message:
-    return Message(
+) -> dict:
+    """The columns of the message's row (written with one INSERT, without an ORM object)."""
+    now = utcnow()
+    return dict(
         case_id=case.id,
         raw_message_id=raw.id,
         mailbox_id=mailbox.id,
@@ -197,6 +201,8 @@ def _message(
         automated=automated[:200] if automated else None,
         backlog=raw.backlog,
         parse_notes="\n".join(parsed.defects)[:4000],
+        received_at=now,
+        created_at=now,
     )
 
 
@@ -227,21 +233,23 @@ def attachment_verdicts(mailbox: Mailbox, attachments: list) -> list[str | None]
     return verdicts
 
 
-def _attachments(db: Session, mailbox: Mailbox, message: Message, parsed: ParsedMessage) -> None:
+def _attachments(db: Session, mailbox: Mailbox, message_id: int, parsed: ParsedMessage) -> None:
     verdicts = attachment_verdicts(mailbox, parsed.attachments)
-    for item, reason in zip(parsed.attachments, verdicts, strict=True):
-        db.add(
-            Attachment(
-                message_id=message.id,
-                filename=item.filename[:255],
-                content_type=item.content_type[:255],
-                size=item.size,
-                content_id=item.content_id[:998] if item.content_id else None,
-                inline=item.inline,
-                data=item.data if reason is None else None,
-                not_kept_reason=reason,
-            )
+    rows = [
+        dict(
+            message_id=message_id,
+            filename=item.filename[:255],
+            content_type=item.content_type[:255],
+            size=item.size,
+            content_id=item.content_id[:998] if item.content_id else None,
+            inline=item.inline,
+            data=item.data if reason is None else None,
+            not_kept_reason=reason,
         )
+        for item, reason in zip(parsed.attachments, verdicts, strict=True)
+    ]
+    if rows:  # one statement (executemany) for all of them
+        db.exec(insert(Attachment.__table__), params=rows)
 
 
 def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:

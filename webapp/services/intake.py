@@ -230,7 +230,7 @@ def outgoing_case(db: Session, ids: list[str]) -> Case | None:
     by_id = {**found.outbox_cases(ids), **found.message_cases(ids)}
     for message_id in ids:
         if message_id in by_id:
-            return db.get(Case, by_id[message_id])
+            return found.case(by_id[message_id])
     return None
 
 

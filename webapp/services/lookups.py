@@ -56,6 +56,9 @@ class Lookups:
         """Message-ID → case of the mail we sent (or queued) with these Message-IDs."""
         return self._query_outbox_cases(ids)
 
+    def case(self, case_id: int) -> Case | None:
+        return self.db.get(Case, case_id)
+
     def contact(self, key: str) -> Contact | None:
         """The contact with this lowercased address, or the one it was merged into."""
         return self._query_contacts([key]).get(key)
@@ -96,6 +99,9 @@ class Lookups:
 
     def noted_message(self, message_id: str | None, case_id: int) -> None:
         """Filing added a message with this Message-ID (flushed)."""
+
+    def noted_case(self, case: Case) -> None:
+        """Filing opened this case (flushed)."""
 
     def noted_contact(self, key: str, contact: Contact | None) -> None:
         """Filing made (or found) the contact of this address."""
@@ -214,6 +220,7 @@ class BatchLookups(Lookups):
         self._confirmations: dict[str, list[HeldMessage]] = {}
         self._contacts: dict[str, Contact | None] = {}
         self._held: dict[int, HeldMessage | None] = {}
+        self._case_rows: dict[int, Case] = {}  # held here: the session keeps only weak ones
 
     @contextmanager
     def installed(self):
@@ -238,6 +245,14 @@ class BatchLookups(Lookups):
         self._ask_ids(ids)
         return {i: self._outbox[i] for i in ids if i in self._outbox}
 
+    def case(self, case_id: int) -> Case | None:
+        if case_id not in self._case_rows:
+            found = super().case(case_id)
+            if found is None:
+                return None
+            self._case_rows[case_id] = found
+        return self._case_rows[case_id]
+
     def contact(self, key: str) -> Contact | None:
         self._ask_contacts([key])
         return self._contacts[key]
@@ -261,6 +276,9 @@ class BatchLookups(Lookups):
     def noted_contact(self, key: str, contact: Contact | None) -> None:
         self._contacts[key] = contact
 
+    def noted_case(self, case: Case) -> None:
+        self._case_rows[case.id] = case
+
     def _ask_ids(self, ids: list[str]) -> None:
         new = [i for i in ids if i not in self._ids]
         if not new:
@@ -268,6 +286,10 @@ class BatchLookups(Lookups):
         for message_id, case_id in self._query_message_cases(new).items():
             self._cases.setdefault(message_id, case_id)
         self._outbox.update(self._query_outbox_cases(new))
+        cases = {*self._cases.values(), *self._outbox.values()} - self._case_rows.keys()
+        for chunk in _chunks(sorted(cases)):
+            rows = self.db.exec(select(Case).where(col(Case.id).in_(chunk))).all()
+            self._case_rows.update({row.id: row for row in rows})
         for chunk in _chunks(new):
             rows = self.db.exec(
                 select(HeldMessage).where(
