@@ -14,7 +14,7 @@ from tests.fetch_support import email
 from tests.postgres import COVERED, fresh_database, postgres_answers
 from tests.test_ingest import store
 from webapp.db import new_session, utcnow
-from webapp.models import Case, Contact, Mailbox, Message, RawMessage
+from webapp.models import Case, Contact, Counter, Mailbox, Message, RawMessage
 from webapp.services.ingest import process_ids
 
 
@@ -215,3 +215,25 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(monke
     assert (first.state, first.error) == ("failed", "set by another run")
     assert [m.raw_message_id for m in messages] == [ids[1]]
     assert cases == ["Second"]
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432")
+def test_postgresql_numbers_cases_in_order_also_without_the_counter_row():
+    """On PostgreSQL the counter is bumped in the statement that inserts the case."""
+    with fresh_database() as url:
+        migrate(url)
+        COVERED.add("PostgreSQL")
+        with new_session(url) as db:
+            box = _mailbox(db)
+            first = [store(db, box, email(f"N{i}", sender=f"n{i}@x.example")) for i in range(3)]
+            assert process_ids(db, first) == {"done": 3}
+            db.delete(db.get(Counter, "case"))  # a database the migrations did not make
+            db.commit()
+            assert process_ids(db, [store(db, box, email("N3", sender="n3@x.example"))]) == {
+                "done": 1
+            }
+            numbers = db.exec(select(Case.subject, Case.number).order_by(Case.number)).all()
+            counter = db.get(Counter, "case")
+    assert [tuple(n) for n in numbers] == [("N0", 1), ("N1", 2), ("N2", 3), ("N3", 4)]
+    assert counter.value == 4

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
@@ -117,16 +117,16 @@ def find_contact(db: Session, parsed: ParsedMessage, create: bool) -> Contact | 
     contact = found.contact(key)  # or the contact it was merged into (services/contacts.py)
     if contact is None and create:
         now = utcnow()
-        db.exec(
-            insert_ignore(db, Contact.__table__).values(
-                email=parsed.from_addr.strip(),
-                email_key=key,
-                name=(parsed.from_name or "")[:200],
-                created_at=now,
-                updated_at=now,
-            )
+        made = insert_ignore(db, Contact).values(
+            email=parsed.from_addr.strip(),
+            email_key=key,
+            name=(parsed.from_name or "")[:200],
+            created_at=now,
+            updated_at=now,
         )
-        contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
+        contact = db.exec(made.returning(Contact)).scalars().first()
+        if contact is None:  # a concurrent worker made it first
+            contact = db.exec(select(Contact).where(Contact.email_key == key)).first()
         found.noted_contact(key, contact)
     return contact
 
@@ -151,17 +151,42 @@ def next_case_number(db: Session) -> int:
 def open_case(
     db: Session, mailbox: Mailbox, parsed: ParsedMessage, contact: Contact | None
 ) -> Case:
-    case = Case(
-        number=next_case_number(db),
+    """A new case numbered from the "case" counter (flushed, not committed)."""
+    now = utcnow()
+    values = dict(
         subject=(parsed.subject or "(no subject)")[:1000],
+        status="open",
         contact_id=contact.id if contact else None,
         requester_email=email_key(parsed.from_addr)[:320],
         mailbox_id=mailbox.id,
+        created_at=now,
+        updated_at=now,
     )
-    db.add(case)
-    db.flush()
+    case = None
+    if db.get_bind().dialect.name == "postgresql":  # one round trip instead of two
+        case = db.exec(_numbered_insert(values)).scalars().first()  # None: no counter row
+    if case is None:
+        insert_case = insert(Case).values(number=next_case_number(db), **values)
+        case = db.exec(insert_case.returning(Case)).scalars().one()
     lookups(db).noted_case(case)
     return case
+
+
+def _numbered_insert(values: dict):
+    """WITH bumped AS (UPDATE counter … RETURNING value) INSERT INTO case … SELECT … FROM
+    bumped RETURNING *: the counter and the case in one PostgreSQL statement."""
+    table, counter = Case.__table__, Counter.__table__
+    bumped = (
+        update(counter)
+        .where(counter.c.name == "case")
+        .values(value=counter.c.value + 1)
+        .returning(counter.c.value)
+        .cte("bumped")
+    )
+    row = select(
+        bumped.c.value, *[bindparam(k, v, type_=table.c[k].type) for k, v in values.items()]
+    )
+    return insert(Case).from_select(["number", *values], row).returning(Case)
 
 
 def _message(
