@@ -311,8 +311,14 @@ def fresh_database(env: Env, kind: str) -> Iterator[str]:
 
 
 def make_mailbox(env: Env, database_url: str, box: Box) -> int:
+    """A mailbox as the form makes it: its templates are the defaults (the Auto
+    Acknowledgement is on; a first fetch's mail is all backlog, so none is sent)."""
     from tests.fetch_support import make_mailbox as make
+    from webapp.db import new_session
+    from webapp.services.mailboxes import default_template_ids
 
+    with new_session(database_url) as db:
+        templates = default_template_ids(db)
     return make(
         {"ENCRYPTION_KEY": env.encryption_key, "DATABASE_URL": database_url},
         env.dovecot,
@@ -320,6 +326,8 @@ def make_mailbox(env: Env, database_url: str, box: Box) -> int:
         protocol="imaps",
         mark_as_read=False,
         delete_after_fetch=False,
+        case_response_template_id=templates["case_response"],
+        auto_ack_template_id=templates["auto_ack"],
     )
 
 

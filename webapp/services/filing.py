@@ -32,6 +32,7 @@ from webapp.services.leases import insert_ignore
 from webapp.services.lookups import lookups
 
 _INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
+_INSERT_ATTACHMENT = insert(Attachment.__table__)
 CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
 KEPT_ATTACHMENTS = 5  # bytes of the first five attachments, when the mailbox keeps them
 NOT_KEPT_BEYOND_LIMIT = f"only the first {KEPT_ATTACHMENTS} attachments of a message are kept"
@@ -75,7 +76,8 @@ def file_message(
         )
     _add_participants(db, case.id, {k: v for k, v in roles.items() if k and k not in own})
     if opened:  # in this transaction: the case and its acknowledgement commit together
-        notify.acknowledge_new_case(db, mailbox, case, Message(id=message_id, **values))
+        message = Message.model_construct(id=message_id, **values)  # not added: it is written
+        notify.acknowledge_new_case(db, mailbox, case, message)
     else:  # a new case was created with this time already
         lookups(db).touch_case(case.id)
     return None
@@ -164,7 +166,10 @@ def open_case(
     )
     case = None
     if db.get_bind().dialect.name == "postgresql":  # one round trip instead of two
-        case = db.exec(_numbered_insert(values)).scalars().first()  # None: no counter row
+        numbered = db.exec(  # "orm": one row with these values, not a bulk INSERT
+            _NUMBERED_INSERT, params=values, execution_options={"dml_strategy": "orm"}
+        )
+        case = numbered.scalars().first()  # None: no counter row
     if case is None:
         insert_case = insert(Case).values(number=next_case_number(db), **values)
         case = db.exec(insert_case.returning(Case)).scalars().one()
@@ -172,9 +177,10 @@ def open_case(
     return case
 
 
-def _numbered_insert(values: dict):
+def _numbered_insert():
     """WITH bumped AS (UPDATE counter … RETURNING value) INSERT INTO case … SELECT … FROM
-    bumped RETURNING *: the counter and the case in one PostgreSQL statement."""
+    bumped RETURNING *: the counter and the case in one PostgreSQL statement (built once;
+    executed with the case's values as parameters)."""
     table, counter = Case.__table__, Counter.__table__
     bumped = (
         update(counter)
@@ -183,10 +189,12 @@ def _numbered_insert(values: dict):
         .returning(counter.c.value)
         .cte("bumped")
     )
-    row = select(
-        bumped.c.value, *[bindparam(k, v, type_=table.c[k].type) for k, v in values.items()]
-    )
-    return insert(Case).from_select(["number", *values], row).returning(Case)
+    names = [c.name for c in table.c if c.name not in ("id", "number")]
+    row = select(bumped.c.value, *[bindparam(n, type_=table.c[n].type) for n in names])
+    return insert(Case).from_select(["number", *names], row).returning(Case)
+
+
+_NUMBERED_INSERT = _numbered_insert()
 
 
 def _message(
@@ -274,7 +282,7 @@ def _attachments(db: Session, mailbox: Mailbox, message_id: int, parsed: ParsedM
         for item, reason in zip(parsed.attachments, verdicts, strict=True)
     ]
     if rows:  # one statement (executemany) for all of them
-        db.exec(insert(Attachment.__table__), params=rows)
+        db.exec(_INSERT_ATTACHMENT, params=rows)
 
 
 def _add_participants(db: Session, case_id: int, roles: dict[str, str]) -> None:

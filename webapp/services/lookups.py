@@ -22,7 +22,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
-from webapp.models import Case, CaseParticipant, Contact, Message
+from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Message
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
@@ -58,6 +58,9 @@ class Lookups:
 
     def case(self, case_id: int) -> Case | None:
         return self.db.get(Case, case_id)
+
+    def template(self, template_id: int) -> EmailTemplate | None:
+        return self.db.get(EmailTemplate, template_id)
 
     def contact(self, key: str) -> Contact | None:
         """The contact with this lowercased address, or the one it was merged into."""
@@ -221,6 +224,7 @@ class BatchLookups(Lookups):
         self._contacts: dict[str, Contact | None] = {}
         self._held: dict[int, HeldMessage | None] = {}
         self._case_rows: dict[int, Case] = {}  # held here: the session keeps only weak ones
+        self._templates: dict[int, EmailTemplate | None] = {}
 
     @contextmanager
     def installed(self):
@@ -252,6 +256,11 @@ class BatchLookups(Lookups):
                 return None
             self._case_rows[case_id] = found
         return self._case_rows[case_id]
+
+    def template(self, template_id: int) -> EmailTemplate | None:
+        if template_id not in self._templates:
+            self._templates[template_id] = super().template(template_id)
+        return self._templates[template_id]
 
     def contact(self, key: str) -> Contact | None:
         self._ask_contacts([key])

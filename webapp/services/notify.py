@@ -16,6 +16,7 @@ from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, Outbox
 from webapp.models.contact import email_key
 from webapp.services import outbox
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
+from webapp.services.lookups import lookups
 from webapp.services.templating import render
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ def acknowledge_new_case(db: Session, mailbox: Mailbox, case: Case, message: Mes
     mailbox, under the ceiling of automatic mails: filters.should_auto_ack decides.
     """
     template = (
-        db.get(EmailTemplate, mailbox.auto_ack_template_id)
+        lookups(db).template(mailbox.auto_ack_template_id)
         if mailbox.auto_ack_template_id
         else None
     )
