@@ -35,6 +35,19 @@ def database_url(tmp_path) -> str:
 
 
 @pytest.fixture
+def postgres_url():
+    """A new PostgreSQL database, migrated to head; the test skips when none answers."""
+    from tests.postgres import COVERED, fresh_database, postgres_answers
+
+    if not postgres_answers():
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    with fresh_database() as url:
+        migrate(url)
+        COVERED.add("PostgreSQL")
+        yield url
+
+
+@pytest.fixture
 def app_env(tmp_path, database_url, redis_url, test_ca, monkeypatch) -> dict:
     """The environment the web app and the in-process worker share, as in production."""
     env = {

@@ -181,36 +181,35 @@ def test_a_confirmation_reply_in_a_batch_makes_the_senders_next_mail_known(datab
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432")
-def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(monkeypatch):
+def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(
+    postgres_url, monkeypatch
+):
     """Reprocess (another run) finishes a row while the fetch's batch is still open: the
     batch does not overwrite it or file it twice, and its other rows are filed."""
     from webapp.services import filing
 
-    with fresh_database() as url:
-        migrate(url)
-        COVERED.add("PostgreSQL")
-        with new_session(url) as db:
-            box = _mailbox(db)
-            ids = [store(db, box, email("First", sender="ann@a.example")),
-                   store(db, box, email("Second", sender="bob@b.example"))]  # fmt: skip
-        real = filing.file_message
+    url = postgres_url
+    with new_session(url) as db:
+        box = _mailbox(db)
+        ids = [store(db, box, email("First", sender="ann@a.example")),
+               store(db, box, email("Second", sender="bob@b.example"))]  # fmt: skip
+    real = filing.file_message
 
-        def other_run_finishes_the_first(db, mailbox, raw, parsed, own=None):
-            if parsed.subject == "Second":  # the first row is filed in the open batch by now
-                with new_session(url) as other:
-                    other.exec(update(RawMessage).where(RawMessage.id == ids[0])
-                               .values(state="failed", error="set by another run"))  # fmt: skip
-                    other.commit()
-            return real(db, mailbox, raw, parsed, own=own)
+    def other_run_finishes_the_first(db, mailbox, raw, parsed, own=None):
+        if parsed.subject == "Second":  # the first row is filed in the open batch by now
+            with new_session(url) as other:
+                other.exec(update(RawMessage).where(RawMessage.id == ids[0])
+                           .values(state="failed", error="set by another run"))  # fmt: skip
+                other.commit()
+        return real(db, mailbox, raw, parsed, own=own)
 
-        monkeypatch.setattr(filing, "file_message", other_run_finishes_the_first)
-        with new_session(url) as db:
-            counts = process_ids(db, ids)
-            first = db.get(RawMessage, ids[0])
-            db.refresh(first)
-            messages = db.exec(select(Message)).all()
-            cases = db.exec(select(Case.subject)).all()
+    monkeypatch.setattr(filing, "file_message", other_run_finishes_the_first)
+    with new_session(url) as db:
+        counts = process_ids(db, ids)
+        first = db.get(RawMessage, ids[0])
+        db.refresh(first)
+        messages = db.exec(select(Message)).all()
+        cases = db.exec(select(Case.subject)).all()
     assert counts == {"failed": 1, "done": 1}
     assert (first.state, first.error) == ("failed", "set by another run")
     assert [m.raw_message_id for m in messages] == [ids[1]]
@@ -218,22 +217,18 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(monke
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432")
-def test_postgresql_numbers_cases_in_order_also_without_the_counter_row():
+def test_postgresql_numbers_cases_in_order_also_without_the_counter_row(postgres_url):
     """On PostgreSQL the counter is bumped in the statement that inserts the case."""
-    with fresh_database() as url:
-        migrate(url)
-        COVERED.add("PostgreSQL")
-        with new_session(url) as db:
-            box = _mailbox(db)
-            first = [store(db, box, email(f"N{i}", sender=f"n{i}@x.example")) for i in range(3)]
-            assert process_ids(db, first) == {"done": 3}
-            db.delete(db.get(Counter, "case"))  # a database the migrations did not make
-            db.commit()
-            assert process_ids(db, [store(db, box, email("N3", sender="n3@x.example"))]) == {
-                "done": 1
-            }
-            numbers = db.exec(select(Case.subject, Case.number).order_by(Case.number)).all()
-            counter = db.get(Counter, "case")
+    with new_session(postgres_url) as db:
+        box = _mailbox(db)
+        first = [store(db, box, email(f"N{i}", sender=f"n{i}@x.example")) for i in range(3)]
+        assert process_ids(db, first) == {"done": 3}
+        db.delete(db.get(Counter, "case"))  # a database the migrations did not make
+        db.commit()
+        assert process_ids(db, [store(db, box, email("N3", sender="n3@x.example"))]) == {
+            "done": 1
+        }
+        numbers = db.exec(select(Case.subject, Case.number).order_by(Case.number)).all()
+        counter = db.get(Counter, "case")
     assert [tuple(n) for n in numbers] == [("N0", 1), ("N1", 2), ("N2", 3), ("N3", 4)]
     assert counter.value == 4
