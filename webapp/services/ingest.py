@@ -1,18 +1,20 @@
 """Process a stored raw message: parse → case or comment → contact. Idempotent.
 
-Each message is filed inside its own SAVEPOINT that ends with the row marked done
-(or failed, ignored…), so one failing message rolls back alone. Message.raw_message_id
-is unique, so processing the same row twice (a rerun after SIGKILL, two workers) can
-never add a second comment. The attempt counter is committed before parsing: a
-message that kills the worker every time is marked failed after MAX_ATTEMPTS instead
-of blocking its mailbox forever.
+Message.raw_message_id is unique, so processing the same row twice (a rerun after
+SIGKILL, two workers) can never add a second comment. The attempt counter is committed
+before parsing: a message that kills the worker every time is marked failed after
+MAX_ATTEMPTS instead of blocking its mailbox forever.
 
-A fetched batch is processed in few transactions: the attempts of all its fresh rows
-are counted with one UPDATE and committed, then the messages are filed one savepoint
-each and committed together (at the latest every COMMIT_SECONDS, which bounds how
-long the write lock is held). A row already attempted before (its batch was
-interrupted) is processed alone with its own commits, so a poison message can only
-ever fail itself, never the innocent rows that shared its batch.
+A fetched batch is processed in few transactions. The attempts of all its fresh rows
+are counted with one UPDATE and committed; then its messages are filed in one
+transaction (committed at the latest every COMMIT_SECONDS, which bounds how long the
+write lock is held), in windows of WINDOW messages whose lookups are asked once
+(lookups.BatchLookups). The rows' states, their participants and the cases they move up
+the lists are written when the transaction commits. If filing a message raises, if
+PostgreSQL aborts the transaction (a deadlock with another worker), or if a row left NEW
+meanwhile (a Reprocess), the transaction is rolled back and its rows are filed again one
+at a time, each in its own SAVEPOINT (process_raw), so a bad message only ever fails
+itself. A row attempted before (its batch was interrupted) is processed that way too.
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ messages: `BatchLookups` asks each question once for the whole window (one query
 kind instead of one per message) and notes what filing adds meanwhile, so a reply
 filed after the message it answers, in the same window, still finds its case.
 
-The cache lives in `Session.info` while a window is filed, so everything filing calls
+The cache lives in `Session.info` while a batch is filed, so everything filing calls
 (a held message released by a confirmation reply included) reads and updates it. It is
 dropped whenever a savepoint or the transaction rolls back: what it noted may be gone.
+It also holds back the writes that nothing reads before the batch commits
+(participants, cases moved up the lists) and makes each of them in one statement.
 """
 
 from __future__ import annotations
