@@ -76,6 +76,11 @@ class _Run:
             self._mailboxes[mailbox_id] = self.db.get(Mailbox, mailbox_id)
         return self._mailboxes[mailbox_id]
 
+    def parse(self, raw: RawMessage, data: bytes) -> Outcome:
+        """Parse in this process, with the limits and marker of the row's mailbox."""
+        mailbox = self.mailbox(raw.mailbox_id)
+        return parse_one(data, self.limits or limits_for(mailbox), mailbox.end_of_message_marker)
+
     @property
     def own(self) -> set[str]:
         if self._own is None:
@@ -122,18 +127,12 @@ def _process(
             f"processing was interrupted {MAX_ATTEMPTS} times "
             "(the worker died or timed out on this message); Reprocess to try again",
         )
-    if data is None:
-        return _finish(db, raw, states.FAILED, "the raw bytes of this message are missing")
-    if ahead is None:
-        ahead = parse_one(data, run.limits or limits_for(mailbox), mailbox.end_of_message_marker)
-    if ahead.too_large:
-        return _finish(db, raw, states.TOO_LARGE, ahead.too_large)
-    if ahead.error:
-        log.info("raw message %s failed to parse: %s", raw.id, ahead.error)
-        return _finish(db, raw, states.FAILED, ahead.error)
-    parsed = ahead.parsed
+    if data is not None and ahead is None:
+        ahead = run.parse(raw, data)
+    if (unfiled := _unfiled(raw, data, ahead)) is not None:
+        return _finish(db, raw, *unfiled)
     try:
-        return _file(db, run, mailbox, raw, parsed)
+        return _file(db, run, mailbox, raw, ahead.parsed)
     except OperationalError:
         raise  # the database is unavailable: not this message's fault, the next run retries
     except Exception as exc:  # a bug, or a value the database refuses: keep the message, go on
@@ -181,6 +180,13 @@ def _outcome(
     Any exception means the batch is rolled back and filed again one row at a time
     (_Batch.replay), where a failing message fails alone.
     """
+    if (unfiled := _unfiled(raw, data, ahead)) is not None:
+        return unfiled
+    return _filed(db, run, run.mailbox(raw.mailbox_id), raw, ahead.parsed)
+
+
+def _unfiled(raw: RawMessage, data: bytes | None, ahead: Outcome | None) -> tuple[str, str] | None:
+    """(state, error) of a row that cannot be filed: bytes missing, too large, unparsable."""
     if data is None or ahead is None:
         return states.FAILED, "the raw bytes of this message are missing"
     if ahead.too_large:
@@ -188,7 +194,7 @@ def _outcome(
     if ahead.error:
         log.info("raw message %s failed to parse: %s", raw.id, ahead.error)
         return states.FAILED, ahead.error
-    return _filed(db, run, run.mailbox(raw.mailbox_id), raw, ahead.parsed)
+    return None
 
 
 def _test_delay() -> None:
@@ -395,11 +401,7 @@ def _parse_window(
         if raw is None or data is None:
             continue
         outcome = ahead.take(_key(raw)) if ahead is not None else None
-        if outcome is None:
-            mailbox = run.mailbox(raw.mailbox_id)
-            limits = run.limits or limits_for(mailbox)
-            outcome = parse_one(data, limits, mailbox.end_of_message_marker)
-        outcomes[raw_id] = outcome
+        outcomes[raw_id] = outcome if outcome is not None else run.parse(raw, data)
     return outcomes
 
 
@@ -413,7 +415,7 @@ def _prefetch(found: BatchLookups, window: list[int], outcomes: dict[int, Outcom
             continue
         ids += filing.thread_ids(parsed)
         ids += intake.original_ids(parsed)
-        ids += [*parsed.in_reply_to, *parsed.references][:100]
+        ids += intake.confirmation_ids(parsed)
         senders.append(email_key(parsed.from_addr))
     found.prefetch(ids, senders, window)
 

@@ -238,10 +238,15 @@ def _confirmation_reply(
     db: Session, parsed: ParsedMessage, sender: str, automated: str | None
 ) -> HeldMessage | None:
     """The held message whose confirmation mail this person answers (never an auto-reply)."""
-    ids = [*parsed.in_reply_to, *parsed.references]
+    ids = confirmation_ids(parsed)
     if automated or not ids or not sender:
         return None
-    return lookups(db).confirmation(ids[:100], sender)
+    return lookups(db).confirmation(ids, sender)
+
+
+def confirmation_ids(parsed: ParsedMessage) -> list[str]:
+    """The Message-IDs under which a reply may answer one of our confirmation mails."""
+    return [*parsed.in_reply_to, *parsed.references][:100]
 
 
 def _confirm_by_reply(db: Session, held: HeldMessage) -> str:

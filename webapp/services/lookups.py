@@ -39,6 +39,17 @@ def lookups(db: Session) -> Lookups:
     return db.info.get(_KEY) or Lookups(db)
 
 
+def _answered(
+    held: dict[str, list[HeldMessage]], ids: list[str], sender: str
+) -> HeldMessage | None:
+    """The first of `ids` whose confirmation mail went to `sender`, and its held message."""
+    for message_id in ids:
+        for row in held.get(message_id, ()):
+            if row.sender_key == sender:
+                return row
+    return None
+
+
 def _chunks(values: list, size: int = _CHUNK):
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -74,12 +85,7 @@ class Lookups:
 
     def confirmation(self, ids: list[str], sender: str) -> HeldMessage | None:
         """The held message whose confirmation mail (one of `ids`) `sender` answers."""
-        query = select(HeldMessage).where(
-            col(HeldMessage.mail_message_id).in_(ids),
-            HeldMessage.reason == held_states.CONFIRMATION,
-            HeldMessage.sender_key == sender,
-        )
-        return self.db.exec(query).first()
+        return _answered(self._query_confirmations(ids), ids, sender)
 
     def participant(self, case_id: int, key: str) -> bool:
         """Whether this lowercased address takes part in the case."""
@@ -136,10 +142,9 @@ class Lookups:
         for chunk in _chunks(keys):
             rows = self.db.exec(select(Contact).where(col(Contact.email_key).in_(chunk))).all()
             found.update({row.email_key: row for row in rows})
+        # Addresses merged into another contact (services/contacts.py).
         merged = [key for key in keys if key not in found]
-        for chunk in _chunks(
-            merged
-        ):  # addresses merged into another contact (services/contacts.py)
+        for chunk in _chunks(merged):
             aliases = dict(
                 self.db.exec(
                     select(ContactAlias.email_key, ContactAlias.contact_id).where(
@@ -154,6 +159,20 @@ class Lookups:
             ).all()
             by_id = {contact.id: contact for contact in targets}
             found.update({k: by_id[i] for k, i in aliases.items() if i in by_id})
+        return found
+
+    def _query_confirmations(self, ids: list[str]) -> dict[str, list[HeldMessage]]:
+        """Messages held for confirmation, by the Message-ID of their confirmation mail."""
+        found: dict[str, list[HeldMessage]] = {}
+        for chunk in _chunks(ids):
+            rows = self.db.exec(
+                select(HeldMessage).where(
+                    col(HeldMessage.mail_message_id).in_(chunk),
+                    HeldMessage.reason == held_states.CONFIRMATION,
+                )
+            ).all()
+            for row in rows:
+                found.setdefault(row.mail_message_id, []).append(row)
         return found
 
     def _query_held(self, raw_ids: list[int]) -> dict[int, HeldMessage]:
@@ -274,11 +293,7 @@ class BatchLookups(Lookups):
 
     def confirmation(self, ids: list[str], sender: str) -> HeldMessage | None:
         self._ask_ids(ids)
-        for message_id in ids:
-            for held in self._confirmations.get(message_id, ()):
-                if held.sender_key == sender:
-                    return held
-        return None
+        return _answered(self._confirmations, ids, sender)
 
     def noted_message(self, message_id: str | None, case_id: int) -> None:
         if message_id:
@@ -301,15 +316,7 @@ class BatchLookups(Lookups):
         for chunk in _chunks(sorted(cases)):
             rows = self.db.exec(select(Case).where(col(Case.id).in_(chunk))).all()
             self._case_rows.update({row.id: row for row in rows})
-        for chunk in _chunks(new):
-            rows = self.db.exec(
-                select(HeldMessage).where(
-                    col(HeldMessage.mail_message_id).in_(chunk),
-                    HeldMessage.reason == held_states.CONFIRMATION,
-                )
-            ).all()
-            for row in rows:
-                self._confirmations.setdefault(row.mail_message_id, []).append(row)
+        self._confirmations.update(self._query_confirmations(new))
         self._ids.update(new)
 
     def _ask_contacts(self, keys: list[str]) -> None:

@@ -101,20 +101,19 @@ def store_batch(
             if (values := _values(db, mailbox, run_id, fetched, folder, uidvalidity, backlog))
         ]
         new_ids = _insert_rows(db, [values for _, values in rows])
-        bodies: list[dict] = []
         for fetched, values in rows:
             new_id = new_ids.get((fetched.uid, fetched.uidl))
             out.inserted += new_id is not None
             if fetched.raw is None:
                 continue
             if new_id is not None:
-                bodies.append({"raw_message_id": new_id, "data": fetched.raw})
                 out.new_ids.append(new_id)
                 out.bodies[new_id] = fetched.raw
                 out.committed.append(fetched)
             elif _bytes_known(db, mailbox.id, values["sha256"]):
                 out.committed.append(fetched)  # the same bytes are stored already: deduplicated
-        if bodies:  # one multi-row INSERT (executemany) for the batch's bytes
+        if out.bodies:  # one multi-row INSERT (executemany) for the batch's bytes
+            bodies = [{"raw_message_id": i, "data": data} for i, data in out.bodies.items()]
             db.exec(insert(RawMessageBody.__table__), params=bodies)
         if cursor_uid is not None:
             _advance_cursor(db, mailbox.id, folder, uidvalidity, cursor_uid)
