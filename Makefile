@@ -34,7 +34,8 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.fetch $(BENCH_ARGS)
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check webapp worker tests
+	$(BIN)/ruff check webapp worker tests bench
+	$(BIN)/ruff format --check webapp worker tests bench
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -89,9 +89,17 @@ def child_raw(cfg: dict) -> None:
             size += len(raw)
     client.logout()
     seconds = time.perf_counter() - started
-    print(json.dumps({"messages": count, "bytes": size, "seconds": seconds,
-                      "cpu": time.process_time() - cpu_started,
-                      "vmhwm_mb": proc_mb(os.getpid(), "VmHWM")}))
+    print(
+        json.dumps(
+            {
+                "messages": count,
+                "bytes": size,
+                "seconds": seconds,
+                "cpu": time.process_time() - cpu_started,
+                "vmhwm_mb": proc_mb(os.getpid(), "VmHWM"),
+            }
+        )
+    )
 
 
 def child_profile(cfg: dict) -> None:
@@ -169,8 +177,9 @@ def run_measured(args: list[str], env: dict | None = None, timeout: float = 3600
     """Run a process to its end; its peak RSS (and that of its reaped children) via wait4."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+        )
         try:
             status, usage = _wait4(proc.pid, timeout)
         except BaseException:
@@ -180,9 +189,14 @@ def run_measured(args: list[str], env: dict | None = None, timeout: float = 3600
         wall = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
-        return Measured(proc.returncode, usage.ru_maxrss / 1024, wall,
-                        out.read().decode(errors="replace"), err.read().decode(errors="replace"),
-                        usage.ru_utime + usage.ru_stime)
+        return Measured(
+            proc.returncode,
+            usage.ru_maxrss / 1024,
+            wall,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            usage.ru_utime + usage.ru_stime,
+        )
 
 
 def _wait4(pid: int, timeout: float) -> tuple[int, resource.struct_rusage]:
@@ -357,8 +371,10 @@ def fill(env: Env, total: int, seed: int) -> dict[str, Box]:
     """Deliver the generated mail: main (all), half_a + half_b (split), small (first fifth)."""
     from bench.messages import MailFactory
 
-    boxes = {name: Box(env.dovecot.new_user(f"bench-{name}"))
-             for name in ("main", "half_a", "half_b", "small")}
+    boxes = {
+        name: Box(env.dovecot.new_user(f"bench-{name}"))
+        for name in ("main", "half_a", "half_b", "small")
+    }
     half, small = total // 2, max(total // 5, 1)
     factory = MailFactory(seed)
     started = time.perf_counter()
@@ -412,9 +428,15 @@ def measure_raw(env: Env, boxes: list[Box], parse: bool = True) -> dict:
     started = time.perf_counter()
     procs = []
     for box in boxes:
-        cfg = {"host": "127.0.0.1", "port": env.dovecot.imaps_port, "ca": env.ca_pem,
-               "user": box.user.email, "password": box.user.password, "batch": env.batch,
-               "parse": parse}
+        cfg = {
+            "host": "127.0.0.1",
+            "port": env.dovecot.imaps_port,
+            "ca": env.ca_pem,
+            "user": box.user.email,
+            "password": box.user.password,
+            "batch": env.batch,
+            "parse": parse,
+        }
         procs.append(_start_measured(self_child("raw", cfg)))
     outs = [_finish_measured(p) for p in procs]
     seconds = time.perf_counter() - started
@@ -444,8 +466,15 @@ class _Running:
 def _start_measured(args: list[str], env: dict | None = None, log_path: Path | None = None):
     out = open(log_path, "wb") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
     err = subprocess.STDOUT if log_path else tempfile.TemporaryFile()
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=err, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,
+    )
     return _Running(proc, out, err, time.perf_counter())
 
 
@@ -467,9 +496,14 @@ def _finish_measured(run: _Running, timeout: float = 3600) -> Measured:
         else:
             texts.append("")  # a log file: read it by its path
         f.close()
-    return Measured(run.proc.returncode, usage.ru_maxrss / 1024,
-                    time.perf_counter() - run.started, texts[0], texts[1],
-                    usage.ru_utime + usage.ru_stime)
+    return Measured(
+        run.proc.returncode,
+        usage.ru_maxrss / 1024,
+        time.perf_counter() - run.started,
+        texts[0],
+        texts[1],
+        usage.ru_utime + usage.ru_stime,
+    )
 
 
 class Workers:
@@ -487,10 +521,20 @@ class Workers:
         try:
             for i in range(count):
                 log_path = env.tmp / f"{self.queue_name}-worker{i}.log"
-                args = tied_to_parent([str(RQ_BIN), "worker", "--url", env.redis.url,
-                                       "--path", str(ROOT), "--name",
-                                       f"{self.queue_name}-w{i}", *env.rq_args,
-                                       self.queue_name])
+                args = tied_to_parent(
+                    [
+                        str(RQ_BIN),
+                        "worker",
+                        "--url",
+                        env.redis.url,
+                        "--path",
+                        str(ROOT),
+                        "--name",
+                        f"{self.queue_name}-w{i}",
+                        *env.rq_args,
+                        self.queue_name,
+                    ]
+                )
                 self.runs.append(_start_measured(args, self.worker_env, log_path))
                 self.logs.append(log_path)
             self._wait_registered(count)
@@ -565,8 +609,12 @@ class Workers:
                 if job.id in done:
                     continue
                 status = job.get_status(refresh=True)
-                if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED,
-                              JobStatus.CANCELED):
+                if status in (
+                    JobStatus.FINISHED,
+                    JobStatus.FAILED,
+                    JobStatus.STOPPED,
+                    JobStatus.CANCELED,
+                ):
                     done[job.id] = status
             if time.monotonic() > deadline:
                 raise RuntimeError(f"fetch jobs still running after {limit} s")
@@ -581,8 +629,10 @@ class Workers:
         for job in jobs:
             if done[job.id] != JobStatus.FINISHED:
                 job.refresh()
-                raise RuntimeError(f"fetch job {job.id} {done[job.id]}:\n"
-                                   f"{job.latest_result() and job.latest_result().exc_string}")
+                raise RuntimeError(
+                    f"fetch job {job.id} {done[job.id]}:\n"
+                    f"{job.latest_result() and job.latest_result().exc_string}"
+                )
             results.append(job.return_value())
         self.timings = [_job_timing(job) for job in jobs]
         return seconds, results
@@ -637,26 +687,39 @@ def db_counts(database_url: str, mailbox_ids: list[int]) -> dict:
     from webapp.models import Case, FetchRun, Message, RawMessage
 
     with new_session(database_url) as db:
-        states = dict(db.exec(
-            select(RawMessage.state, func.count())
-            .where(col(RawMessage.mailbox_id).in_(mailbox_ids))
-            .group_by(RawMessage.state)
-        ).all())
-        cases = db.exec(select(func.count()).select_from(Case)
-                        .where(col(Case.mailbox_id).in_(mailbox_ids))).one()
-        messages = db.exec(select(func.count()).select_from(Message)
-                           .where(col(Message.mailbox_id).in_(mailbox_ids))).one()
-        runs = db.exec(select(FetchRun).where(col(FetchRun.mailbox_id).in_(mailbox_ids))
-                       .order_by(col(FetchRun.id))).all()
+        states = dict(
+            db.exec(
+                select(RawMessage.state, func.count())
+                .where(col(RawMessage.mailbox_id).in_(mailbox_ids))
+                .group_by(RawMessage.state)
+            ).all()
+        )
+        cases = db.exec(
+            select(func.count()).select_from(Case).where(col(Case.mailbox_id).in_(mailbox_ids))
+        ).one()
+        messages = db.exec(
+            select(func.count())
+            .select_from(Message)
+            .where(col(Message.mailbox_id).in_(mailbox_ids))
+        ).one()
+        runs = db.exec(
+            select(FetchRun)
+            .where(col(FetchRun.mailbox_id).in_(mailbox_ids))
+            .order_by(col(FetchRun.id))
+        ).all()
         run_seconds = [
             (r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at
         ]
-        return {"raw_states": states, "cases": cases, "messages": messages,
-                "runs": len(runs), "run_seconds": [round(s, 3) for s in run_seconds]}
+        return {
+            "raw_states": states,
+            "cases": cases,
+            "messages": messages,
+            "runs": len(runs),
+            "run_seconds": [round(s, 3) for s in run_seconds],
+        }
 
 
-def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int,
-                repolls: int = 0) -> dict:
+def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int, repolls: int = 0) -> dict:
     """First full fetch of the boxes by `workers` rq workers (one job per mailbox).
 
     With `repolls`, the unchanged mailbox is then fetched again that many times, as rq
@@ -670,7 +733,10 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int,
             first_timings = pool.timings
             extra_runs = 0
             # A run stops itself after its time budget; the next job goes on (counted in).
-            while any(r.get("state") == "ok" and _more_due(url, m) for r, m in zip(results, ids, strict=True)):
+            while any(
+                r.get("state") == "ok" and _more_due(url, m)
+                for r, m in zip(results, ids, strict=True)
+            ):
                 extra_runs += 1
                 more, results = pool.run_jobs(ids)
                 seconds += more
@@ -686,11 +752,18 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int,
         if stored != messages:
             raise RuntimeError(f"stored {stored} raw messages, expected {messages}: {counts}")
         out = rate(messages, size, seconds)
-        out.update(workers=workers, peak_rss_mb=max(peaks), peak_rss_per_worker_mb=peaks,
-                   peak_rss_helper_mb=pool.helper_peak_mb,
-                   cpu_seconds=round(sum(cpus), 2), cpu_seconds_per_worker=cpus,
-                   idle_worker_rss_mb=[round(x, 1) for x in idle], extra_runs=extra_runs,
-                   rq_timestamps=first_timings, db=counts)
+        out.update(
+            workers=workers,
+            peak_rss_mb=max(peaks),
+            peak_rss_per_worker_mb=peaks,
+            peak_rss_helper_mb=pool.helper_peak_mb,
+            cpu_seconds=round(sum(cpus), 2),
+            cpu_seconds_per_worker=cpus,
+            idle_worker_rss_mb=[round(x, 1) for x in idle],
+            extra_runs=extra_runs,
+            rq_timestamps=first_timings,
+            db=counts,
+        )
         if repolls:
             out["repoll_rq"] = repoll_rq(env, url, ids[0], repolls)
             out["repoll"] = repoll_in_process(env, url, ids[0], repolls)
@@ -709,10 +782,13 @@ def repoll_rq(env: Env, url: str, mailbox_id: int, repeat: int) -> dict:
             if res.get("state") != "ok" or res.get("new"):
                 raise RuntimeError(f"re-poll did not come back clean: {res}")
         _peaks, cpus = pool.stop()
-    return {"rq_job_ms": [round(t, 1) for t in times],
-            "rq_job_median_ms": round(statistics.median(times), 1),
-            "rq_fetch_commands": commands, "rq_timestamps": timings,
-            "cpu_seconds_per_job": round(cpus[0] / repeat, 3)}
+    return {
+        "rq_job_ms": [round(t, 1) for t in times],
+        "rq_job_median_ms": round(statistics.median(times), 1),
+        "rq_fetch_commands": commands,
+        "rq_timestamps": timings,
+        "cpu_seconds_per_job": round(cpus[0] / repeat, 3),
+    }
 
 
 def _more_due(url: str, mailbox_id: int) -> bool:
@@ -741,15 +817,22 @@ def repoll_in_process(env: Env, url: str, mailbox_id: int, repeat: int) -> dict:
         times.append((time.perf_counter() - started) * 1000)
         results.append(result)
     with new_session(url) as db:
-        runs = db.exec(select(FetchRun).where(FetchRun.mailbox_id == mailbox_id)
-                       .order_by(col(FetchRun.id).desc()).limit(repeat)).all()
+        runs = db.exec(
+            select(FetchRun)
+            .where(FetchRun.mailbox_id == mailbox_id)
+            .order_by(col(FetchRun.id).desc())
+            .limit(repeat)
+        ).all()
     logged = [r.fetch_commands for r in runs]
     if any(r["state"] != "ok" or r["new"] for r in results):
         raise RuntimeError(f"re-poll did not come back clean: {results}")
-    return {"ms": [round(t, 1) for t in times], "median_ms": round(statistics.median(times), 1),
-            "fetch_commands": [r["fetch_commands"] for r in results],
-            "fetch_run_fetch_commands": logged,
-            "no_fetch": all(c == 0 for c in [*logged, *(r["fetch_commands"] for r in results)])}
+    return {
+        "ms": [round(t, 1) for t in times],
+        "median_ms": round(statistics.median(times), 1),
+        "fetch_commands": [r["fetch_commands"] for r in results],
+        "fetch_run_fetch_commands": logged,
+        "no_fetch": all(c == 0 for c in [*logged, *(r["fetch_commands"] for r in results)]),
+    }
 
 
 def profile_fetch(env: Env, db_kind: str, box: Box, repolls: int = 20) -> dict:
@@ -761,17 +844,25 @@ def profile_fetch(env: Env, db_kind: str, box: Box, repolls: int = 20) -> dict:
         mailbox_id = make_mailbox(env, url, box)
         for kind, extra in (("first", {}), ("repoll", {"warm_up": True, "repeat": repolls})):
             path = RESULTS / f"profile-{db_kind}-{kind}.pstats"
-            cfg = {"database_url": url, "mailbox": mailbox_id, "ca": env.ca_pem,
-                   "out": str(path), **extra}
+            cfg = {
+                "database_url": url,
+                "mailbox": mailbox_id,
+                "ca": env.ca_pem,
+                "out": str(path),
+                **extra,
+            }
             m = run_measured(self_child("profile", cfg), env.worker_env(url, "unused"))
             if m.returncode != 0:
                 raise RuntimeError(f"profiled fetch failed:\n{m.stderr[-3000:]}")
             got = json.loads(m.stdout.strip().splitlines()[-1])
             keys = PROFILE_KEYS if kind == "first" else REPOLL_KEYS
-            out[kind] = {"pstats": str(path.relative_to(ROOT)),
-                         "seconds": round(got["seconds"], 3), "runs": extra.get("repeat", 1),
-                         "breakdown": profile_breakdown(path, got["seconds"], keys),
-                         "top": profile_top(path)}
+            out[kind] = {
+                "pstats": str(path.relative_to(ROOT)),
+                "seconds": round(got["seconds"], 3),
+                "runs": extra.get("repeat", 1),
+                "breakdown": profile_breakdown(path, got["seconds"], keys),
+                "top": profile_top(path),
+            }
     return out
 
 
@@ -834,8 +925,14 @@ def profile_breakdown(path: Path, total: float, keys: list | None = None) -> lis
                 calls += nc
                 cum += ct
         if calls:
-            rows.append({"what": label, "calls": int(calls), "seconds": round(cum, 2),
-                         "percent": round(100 * cum / total, 1) if total else None})
+            rows.append(
+                {
+                    "what": label,
+                    "calls": int(calls),
+                    "seconds": round(cum, 2),
+                    "percent": round(100 * cum / total, 1) if total else None,
+                }
+            )
     return rows
 
 
@@ -859,20 +956,26 @@ def table(report: dict) -> str:
         f"{meta['bytes'] / MB:.1f} MB ({meta['protocol']}, batch {meta['batch']}, "
         f"{meta['cpus']} CPUs, MB = 10^6 bytes)"
     )
-    lines.append(f"workers: {meta['rq_worker']}; "
-                 f"load average at start {meta['load_start']}, at end {meta.get('load_end')}; "
-                 "CPU s = the client's / the workers' (with their work-horses), not Dovecot's")
-    header = (f"{'':46} {'msgs/s':>9} {'MB/s':>8} {'seconds':>8} {'CPU s':>7} "
-              f"{'peak RSS':>10} {'% of raw':>9}")
+    lines.append(
+        f"workers: {meta['rq_worker']}; "
+        f"load average at start {meta['load_start']}, at end {meta.get('load_end')}; "
+        "CPU s = the client's / the workers' (with their work-horses), not Dovecot's"
+    )
+    header = (
+        f"{'':46} {'msgs/s':>9} {'MB/s':>8} {'seconds':>8} {'CPU s':>7} "
+        f"{'peak RSS':>10} {'% of raw':>9}"
+    )
     raw1 = report["raw_limit"]
     raw2 = report.get("raw_limit_2conn")
     lines += ["", header, "-" * len(header)]
 
     def row(label: str, r: dict, ref: dict | None = None) -> None:
         pct = f"{100 * r['msgs_per_s'] / ref['msgs_per_s']:.0f}%" if ref else ""
-        lines.append(f"{label:46} {r['msgs_per_s']:>9.1f} {r['mb_per_s']:>8.2f} "
-                     f"{r['seconds']:>8.2f} {r.get('cpu_seconds', 0):>7.2f} "
-                     f"{r['peak_rss_mb']:>7.1f} MB {pct:>9}")
+        lines.append(
+            f"{label:46} {r['msgs_per_s']:>9.1f} {r['mb_per_s']:>8.2f} "
+            f"{r['seconds']:>8.2f} {r.get('cpu_seconds', 0):>7.2f} "
+            f"{r['peak_rss_mb']:>7.1f} MB {pct:>9}"
+        )
 
     row("raw limit: imapclient + email, 1 connection", raw1)
     if "raw_fetch_only" in report:
@@ -888,32 +991,41 @@ def table(report: dict) -> str:
             row(f"pipeline, 1 worker, {res['small']['messages']} messages", res["small"], raw1)
         rp = res["one_worker"]["repoll"]
         rq_rp = res["one_worker"]["repoll_rq"]
-        lines.append(f"  re-poll of the unchanged mailbox: fetch_mailbox median "
-                     f"{rp['median_ms']:.1f} ms ({', '.join(f'{t:.0f}' for t in rp['ms'])}); "
-                     f"FETCH commands {rp['fetch_commands']} "
-                     f"(fetch log {rp['fetch_run_fetch_commands']})")
+        lines.append(
+            f"  re-poll of the unchanged mailbox: fetch_mailbox median "
+            f"{rp['median_ms']:.1f} ms ({', '.join(f'{t:.0f}' for t in rp['ms'])}); "
+            f"FETCH commands {rp['fetch_commands']} "
+            f"(fetch log {rp['fetch_run_fetch_commands']})"
+        )
         runs = [t.get("run_ms") for t in rq_rp["rq_timestamps"] if t.get("run_ms")]
-        lines.append(f"  re-poll as an rq job (enqueue -> finished): median "
-                     f"{rq_rp['rq_job_median_ms']:.1f} ms, of which the job ran "
-                     f"{statistics.median(runs) if runs else float('nan'):.1f} ms "
-                     f"(RQ timestamps); FETCH commands {rq_rp['rq_fetch_commands']}")
+        lines.append(
+            f"  re-poll as an rq job (enqueue -> finished): median "
+            f"{rq_rp['rq_job_median_ms']:.1f} ms, of which the job ran "
+            f"{statistics.median(runs) if runs else float('nan'):.1f} ms "
+            f"(RQ timestamps); FETCH commands {rq_rp['rq_fetch_commands']}"
+        )
         if "small" in res:
             small, big = res["small"], res["one_worker"]
-            lines.append(f"  memory: peak RSS {small['peak_rss_mb']:.1f} MB at "
-                         f"{small['messages']} messages, {big['peak_rss_mb']:.1f} MB at "
-                         f"{big['messages']} messages (idle worker "
-                         f"{big['idle_worker_rss_mb'][0]:.1f} MB); its parsing helper "
-                         f"{small['peak_rss_helper_mb']:.1f} MB and "
-                         f"{big['peak_rss_helper_mb']:.1f} MB")
+            lines.append(
+                f"  memory: peak RSS {small['peak_rss_mb']:.1f} MB at "
+                f"{small['messages']} messages, {big['peak_rss_mb']:.1f} MB at "
+                f"{big['messages']} messages (idle worker "
+                f"{big['idle_worker_rss_mb'][0]:.1f} MB); its parsing helper "
+                f"{small['peak_rss_helper_mb']:.1f} MB and "
+                f"{big['peak_rss_helper_mb']:.1f} MB"
+            )
         ow = res["one_worker"]
         raw_ms = 1000 * raw1["cpu_seconds"] / raw1["messages"]
         pipe_ms = 1000 * ow["cpu_seconds"] / ow["messages"]
-        lines.append(f"  CPU per message: raw client {raw_ms:.2f} ms, pipeline {pipe_ms:.2f} ms "
-                     f"(the worker and its parsing helper, which run in parallel; the "
-                     f"database server's CPU is not counted)")
+        lines.append(
+            f"  CPU per message: raw client {raw_ms:.2f} ms, pipeline {pipe_ms:.2f} ms "
+            f"(the worker and its parsing helper, which run in parallel; the "
+            f"database server's CPU is not counted)"
+        )
         db = res["one_worker"]["db"]
-        lines.append(f"  stored: {db['raw_states']}, {db['cases']} cases, "
-                     f"{db['messages']} messages")
+        lines.append(
+            f"  stored: {db['raw_states']}, {db['cases']} cases, {db['messages']} messages"
+        )
     lines.append("")
     for goal in report["goals"]:
         lines.append(f"{'PASS' if goal['ok'] else 'FAIL'}  {goal['goal']}: {goal['value']}")
@@ -921,13 +1033,19 @@ def table(report: dict) -> str:
         lines += ["", "profile of one first fetch (cProfile, cumulative seconds):"]
         for db_kind, profs in report["profile"].items():
             for kind, prof in profs.items():
-                what = ("one first fetch" if kind == "first"
-                        else f"{prof['runs']} re-polls of the unchanged mailbox")
-                lines.append(f"[{db_kind}] {what}: {prof['seconds']} s under the profiler; "
-                             f"{prof['pstats']}")
+                what = (
+                    "one first fetch"
+                    if kind == "first"
+                    else f"{prof['runs']} re-polls of the unchanged mailbox"
+                )
+                lines.append(
+                    f"[{db_kind}] {what}: {prof['seconds']} s under the profiler; {prof['pstats']}"
+                )
                 for r in prof["breakdown"]:
-                    lines.append(f"  {r['what']:62} {r['calls']:>8} calls "
-                                 f"{r['seconds']:>8.3f} s {r['percent']:>5.1f}%")
+                    lines.append(
+                        f"  {r['what']:62} {r['calls']:>8} calls "
+                        f"{r['seconds']:>8.3f} s {r['percent']:>5.1f}%"
+                    )
     return "\n".join(lines)
 
 
@@ -937,25 +1055,45 @@ def goals(report: dict) -> list[dict]:
     for db_kind, res in report["databases"].items():
         ratio = res["one_worker"]["msgs_per_s"] / raw1
         states = res["one_worker"]["db"]["raw_states"]
-        out.append({"goal": f"[{db_kind}] every message filed (a fast run that fails them "
-                            "proves nothing)",
-                    "ok": set(states) == {"done"}, "value": str(states)})
-        out.append({"goal": f"[{db_kind}] pipeline (1 worker) >= 50% of the raw limit",
-                    "ok": ratio >= GOAL_RATIO, "value": f"{100 * ratio:.0f}%"})
+        out.append(
+            {
+                "goal": f"[{db_kind}] every message filed (a fast run that fails them "
+                "proves nothing)",
+                "ok": set(states) == {"done"},
+                "value": str(states),
+            }
+        )
+        out.append(
+            {
+                "goal": f"[{db_kind}] pipeline (1 worker) >= 50% of the raw limit",
+                "ok": ratio >= GOAL_RATIO,
+                "value": f"{100 * ratio:.0f}%",
+            }
+        )
         rp = res["one_worker"]["repoll"]
-        out.append({"goal": f"[{db_kind}] re-poll of the unchanged mailbox < 100 ms, no FETCH",
-                    "ok": rp["median_ms"] < GOAL_REPOLL_MS and rp["no_fetch"],
-                    "value": f"{rp['median_ms']:.1f} ms, FETCH commands "
-                             f"{max(rp['fetch_commands'])}"})
+        out.append(
+            {
+                "goal": f"[{db_kind}] re-poll of the unchanged mailbox < 100 ms, no FETCH",
+                "ok": rp["median_ms"] < GOAL_REPOLL_MS and rp["no_fetch"],
+                "value": f"{rp['median_ms']:.1f} ms, FETCH commands {max(rp['fetch_commands'])}",
+            }
+        )
         if "small" in res:
             big, small = res["one_worker"], res["small"]
             growth = big["peak_rss_mb"] / small["peak_rss_mb"]
-            helper = (big["peak_rss_helper_mb"] / small["peak_rss_helper_mb"]
-                      if small["peak_rss_helper_mb"] else 1.0)  # no helper (one CPU, or off)
-            out.append({"goal": f"[{db_kind}] memory flat ({small['messages']} -> "
-                                f"{big['messages']} messages, within 25%)",
-                        "ok": max(growth, helper) <= FLAT_RATIO,
-                        "value": f"x{growth:.2f} (its parsing helper x{helper:.2f})"})
+            helper = (
+                big["peak_rss_helper_mb"] / small["peak_rss_helper_mb"]
+                if small["peak_rss_helper_mb"]
+                else 1.0
+            )  # no helper (one CPU, or off)
+            out.append(
+                {
+                    "goal": f"[{db_kind}] memory flat ({small['messages']} -> "
+                    f"{big['messages']} messages, within 25%)",
+                    "ok": max(growth, helper) <= FLAT_RATIO,
+                    "value": f"x{growth:.2f} (its parsing helper x{helper:.2f})",
+                }
+            )
     return out
 
 
@@ -968,17 +1106,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fetch", description=__doc__.split("\n")[0])
     p.add_argument("--messages", type=int, default=5000, help="messages in the mailbox (5000)")
     p.add_argument("--quick", action="store_true", help="500 messages: a smoke run")
-    p.add_argument("--postgres", action="store_true",
-                   help="also run the pipeline on PostgreSQL at 127.0.0.1:5432 (if it answers)")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile one first fetch with cProfile (pstats in bench/results/)")
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also run the pipeline on PostgreSQL at 127.0.0.1:5432 (if it answers)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one first fetch with cProfile (pstats in bench/results/)",
+    )
     p.add_argument("--seed", type=int, default=5000, help="seed of the generated mail")
     p.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
-    p.add_argument("--no-preload", action="store_true",
-                   help="what-if: rq workers without the Procfile's -c worker.settings "
-                        "(each job's work-horse imports the app itself)")
-    p.add_argument("--json", type=Path, default=RESULTS / "latest.json",
-                   help="where to write the figures (bench/results/latest.json)")
+    p.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="what-if: rq workers without the Procfile's -c worker.settings "
+        "(each job's work-horse imports the app itself)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "latest.json",
+        help="where to write the figures (bench/results/latest.json)",
+    )
     p.add_argument("--child", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -1003,6 +1154,7 @@ def main(argv: list[str] | None = None) -> int:
             db_kinds.append("postgresql")
         else:
             log("--postgres: nothing answers on 127.0.0.1:5432; SQLite only")
+
     # SIGTERM (make interrupted, CI) runs the finally blocks like Ctrl-C does.
     def terminated(*_: object) -> None:
         log("terminated: stopping workers, dovecot and redis")
@@ -1023,19 +1175,34 @@ def main(argv: list[str] | None = None) -> int:
         log("starting dovecot and redis")
         dovecot = DovecotServer(cert_pem=ca.cert_pem, key_pem=ca.key_pem).start()
         redis = RedisServer().start()
-        env = Env(dovecot=dovecot, redis=redis, ca_pem=str(ca.ca_pem), tmp=tmp,
-                  encryption_key=Fernet.generate_key().decode(), batch=batch_size(),
-                  rq_args=[] if args.no_preload else ["-c", "worker.settings"])
+        env = Env(
+            dovecot=dovecot,
+            redis=redis,
+            ca_pem=str(ca.ca_pem),
+            tmp=tmp,
+            encryption_key=Fernet.generate_key().decode(),
+            batch=batch_size(),
+            rq_args=[] if args.no_preload else ["-c", "worker.settings"],
+        )
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
-        report: dict = {"meta": {
-            "messages": main_box.messages, "bytes": main_box.bytes, "protocol": "imaps",
-            "batch": env.batch, "seed": args.seed, "cpus": os.cpu_count(),
-            "rq_worker": " ".join(["rq worker", *env.rq_args]),
-            "python": platform.python_version(), "platform": platform.platform(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "commit": _git_commit(),
-            "load_start": [round(x, 2) for x in os.getloadavg()],
-        }, "databases": {}}
+        report: dict = {
+            "meta": {
+                "messages": main_box.messages,
+                "bytes": main_box.bytes,
+                "protocol": "imaps",
+                "batch": env.batch,
+                "seed": args.seed,
+                "cpus": os.cpu_count(),
+                "rq_worker": " ".join(["rq worker", *env.rq_args]),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "commit": _git_commit(),
+                "load_start": [round(x, 2) for x in os.getloadavg()],
+            },
+            "databases": {},
+        }
 
         log("raw limit (imapclient + email package)")
         raw_runs = [measure_raw(env, [main_box])]
@@ -1048,8 +1215,9 @@ def main(argv: list[str] | None = None) -> int:
             res["small"] = first_fetch(env, db_kind, [boxes["small"]], 1)
             if not args.no_two_workers:
                 log(f"[{db_kind}] pipeline, 2 workers, 2 x {boxes['half_a'].messages}")
-                res["two_workers"] = first_fetch(env, db_kind,
-                                                 [boxes["half_a"], boxes["half_b"]], 2)
+                res["two_workers"] = first_fetch(
+                    env, db_kind, [boxes["half_a"], boxes["half_b"]], 2
+                )
             report["databases"][db_kind] = res
         if not args.no_two_workers:
             log("raw limit, 2 connections")
@@ -1086,8 +1254,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                              capture_output=True, timeout=10).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=ROOT,
+                text=True,
+                capture_output=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
     except OSError:
         return None
 

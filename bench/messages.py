@@ -24,26 +24,107 @@ AGENTS = [
     Address("Tom Becker", "tom", "acme.example"),
     Address("Priya Nair", "priya", "acme.example"),
 ]
-FIRST = ["Alice", "Bob", "Carol", "David", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy",
-         "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter",
-         "Yusuf", "Zoë", "José", "Søren", "Françoise", "Jürgen", "Ólafur"]
-LAST = ["Smith", "Jones", "Müller", "García", "Dubois", "Rossi", "Novak", "Kowalski", "Hansen",
-        "Silva", "Nguyen", "Okafor", "Andersson", "O'Brien", "Fernández", "Łukasiewicz"]
-DOMAINS = [f"{w}.example" for w in (
-    "northwind", "contoso", "fabrikam", "initech", "globex", "umbrella", "hooli", "vandelay",
-    "wonka", "stark", "wayne", "tyrell", "cyberdyne", "soylent", "aperture", "blackmesa",
-    "oscorp", "gringotts", "monsters", "pied-piper")] + ["mail.example", "webmail.example"]
-TOPICS = ["Invoice", "Login problem", "Password reset", "Order", "Refund request",
-          "Delivery delayed", "Cannot export report", "Question about pricing",
-          "Account locked", "Bug in the dashboard", "Feature request", "Contract renewal",
-          "VPN access", "Printer offline", "Upgrade to the new plan", "Data import failed",
-          "Wrong VAT on invoice", "API rate limit", "SSO with Azure AD", "Mobile app crash"]
-WORDS = ("the a we you it is was not can please our your order account invoice system error "
-         "message screen report attached file since yesterday morning again still working "
-         "problem help thanks kind regards update version server customer team support "
-         "details number reference payment shipping address change request issue urgent "
-         "today week month colleague manager department access password login export import "
-         "settings browser chrome firefox windows mac phone app sync data backup").split()
+FIRST = [
+    "Alice",
+    "Bob",
+    "Carol",
+    "David",
+    "Erin",
+    "Frank",
+    "Grace",
+    "Heidi",
+    "Ivan",
+    "Judy",
+    "Mallory",
+    "Niaj",
+    "Olivia",
+    "Peggy",
+    "Rupert",
+    "Sybil",
+    "Trent",
+    "Victor",
+    "Walter",
+    "Yusuf",
+    "Zoë",
+    "José",
+    "Søren",
+    "Françoise",
+    "Jürgen",
+    "Ólafur",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Müller",
+    "García",
+    "Dubois",
+    "Rossi",
+    "Novak",
+    "Kowalski",
+    "Hansen",
+    "Silva",
+    "Nguyen",
+    "Okafor",
+    "Andersson",
+    "O'Brien",
+    "Fernández",
+    "Łukasiewicz",
+]
+DOMAINS = [
+    f"{w}.example"
+    for w in (
+        "northwind",
+        "contoso",
+        "fabrikam",
+        "initech",
+        "globex",
+        "umbrella",
+        "hooli",
+        "vandelay",
+        "wonka",
+        "stark",
+        "wayne",
+        "tyrell",
+        "cyberdyne",
+        "soylent",
+        "aperture",
+        "blackmesa",
+        "oscorp",
+        "gringotts",
+        "monsters",
+        "pied-piper",
+    )
+] + ["mail.example", "webmail.example"]
+TOPICS = [
+    "Invoice",
+    "Login problem",
+    "Password reset",
+    "Order",
+    "Refund request",
+    "Delivery delayed",
+    "Cannot export report",
+    "Question about pricing",
+    "Account locked",
+    "Bug in the dashboard",
+    "Feature request",
+    "Contract renewal",
+    "VPN access",
+    "Printer offline",
+    "Upgrade to the new plan",
+    "Data import failed",
+    "Wrong VAT on invoice",
+    "API rate limit",
+    "SSO with Azure AD",
+    "Mobile app crash",
+]
+WORDS = (
+    "the a we you it is was not can please our your order account invoice system error "
+    "message screen report attached file since yesterday morning again still working "
+    "problem help thanks kind regards update version server customer team support "
+    "details number reference payment shipping address change request issue urgent "
+    "today week month colleague manager department access password login export import "
+    "settings browser chrome firefox windows mac phone app sync data backup"
+).split()
 # (charset, sample text) for the non-UTF-8 bodies.
 CHARSETS = [
     ("iso-8859-1", "Grüße aus München, die Änderung ist übermäßig teuer. Ça coûte très cher."),
@@ -52,8 +133,11 @@ CHARSETS = [
     ("iso-2022-jp", "お世話になっております。請求書が届いていません。ご確認ください。"),
 ]
 ATTACHMENT_TYPES = [
-    ("application", "pdf", "pdf"), ("image", "png", "png"), ("image", "jpeg", "jpg"),
-    ("application", "zip", "zip"), ("text", "csv", "csv"),
+    ("application", "pdf", "pdf"),
+    ("image", "png", "png"),
+    ("image", "jpeg", "jpg"),
+    ("application", "zip", "zip"),
+    ("text", "csv", "csv"),
     ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document", "docx"),
 ]
 
@@ -149,8 +233,14 @@ class MailFactory:
         msg["Date"] = format_datetime(date)
         msg["Message-ID"] = message_id
         if r.random() < 0.3:
-            msg["X-Mailer"] = r.choice(["Microsoft Outlook 16.0", "Apple Mail (2.3731)",
-                                        "Thunderbird 115.8", "Roundcube Webmail/1.6"])
+            msg["X-Mailer"] = r.choice(
+                [
+                    "Microsoft Outlook 16.0",
+                    "Apple Mail (2.3731)",
+                    "Thunderbird 115.8",
+                    "Roundcube Webmail/1.6",
+                ]
+            )
         text = "\n\n".join(self._wrap(p) for p in paragraphs)
         text = f"Hello,\n\n{text}\n\nKind regards,\n{sender.display_name}\n"
         if quoted:
@@ -171,7 +261,9 @@ class MailFactory:
                 maintype, subtype, ext = r.choice(ATTACHMENT_TYPES)
                 size = r.randint(5 * 1024, 200 * 1024)
                 msg.add_attachment(
-                    r.randbytes(size), maintype=maintype, subtype=subtype,
+                    r.randbytes(size),
+                    maintype=maintype,
+                    subtype=subtype,
                     filename=f"{r.choice(['scan', 'report', 'invoice', 'screenshot'])}-"
                     f"{r.randint(1, 999)}.{ext}",
                 )
@@ -186,7 +278,7 @@ class MailFactory:
 
     def _html(self, paragraphs: list[str], sender: Address, quoted: str) -> str:
         r = self.rnd
-        body = "".join(f"<p style=\"margin:0 0 12px 0\">{p}</p>\n" for p in paragraphs)
+        body = "".join(f'<p style="margin:0 0 12px 0">{p}</p>\n' for p in paragraphs)
         if r.random() < 0.3:
             rows = "".join(
                 f"<tr><td>{r.choice(WORDS)}</td><td>{r.randint(1, 999)}.00</td></tr>"
@@ -197,9 +289,9 @@ class MailFactory:
             body += '<p><a href="https://portal.acme.example/t/123">Open the portal</a></p>\n'
         if quoted:
             escaped = quoted.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            body += f"<blockquote type=\"cite\"><pre>{escaped}</pre></blockquote>\n"
+            body += f'<blockquote type="cite"><pre>{escaped}</pre></blockquote>\n'
         return (
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html><html><head><meta charset="utf-8">'
             "<style>body{font-family:Arial,sans-serif;font-size:14px}</style></head>"
             f"<body><div>Hello,</div>\n{body}<div>Kind regards,<br>{sender.display_name}</div>"
             "</body></html>\n"

@@ -102,8 +102,12 @@ def admin(app, client):
     token = csrf_from(resp.get_data(as_text=True))
     resp = client.post(
         "/auth/first-admin",
-        data={"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-              "password2": ADMIN_PASSWORD},
+        data={
+            "csrf_token": token,
+            "email": ADMIN_EMAIL,
+            "password": ADMIN_PASSWORD,
+            "password2": ADMIN_PASSWORD,
+        },
     )
     assert resp.status_code == 302, resp.get_data(as_text=True)
     return client

@@ -25,8 +25,9 @@ def postgres_answers() -> bool:
     try:
         import psycopg
 
-        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB,
-                             connect_timeout=3):
+        with psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, connect_timeout=3
+        ):
             return True
     except Exception:
         return False
@@ -38,8 +39,9 @@ def fresh_database() -> Iterator[str]:
     import psycopg
 
     name = f"mailchannel_test_{uuid.uuid4().hex[:12]}"
-    admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB,
-                            autocommit=True)
+    admin = psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=PG_ADMIN_DB, autocommit=True
+    )
     try:
         admin.execute(f'CREATE DATABASE "{name}"')
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"

@@ -35,10 +35,15 @@ def test_mailboxes_listed_without_secrets(admin):
 
 def test_the_list_is_paginated(admin):
     for i in range(55):
-        admin.post("/mailboxes/new", data=mailbox_data(admin, name=f"Box {i}", email_address=f"b{i}@example.com"))
+        admin.post(
+            "/mailboxes/new",
+            data=mailbox_data(admin, name=f"Box {i}", email_address=f"b{i}@example.com"),
+        )
     token = _ui_token(admin)
     first = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).get_json()
-    second = admin.get("/api/v1/mailboxes?page=2", headers={"Authorization": f"Bearer {token}"}).get_json()
+    second = admin.get(
+        "/api/v1/mailboxes?page=2", headers={"Authorization": f"Bearer {token}"}
+    ).get_json()
     assert first["total"] == second["total"] == 55
     assert len(first["items"]) == 50 and len(second["items"]) == 5
     assert {i["id"] for i in first["items"]}.isdisjoint({i["id"] for i in second["items"]})
@@ -50,19 +55,29 @@ def test_a_revoked_token_stops_working(admin):
     assert token not in page  # shown once, never again
     revoke = re.search(r'action="(/tokens/\d+/revoke)"', page).group(1)
     admin.post(revoke, data={"csrf_token": csrf_from(page)})
-    assert admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert (
+        admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 401
+    )
 
 
 def test_create_token_command_prints_the_token_last(runner, client):
     result = runner.invoke(args=["create-token", "ci"])
     assert result.exit_code == 0
     token = result.output.strip().splitlines()[-1]
-    assert client.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        client.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
 
 
 def test_healthz_reports_database_and_redis(client):
     resp = client.get("/healthz")
-    assert resp.status_code == 200 and resp.get_json() == {"status": "ok", "database": "ok", "redis": "ok"}
+    assert resp.status_code == 200 and resp.get_json() == {
+        "status": "ok",
+        "database": "ok",
+        "redis": "ok",
+    }
 
 
 def test_healthz_fails_when_redis_is_gone(app_env, monkeypatch, tmp_path):

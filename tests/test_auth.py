@@ -14,9 +14,15 @@ def test_first_visit_offers_to_create_the_first_admin(client):
 
 def test_first_admin_passwords_must_match_and_email_is_kept(client):
     token = get_csrf(client, "/auth/first-admin")
-    resp = client.post("/auth/first-admin", data={
-        "csrf_token": token, "email": "boss@example.com", "password": "0123456789ab",
-        "password2": "different-one"})
+    resp = client.post(
+        "/auth/first-admin",
+        data={
+            "csrf_token": token,
+            "email": "boss@example.com",
+            "password": "0123456789ab",
+            "password2": "different-one",
+        },
+    )
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422
     assert "The two passwords differ." in page
@@ -36,8 +42,10 @@ def test_login_renews_the_session_and_sets_safe_cookies(admin, app):
     browser = app.test_client()
     token = get_csrf(browser)
     before = browser.get_cookie("session").value
-    resp = browser.post("/auth/login?next=/templates/", data={
-        "csrf_token": token, "email": ADMIN_EMAIL.upper(), "password": ADMIN_PASSWORD})
+    resp = browser.post(
+        "/auth/login?next=/templates/",
+        data={"csrf_token": token, "email": ADMIN_EMAIL.upper(), "password": ADMIN_PASSWORD},
+    )
     assert resp.status_code == 302 and resp.headers["Location"] == "/templates/"
     cookie_header = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie_header and "SameSite=Lax" in cookie_header
@@ -49,8 +57,10 @@ def test_login_renews_the_session_and_sets_safe_cookies(admin, app):
 def test_login_next_never_redirects_off_site(admin, app):
     browser = app.test_client()
     token = get_csrf(browser)
-    resp = browser.post("/auth/login?next=//evil.example/", data={
-        "csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    resp = browser.post(
+        "/auth/login?next=//evil.example/",
+        data={"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+    )
     assert resp.headers["Location"] == "/mailboxes/"
 
 
@@ -58,11 +68,14 @@ def test_wrong_passwords_lock_the_account_for_a_while(admin, app):
     browser = app.test_client()
     token = get_csrf(browser)
     for _ in range(5):
-        resp = browser.post("/auth/login", data={
-            "csrf_token": token, "email": ADMIN_EMAIL, "password": "wrong password"})
+        resp = browser.post(
+            "/auth/login",
+            data={"csrf_token": token, "email": ADMIN_EMAIL, "password": "wrong password"},
+        )
         assert "Email or password is wrong." in resp.get_data(as_text=True)
-    resp = browser.post("/auth/login", data={
-        "csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    resp = browser.post(
+        "/auth/login", data={"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
     assert resp.status_code == 422
     assert "Too many failed logins for this account" in resp.get_data(as_text=True)
 
@@ -84,8 +97,11 @@ def test_post_without_csrf_token_is_refused(admin):
 
 def test_htmx_post_with_csrf_header_is_accepted(admin):
     token = csrf_from(admin.get("/templates/new").get_data(as_text=True))
-    resp = admin.post("/templates/preview", data={"subject": "Hi {{ contact_name }}", "body": "x"},
-                      headers={"HX-Request": "true", "X-CSRFToken": token})
+    resp = admin.post(
+        "/templates/preview",
+        data={"subject": "Hi {{ contact_name }}", "body": "x"},
+        headers={"HX-Request": "true", "X-CSRFToken": token},
+    )
     assert resp.status_code == 200
     assert "Hi Ada Lovelace" in resp.get_data(as_text=True)
 
@@ -97,12 +113,16 @@ def test_logout_ends_the_session(admin):
 
 
 def test_create_admin_command(runner, app):
-    result = runner.invoke(args=["create-admin", "ops@example.com", "--password", "a long password"])
+    result = runner.invoke(
+        args=["create-admin", "ops@example.com", "--password", "a long password"]
+    )
     assert result.exit_code == 0, result.output
     browser = app.test_client()
     token = get_csrf(browser)
-    resp = browser.post("/auth/login", data={
-        "csrf_token": token, "email": "ops@example.com", "password": "a long password"})
+    resp = browser.post(
+        "/auth/login",
+        data={"csrf_token": token, "email": "ops@example.com", "password": "a long password"},
+    )
     assert resp.status_code == 302
 
 

@@ -109,7 +109,9 @@ def test_the_confirmation_flow_end_to_end(
     assert later.state == "done"
 
 
-def test_a_forged_or_damaged_link_is_refused(app, app_env, dovecot, mail_user, smtp_server, run_worker):
+def test_a_forged_or_damaged_link_is_refused(
+    app, app_env, dovecot, mail_user, smtp_server, run_worker
+):
     box = _box(app_env, dovecot, mail_user, smtp_server)
     raw = deliver_and_fetch(app_env, box, mail_user, "Forge me", sender="f@example.org",
                             extra=verified())  # fmt: skip
@@ -120,7 +122,9 @@ def test_a_forged_or_damaged_link_is_refused(app, app_env, dovecot, mail_user, s
         resp = client.get(f"/confirm/{token}")
         assert resp.status_code == 404 and "not valid" in resp.get_data(as_text=True)
     token = forged
-    page = client.get(f"/confirm/{confirm.make_token(held.id, 'test-secret-key')}").get_data(as_text=True)
+    page = client.get(f"/confirm/{confirm.make_token(held.id, 'test-secret-key')}").get_data(
+        as_text=True
+    )
     resp = client.post(f"/confirm/{token}", data={"csrf_token": csrf_from(page)})
     assert resp.status_code == 404
     assert held_of(app_env, raw.id).state == "held" and all_cases(app_env) == []
@@ -204,12 +208,15 @@ def test_no_challenge_without_our_servers_authentication(
     for raw in (failing, other_server, unaligned, none):
         held = held_of(app_env, raw.id)
         assert held.state == "held" and held.reason == "confirmation"
-        assert held.mail_decision.startswith("held silently: SPF/DKIM did not pass"), held.mail_decision
+        assert held.mail_decision.startswith("held silently: SPF/DKIM did not pass"), (
+            held.mail_decision
+        )
         assert held.mail_sent_at is None
     assert "reports dmarc=fail" in held_of(app_env, failing.id).mail_decision
-    assert f"no Authentication-Results header from {AUTHSERV}" in held_of(
-        app_env, other_server.id
-    ).mail_decision
+    assert (
+        f"no Authentication-Results header from {AUTHSERV}"
+        in held_of(app_env, other_server.id).mail_decision
+    )
     # no authserv-id configured: no header is trusted at all
     update_mailbox(app_env, box, authserv_id="")
     unset = deliver_and_fetch(app_env, box, mail_user, "Nobody configured", sender="e@example.org",

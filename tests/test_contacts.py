@@ -80,7 +80,9 @@ def test_merging_duplicates_moves_cases_messages_and_participation(
     assert review.status_code == 200 and "1 case and 2 messages" in text
     assert contact(app_env, "ada@home.example") is not None  # reviewing changes nothing
     unknown = admin.get(f"/contacts/{keep.id}/merge?other=nobody@example.org")
-    assert unknown.status_code == 422 and "No contact has this address" in unknown.get_data(as_text=True)
+    assert unknown.status_code == 422 and "No contact has this address" in unknown.get_data(
+        as_text=True
+    )
     itself = admin.get(f"/contacts/{keep.id}/merge?other=ada@work.example")
     assert itself.status_code == 422
 

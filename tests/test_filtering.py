@@ -76,8 +76,10 @@ def test_a_block_rule_filters_the_message_and_creates_nothing(
     # the filtered page says why; the mailbox's fetch log names the reason too
     page = admin.get("/filtered").get_data(as_text=True)
     assert "Cheap pills" in page and "Blocked sender" in page and "block: *@spam.example" in page
-    assert admin.get(f"/held/raw/{spam.id}").headers["Location"].endswith(
-        f"/held/{held_of(app_env, spam.id).id}"
+    assert (
+        admin.get(f"/held/raw/{spam.id}")
+        .headers["Location"]
+        .endswith(f"/held/{held_of(app_env, spam.id).id}")
     )
 
 
@@ -88,7 +90,9 @@ def test_block_wins_over_allow_and_over_a_known_contact(app_env, dovecot, mail_u
     assert first.state == "done"  # bob is a contact now
     update_mailbox(app_env, box,
                    sender_filter="allow: *@partner.example\nblock: bob@partner.example")  # fmt: skip
-    again = deliver_and_fetch(app_env, box, mail_user, "After the rule", sender="bob@partner.example")
+    again = deliver_and_fetch(
+        app_env, box, mail_user, "After the rule", sender="bob@partner.example"
+    )
     assert again.state == "ignored" and held_of(app_env, again.id).reason == "blocked"
     # a reply into bob's own case is blocked too: block wins over everything
     reply = deliver_and_fetch(app_env, box, mail_user, "Re: Before the rule",
@@ -102,7 +106,9 @@ def test_block_wins_over_allow_and_over_a_known_contact(app_env, dovecot, mail_u
 def test_an_allow_rule_makes_every_other_sender_unknown(app_env, dovecot, mail_user, smtp_server):
     box = _box(app_env, dovecot, mail_user, smtp_server, create_new_contact=False,
                sender_filter="# partners only\nallow: @partner.example")  # fmt: skip
-    partner = deliver_and_fetch(app_env, box, mail_user, "From a partner", sender="p@partner.example")
+    partner = deliver_and_fetch(
+        app_env, box, mail_user, "From a partner", sender="p@partner.example"
+    )
     other = deliver_and_fetch(app_env, box, mail_user, "From anyone", sender="q@other.example")
     assert partner.state == "done" and case_of_raw(app_env, partner.id) is not None
     assert other.state == "ignored" and other.error.startswith("held: ")
@@ -153,7 +159,9 @@ def test_allow_new_case_off_can_tell_a_person_but_never_a_machine(
                                sender="Ann Example <ann@example.org>", message_id="<ph@x>")  # fmt: skip
     machine = deliver_and_fetch(app_env, box, mail_user, "Newsletter", sender="news@example.org",
                                 extra="Precedence: bulk")  # fmt: skip
-    again = deliver_and_fetch(app_env, box, mail_user, "Please help again", sender="ann@example.org")
+    again = deliver_and_fetch(
+        app_env, box, mail_user, "Please help again", sender="ann@example.org"
+    )
     send_due(run_worker)
     (sent,) = smtp_server.wait_for(1)
     msg = parsed(sent.data)
@@ -264,7 +272,9 @@ def test_an_out_of_office_and_a_bounce_get_no_automatic_mail(
     fetch(app_env, box)
     dsn = raw_by_subject(app_env, "Undelivered Mail Returned to Sender")
     # held silently: an automated unknown sender never gets a confirmation mail
-    assert "automated message (Auto-Submitted: auto-replied)" in held_of(app_env, ooo.id).mail_decision
+    assert (
+        "automated message (Auto-Submitted: auto-replied)" in held_of(app_env, ooo.id).mail_decision
+    )
     assert held_of(app_env, dsn.id).mail_decision.startswith("held silently: automated message")
     # with confirmation off they open cases, still without an acknowledgement
     update_mailbox(app_env, box, confirm_unknown_senders=False)
@@ -297,7 +307,9 @@ def test_a_bounce_of_our_own_mail_lands_on_its_case(
                   if parsed(m.data)["Message-ID"] != comment.message_id)  # fmt: skip
     smtp_server.clear()
     # the comment bounces: its headers come back in a text/rfc822-headers part
-    mail_user.deliver(bounce(comment.message_id, to=mail_user.email, recipient="ada@badhost.example"))
+    mail_user.deliver(
+        bounce(comment.message_id, to=mail_user.email, recipient="ada@badhost.example")
+    )
     fetch(app_env, box)
     # the acknowledgement bounces: only in the outbox (no conversation message), whole message back
     mail_user.deliver(bounce(ack_id, to=mail_user.email, recipient="ada@badhost.example",
@@ -371,7 +383,12 @@ def test_filtering_release_and_merge_on_postgresql(tmp_path, monkeypatch):
             second = _ingest(db, box, email("Hi again", sender="pat@example.org", extra=verified()))
             held = db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == first)).one()
             again = db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == second)).one()
-            assert db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == blocked)).one().reason == "blocked"
+            assert (
+                db.exec(select(HeldMessage).where(HeldMessage.raw_message_id == blocked))
+                .one()
+                .reason
+                == "blocked"
+            )
             assert held.mail_decision.startswith("confirmation mail sent")
             assert "today already" in again.mail_decision
             case = held_service.confirm_sender(db, held.id, by="the sender (confirmation link)")

@@ -118,9 +118,7 @@ def test_a_batch_finds_what_its_own_earlier_messages_filed(database_url):
     assert sorted(cases.values()) == ["Another question", "Printer broken"]
 
 
-def test_a_message_rolled_back_mid_batch_takes_back_the_contact_it_made(
-    database_url, monkeypatch
-):
+def test_a_message_rolled_back_mid_batch_takes_back_the_contact_it_made(database_url, monkeypatch):
     """The first mail of a new sender fails after its contact was made: the savepoint takes
     the contact back, and the sender's next mail in the same batch makes it again."""
     from webapp.services import filing
@@ -225,9 +223,7 @@ def test_postgresql_numbers_cases_in_order_also_without_the_counter_row(postgres
         assert process_ids(db, first) == {"done": 3}
         db.delete(db.get(Counter, "case"))  # a database the migrations did not make
         db.commit()
-        assert process_ids(db, [store(db, box, email("N3", sender="n3@x.example"))]) == {
-            "done": 1
-        }
+        assert process_ids(db, [store(db, box, email("N3", sender="n3@x.example"))]) == {"done": 1}
         numbers = db.exec(select(Case.subject, Case.number).order_by(Case.number)).all()
         counter = db.get(Counter, "case")
     assert [tuple(n) for n in numbers] == [("N0", 1), ("N1", 2), ("N2", 3), ("N3", 4)]

@@ -13,12 +13,33 @@ from webapp.db import new_session
 from webapp.models import Mailbox
 
 LABELS = [
-    "Name", "Enabled", "Description", "Authentication Type", "Email Address", "Username",
-    "Password", "Protocol", "Host", "Port", "Client ID", "Client Secret", "Scope", "Grant Type",
-    "Auth URL", "Access Token URL", "Redirect URI", "Authorization Code", "Case Response Template",
-    "Attachments", "Process Task Replies", "End of Message Marker", "Allow New Case to be Created",
-    "Auto Acknowledgement Template", "Sender Email Address Filter",
-    "Prevent spam by sending a confirmation", "Create New Contact",
+    "Name",
+    "Enabled",
+    "Description",
+    "Authentication Type",
+    "Email Address",
+    "Username",
+    "Password",
+    "Protocol",
+    "Host",
+    "Port",
+    "Client ID",
+    "Client Secret",
+    "Scope",
+    "Grant Type",
+    "Auth URL",
+    "Access Token URL",
+    "Redirect URI",
+    "Authorization Code",
+    "Case Response Template",
+    "Attachments",
+    "Process Task Replies",
+    "End of Message Marker",
+    "Allow New Case to be Created",
+    "Auto Acknowledgement Template",
+    "Sender Email Address Filter",
+    "Prevent spam by sending a confirmation",
+    "Create New Contact",
 ]
 SECTIONS = ["Mailbox Information", "Connection", "Email Handling", "Email Filtering"]
 
@@ -35,7 +56,9 @@ def test_form_has_the_four_sections_and_every_label_word_for_word(admin):
     for label in LABELS:
         match = re.search(r'<label for="([^"]+)">' + re.escape(label) + "</label>", page)
         assert match, f"no <label for=…> with the text {label!r}"
-        control = re.search(r'<(input|select|textarea)[^>]*\bid="' + re.escape(match.group(1)) + '"', page)
+        control = re.search(
+            r'<(input|select|textarea)[^>]*\bid="' + re.escape(match.group(1)) + '"', page
+        )
         assert control, f"label {label!r} points at no input, select or textarea"
     assert "deprecated Basic authentication" in page
 
@@ -65,12 +88,16 @@ def test_redirect_uri_comes_from_external_url_not_the_host_header(admin):
         ("name", "", "Give the mailbox a name."),
     ],
 )
-def test_bad_values_are_shown_next_to_the_field_and_everything_typed_is_kept(admin, app, field, value, message):
+def test_bad_values_are_shown_next_to_the_field_and_everything_typed_is_kept(
+    admin, app, field, value, message
+):
     data = mailbox_data(admin, **{field: value, "description": "typed by hand"})
     resp = admin.post("/mailboxes/new", data=data)
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422
-    block = re.search(r'<div class="field[^"]*has-error[^"]*" id="field-' + field + r'">(.*?)</div>', page, re.S)
+    block = re.search(
+        r'<div class="field[^"]*has-error[^"]*" id="field-' + field + r'">(.*?)</div>', page, re.S
+    )
     assert block and message in block.group(1)
     assert "typed by hand" in page
     if value:
@@ -79,7 +106,9 @@ def test_bad_values_are_shown_next_to_the_field_and_everything_typed_is_kept(adm
 
 
 def test_oauth_requires_its_own_fields_and_ignores_the_password(admin, app):
-    data = mailbox_data(admin, auth_type="oauth", password="", auth_url="http://accounts.example.com/x")
+    data = mailbox_data(
+        admin, auth_type="oauth", password="", auth_url="http://accounts.example.com/x"
+    )
     page = admin.post("/mailboxes/new", data=data).get_data(as_text=True)
     assert "Client ID is needed for OAuth." in page
     assert "Client Secret is needed for OAuth." in page
@@ -88,21 +117,31 @@ def test_oauth_requires_its_own_fields_and_ignores_the_password(admin, app):
 
 
 def test_basic_requires_a_password(admin):
-    page = admin.post("/mailboxes/new", data=mailbox_data(admin, password="")).get_data(as_text=True)
+    page = admin.post("/mailboxes/new", data=mailbox_data(admin, password="")).get_data(
+        as_text=True
+    )
     assert "Enter the mailbox password (or an app password)." in page
 
 
 def test_http_urls_are_accepted_for_loopback_only(admin, app):
-    data = mailbox_data(admin, auth_type="oauth", client_id="cid", client_secret="csecret",
-                        scope="mail", auth_url="http://127.0.0.1:9000/authorize",
-                        token_url="http://localhost:9000/token")
+    data = mailbox_data(
+        admin,
+        auth_type="oauth",
+        client_id="cid",
+        client_secret="csecret",
+        scope="mail",
+        auth_url="http://127.0.0.1:9000/authorize",
+        token_url="http://localhost:9000/token",
+    )
     resp = admin.post("/mailboxes/new", data=data)
     assert resp.status_code == 302
 
 
 def test_email_address_is_unique_case_insensitively(admin, app):
     assert admin.post("/mailboxes/new", data=mailbox_data(admin)).status_code == 302
-    resp = admin.post("/mailboxes/new", data=mailbox_data(admin, email_address="SUPPORT@Example.com"))
+    resp = admin.post(
+        "/mailboxes/new", data=mailbox_data(admin, email_address="SUPPORT@Example.com")
+    )
     assert resp.status_code == 422
     assert "Another mailbox already uses this email address." in resp.get_data(as_text=True)
 
@@ -120,7 +159,9 @@ def test_saved_secrets_are_encrypted_never_shown_and_kept_when_left_blank(admin,
     page = admin.get(f"/mailboxes/{box.id}/edit").get_data(as_text=True)
     assert secret not in page and "A value is saved (not shown)" in page
     # Save again with the password left blank: the saved one stays.
-    resp = admin.post(f"/mailboxes/{box.id}/edit", data=mailbox_data(admin, password="", name="Renamed"))
+    resp = admin.post(
+        f"/mailboxes/{box.id}/edit", data=mailbox_data(admin, password="", name="Renamed")
+    )
     assert resp.status_code == 302
     after = _mailboxes(app)[0]
     assert after.name == "Renamed" and after.password_enc == box.password_enc
@@ -136,9 +177,15 @@ def test_saved_secrets_are_encrypted_never_shown_and_kept_when_left_blank(admin,
 def test_changing_oauth_settings_drops_old_tokens(admin, app):
     from webapp import crypto
 
-    data = mailbox_data(admin, auth_type="oauth", client_id="cid", client_secret="csecret",
-                        scope="https://mail.google.com/", auth_url="https://a.example/auth",
-                        token_url="https://a.example/token")
+    data = mailbox_data(
+        admin,
+        auth_type="oauth",
+        client_id="cid",
+        client_secret="csecret",
+        scope="https://mail.google.com/",
+        auth_url="https://a.example/auth",
+        token_url="https://a.example/token",
+    )
     admin.post("/mailboxes/new", data=data)
     with new_session(app.config["SETTINGS"].database_url) as db:
         box = db.exec(select(Mailbox)).one()
@@ -146,15 +193,20 @@ def test_changing_oauth_settings_drops_old_tokens(admin, app):
         db.add(box)
         db.commit()
         box_id = box.id
-    admin.post(f"/mailboxes/{box_id}/edit", data={**data, "client_secret": "", "client_id": "other"})
+    admin.post(
+        f"/mailboxes/{box_id}/edit", data={**data, "client_secret": "", "client_id": "other"}
+    )
     assert _mailboxes(app)[0].access_token_enc is None
 
 
 def test_htmx_auth_type_swaps_the_fieldsets(admin):
     token = csrf_from(admin.get("/mailboxes/new").get_data(as_text=True))
     data = mailbox_data(admin, auth_type="oauth")
-    resp = admin.post("/mailboxes/form/connection", data=data,
-                      headers={"HX-Request": "true", "HX-Trigger-Name": "auth_type", "X-CSRFToken": token})
+    resp = admin.post(
+        "/mailboxes/form/connection",
+        data=data,
+        headers={"HX-Request": "true", "HX-Trigger-Name": "auth_type", "X-CSRFToken": token},
+    )
     frag = resp.get_data(as_text=True)
     assert frag.lstrip().startswith('<fieldset class="section" id="connection">')
     assert 'class="auth active" data-auth="oauth"' in frag
@@ -165,22 +217,56 @@ def test_htmx_auth_type_swaps_the_fieldsets(admin):
 @pytest.mark.parametrize(
     "provider, protocol, host, port, scope, auth_url",
     [
-        ("gmail", "imaps", "imap.gmail.com", 993, "https://mail.google.com/", "https://accounts.google.com/o/oauth2/v2/auth"),
-        ("gmail", "pop3s", "pop.gmail.com", 995, "https://mail.google.com/", "https://accounts.google.com/o/oauth2/v2/auth"),
-        ("outlook", "imaps", "outlook.office365.com", 993,
-         "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
-         "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"),
-        ("outlook", "pop3s", "outlook.office365.com", 995,
-         "https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
-         "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize"),
+        (
+            "gmail",
+            "imaps",
+            "imap.gmail.com",
+            993,
+            "https://mail.google.com/",
+            "https://accounts.google.com/o/oauth2/v2/auth",
+        ),
+        (
+            "gmail",
+            "pop3s",
+            "pop.gmail.com",
+            995,
+            "https://mail.google.com/",
+            "https://accounts.google.com/o/oauth2/v2/auth",
+        ),
+        (
+            "outlook",
+            "imaps",
+            "outlook.office365.com",
+            993,
+            "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
+        ),
+        (
+            "outlook",
+            "pop3s",
+            "outlook.office365.com",
+            995,
+            "https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize",
+        ),
     ],
 )
 def test_presets_fill_the_providers_values(admin, provider, protocol, host, port, scope, auth_url):
-    data = mailbox_data(admin, provider=provider, protocol=protocol, host="", port="",
-                        tenant="contoso.onmicrosoft.com", name="typed name")
+    data = mailbox_data(
+        admin,
+        provider=provider,
+        protocol=protocol,
+        host="",
+        port="",
+        tenant="contoso.onmicrosoft.com",
+        name="typed name",
+    )
     # with HTMX: the Connection section comes back filled in
-    frag = admin.post("/mailboxes/form/connection", data=data,
-                      headers={"HX-Request": "true", "HX-Trigger-Name": "provider"}).get_data(as_text=True)
+    frag = admin.post(
+        "/mailboxes/form/connection",
+        data=data,
+        headers={"HX-Request": "true", "HX-Trigger-Name": "provider"},
+    ).get_data(as_text=True)
     # without JavaScript: the Apply preset button re-renders the whole form
     page = admin.post("/mailboxes/new", data={**data, "action": "preset"}).get_data(as_text=True)
     for html in (frag, page):
@@ -193,27 +279,35 @@ def test_presets_fill_the_providers_values(admin, provider, protocol, host, port
 
 def test_protocol_change_sets_its_default_port(admin):
     data = mailbox_data(admin, protocol="pop3", port="993")
-    frag = admin.post("/mailboxes/form/connection", data=data,
-                      headers={"HX-Request": "true", "HX-Trigger-Name": "protocol"}).get_data(as_text=True)
+    frag = admin.post(
+        "/mailboxes/form/connection",
+        data=data,
+        headers={"HX-Request": "true", "HX-Trigger-Name": "protocol"},
+    ).get_data(as_text=True)
     assert 'id="port" name="port" type="number" value="110"' in frag or 'value="110"' in frag
     assert "unencrypted" in frag  # plain POP3 carries a warning
     data = mailbox_data(admin, protocol="imap", port="1143")
-    frag = admin.post("/mailboxes/form/connection", data=data,
-                      headers={"HX-Request": "true", "HX-Trigger-Name": "protocol"}).get_data(as_text=True)
+    frag = admin.post(
+        "/mailboxes/form/connection",
+        data=data,
+        headers={"HX-Request": "true", "HX-Trigger-Name": "protocol"},
+    ).get_data(as_text=True)
     assert 'value="1143"' in frag  # a port the admin typed is left alone
 
 
 def test_live_validation_returns_just_the_field(admin, app):
     admin.post("/mailboxes/new", data=mailbox_data(admin))
     data = mailbox_data(admin, email_address="Support@example.com")
-    frag = admin.post("/mailboxes/validate/email_address", data=data,
-                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    frag = admin.post(
+        "/mailboxes/validate/email_address", data=data, headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert frag.startswith('<div class="field has-error" id="field-email_address">')
     assert "Another mailbox already uses this email address." in frag
     assert 'value="Support@example.com"' in frag
     box_id = _mailboxes(app)[0].id
-    frag = admin.post(f"/mailboxes/{box_id}/validate/email_address", data=data,
-                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    frag = admin.post(
+        f"/mailboxes/{box_id}/validate/email_address", data=data, headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert "has-error" not in frag  # its own address is no conflict
 
 
@@ -223,7 +317,9 @@ def test_htmx_save_shows_errors_inline_and_redirects_on_success(admin):
     frag = resp.get_data(as_text=True)
     assert resp.status_code == 422 and frag.lstrip().startswith("<form") and "<html" not in frag
     resp = admin.post("/mailboxes/new", data=mailbox_data(admin), headers={"HX-Request": "true"})
-    assert resp.status_code == 204 and re.match(r"/mailboxes/\d+/setup", resp.headers["HX-Redirect"])
+    assert resp.status_code == 204 and re.match(
+        r"/mailboxes/\d+/setup", resp.headers["HX-Redirect"]
+    )
 
 
 def test_without_javascript_both_auth_fieldsets_are_in_the_page(admin):
@@ -237,8 +333,9 @@ def test_enable_disable_and_delete_with_confirmation(admin, app):
     token = csrf_from(admin.get("/mailboxes/").get_data(as_text=True))
     admin.post(f"/mailboxes/{box.id}/toggle", data={"csrf_token": token})
     assert _mailboxes(app)[0].enabled is False
-    row = admin.post(f"/mailboxes/{box.id}/toggle", data={"csrf_token": token},
-                     headers={"HX-Request": "true"}).get_data(as_text=True)
+    row = admin.post(
+        f"/mailboxes/{box.id}/toggle", data={"csrf_token": token}, headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
     assert row.lstrip().startswith(f'<tr id="mailbox-{box.id}">') and "Disable" in row
     listing = admin.get("/mailboxes/").get_data(as_text=True)
     assert "Support" in listing and "support@example.com" in listing and "IMAPS" in listing
@@ -251,17 +348,28 @@ def test_enable_disable_and_delete_with_confirmation(admin, app):
 def test_get_requests_never_change_anything(admin, app):
     admin.post("/mailboxes/new", data=mailbox_data(admin))
     box = _mailboxes(app)[0]
-    for path in (f"/mailboxes/{box.id}/toggle", f"/mailboxes/{box.id}/continue", f"/mailboxes/{box.id}/verify"):
+    for path in (
+        f"/mailboxes/{box.id}/toggle",
+        f"/mailboxes/{box.id}/continue",
+        f"/mailboxes/{box.id}/verify",
+    ):
         assert admin.get(path).status_code == 405
     admin.get(f"/mailboxes/{box.id}/delete")
     assert _mailboxes(app)[0].enabled is True
 
 
 def test_confirmation_settings_are_saved_and_checked(admin, app):
-    data = mailbox_data(admin, confirm_unknown_senders="y", authserv_id=" MX.Example.com ",
-                        confirmation_hours="0")
+    data = mailbox_data(
+        admin, confirm_unknown_senders="y", authserv_id=" MX.Example.com ", confirmation_hours="0"
+    )
     page = admin.post("/mailboxes/new", data=data).get_data(as_text=True)
     assert "Enter a number of hours between 1 and 1440." in page
-    assert admin.post("/mailboxes/new", data={**data, "confirmation_hours": "48"}).status_code == 302
+    assert (
+        admin.post("/mailboxes/new", data={**data, "confirmation_hours": "48"}).status_code == 302
+    )
     box = _mailboxes(app)[0]
-    assert (box.authserv_id, box.confirmation_hours, box.confirm_unknown_senders) == ("mx.example.com", 48, True)
+    assert (box.authserv_id, box.confirmation_hours, box.confirm_unknown_senders) == (
+        "mx.example.com",
+        48,
+        True,
+    )

@@ -19,7 +19,9 @@ def _check(url: str) -> None:
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         names = set(inspect(conn).get_table_names())
-        templates = conn.execute(text("SELECT kind FROM email_template ORDER BY id")).scalars().all()
+        templates = (
+            conn.execute(text("SELECT kind FROM email_template ORDER BY id")).scalars().all()
+        )
     engine.dispose()
     assert diffs == [], f"models and migrations differ: {diffs}"
     assert {"user", "mailbox", "email_template", "apitoken", "alembic_version"} <= names

@@ -22,9 +22,15 @@ MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi %d\r\n\r\nbo
 
 def _oauth_box(admin, oauth_server, oauth_dovecot, user, client, **overrides) -> int:
     fields = dict(
-        auth_type="oauth", password="", email_address=user.email, host="127.0.0.1",
-        port=str(oauth_dovecot.imaps_port), client_id=client.client_id,
-        client_secret=client.client_secret, scope="mail", auth_url=oauth_server.authorize_url,
+        auth_type="oauth",
+        password="",
+        email_address=user.email,
+        host="127.0.0.1",
+        port=str(oauth_dovecot.imaps_port),
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        scope="mail",
+        auth_url=oauth_server.authorize_url,
         token_url=oauth_server.token_url,
     )
     data = mailbox_data(admin, **{**fields, **overrides})
@@ -51,7 +57,8 @@ def _authorize(admin, box_id) -> str:
 
 
 def test_get_authorization_code_callback_and_setup_shows_the_count(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     for i in range(3):
         oauth_mail_user.deliver(MESSAGE % i)
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
@@ -69,7 +76,11 @@ def test_get_authorization_code_callback_and_setup_shows_the_count(
     resp = admin.get(callback)
     assert resp.status_code == 302 and resp.headers["Location"] == f"/mailboxes/{box_id}/setup"
     box = _box(app, box_id)
-    assert box.access_token_enc and box.refresh_token_enc and box.oauth_account == oauth_mail_user.email
+    assert (
+        box.access_token_enc
+        and box.refresh_token_enc
+        and box.oauth_account == oauth_mail_user.email
+    )
     with new_session(app.config["SETTINGS"].database_url) as db:
         assert db.exec(select(OAuthAuthorization)).all() == []  # the pending record is gone
     run_worker()
@@ -85,8 +96,12 @@ def test_get_authorization_code_callback_and_setup_shows_the_count(
     assert _box(app, box_id).access_token_enc == box.access_token_enc
 
 
-def test_google_asks_for_offline_access(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, provider="gmail")
+def test_google_asks_for_offline_access(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
+    box_id = _oauth_box(
+        admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, provider="gmail"
+    )
     with new_session(app.config["SETTINGS"].database_url) as db:  # Gmail preset but our test URLs
         box = db.get(Mailbox, box_id)
         box.provider = "gmail"
@@ -98,17 +113,23 @@ def test_google_asks_for_offline_access(admin, app, oauth_server, oauth_dovecot,
 
 
 def test_provider_error_comes_back_as_a_message_and_saves_nothing(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.deny_next("access_denied")
     resp = admin.get(_authorize(admin, box_id))
     assert resp.headers["Location"] == f"/mailboxes/{box_id}"
     page = admin.get(resp.headers["Location"]).get_data(as_text=True)
-    assert "Access was refused on the provider&#39;s consent page" in page or "Access was refused" in page
+    assert (
+        "Access was refused on the provider&#39;s consent page" in page
+        or "Access was refused" in page
+    )
     assert _box(app, box_id).access_token_enc is None
 
 
-def test_expired_state_is_refused(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+def test_expired_state_is_refused(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     callback = _authorize(admin, box_id)
     with new_session(app.config["SETTINGS"].database_url) as db:
@@ -120,41 +141,68 @@ def test_expired_state_is_refused(admin, app, oauth_server, oauth_dovecot, oauth
     assert "expired" in page and _box(app, box_id).access_token_enc is None
 
 
-def test_state_from_another_session_is_refused(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+def test_state_from_another_session_is_refused(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     callback = _authorize(admin, box_id)
     other = app.test_client()  # the same admin, logged in from another browser
-    other.post("/auth/login", data={"csrf_token": get_csrf(other), "email": "admin@example.com",
-                                    "password": ADMIN_PASSWORD})
+    other.post(
+        "/auth/login",
+        data={
+            "csrf_token": get_csrf(other),
+            "email": "admin@example.com",
+            "password": ADMIN_PASSWORD,
+        },
+    )
     page = other.get(callback, follow_redirects=True).get_data(as_text=True)
     assert "another browser session" in page
     assert _box(app, box_id).access_token_enc is None
 
 
 def test_unknown_state_is_refused(admin, app):
-    page = admin.get("/oauth/callback?code=abc&state=forged", follow_redirects=True).get_data(as_text=True)
+    page = admin.get("/oauth/callback?code=abc&state=forged", follow_redirects=True).get_data(
+        as_text=True
+    )
     assert "unknown or was already used" in page
 
 
-def test_pasted_redirect_url_is_exchanged_once(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+def test_pasted_redirect_url_is_exchanged_once(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     oauth_mail_user.deliver(MESSAGE % 1)
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     callback = _authorize(admin, box_id)
     pasted = "http://127.0.0.1:5000" + callback  # what the admin copies from the address bar
     token = csrf_from(admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True))
-    data = mailbox_data(admin, auth_type="oauth", password="", email_address=oauth_mail_user.email,
-                        host="127.0.0.1", port=str(oauth_dovecot.imaps_port), client_id=oauth_client.client_id,
-                        client_secret="", scope="mail", auth_url=oauth_server.authorize_url,
-                        token_url=oauth_server.token_url, auth_code=pasted, csrf_token=token)
+    data = mailbox_data(
+        admin,
+        auth_type="oauth",
+        password="",
+        email_address=oauth_mail_user.email,
+        host="127.0.0.1",
+        port=str(oauth_dovecot.imaps_port),
+        client_id=oauth_client.client_id,
+        client_secret="",
+        scope="mail",
+        auth_url=oauth_server.authorize_url,
+        token_url=oauth_server.token_url,
+        auth_code=pasted,
+        csrf_token=token,
+    )
     resp = admin.post(f"/mailboxes/{box_id}/edit", data=data, follow_redirects=True)
     assert "The pasted authorization code was exchanged" in resp.get_data(as_text=True)
     box = _box(app, box_id)
     assert box.access_token_enc and box.auth_code_enc is None
     run_worker()
-    assert "1 message in this mailbox" in admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)
+    assert "1 message in this mailbox" in admin.get(f"/mailboxes/{box_id}/setup").get_data(
+        as_text=True
+    )
     # The same code again: single use, and the page says to get a new one.
     code = parse_qs(urlsplit(pasted).query)["code"][0]
-    resp = admin.post(f"/mailboxes/{box_id}/edit", data={**data, "auth_code": code}, follow_redirects=True)
+    resp = admin.post(
+        f"/mailboxes/{box_id}/edit", data={**data, "auth_code": code}, follow_redirects=True
+    )
     assert "A code works only once" in resp.get_data(as_text=True)
 
 
@@ -173,7 +221,8 @@ def _expire_locally(app, box_id) -> None:
 
 
 def test_expiring_token_is_refreshed_and_the_rotated_refresh_token_kept(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()
     first = _box(app, box_id)
@@ -191,7 +240,8 @@ def test_expiring_token_is_refreshed_and_the_rotated_refresh_token_kept(
 
 
 def test_a_token_rejected_by_the_server_is_refreshed_once_before_giving_up(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.expire_access_tokens(oauth_mail_user.email)  # revoked early: expiry time says fine
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
@@ -200,7 +250,8 @@ def test_a_token_rejected_by_the_server_is_refreshed_once_before_giving_up(
 
 
 def test_revoked_refresh_token_means_reauthorization_needed(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.revoke_all_for(oauth_mail_user.email)
     _expire_locally(app, box_id)
@@ -212,8 +263,12 @@ def test_revoked_refresh_token_means_reauthorization_needed(
     assert "re-authorization needed" in listing and "Re-authorize" in listing
     page = admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
     assert "Re-authorization needed." in page
-    api_token = app.test_cli_runner().invoke(args=["create-token", "t"]).output.strip().splitlines()[-1]
-    item = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {api_token}"}).get_json()["items"][0]
+    api_token = (
+        app.test_cli_runner().invoke(args=["create-token", "t"]).output.strip().splitlines()[-1]
+    )
+    item = admin.get(
+        "/api/v1/mailboxes", headers={"Authorization": f"Bearer {api_token}"}
+    ).get_json()["items"][0]
     assert item["status"] == "re-authorization needed" and item["oauth"]["reauth_needed"] is True
     # No retry loop: a further check does not ask the provider again.
     requests_before = len(oauth_server.token_requests)
@@ -226,7 +281,8 @@ def test_revoked_refresh_token_means_reauthorization_needed(
 
 
 def test_two_workers_refreshing_at_once_refresh_once(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     _expire_locally(app, box_id)
     url = app.config["SETTINGS"].database_url
@@ -248,16 +304,22 @@ def test_two_workers_refreshing_at_once_refresh_once(
     assert oauth_server.refresh_count == 1
 
 
-def test_oauth_secrets_are_encrypted_at_rest(admin, app, app_env, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+def test_oauth_secrets_are_encrypted_at_rest(
+    admin, app, app_env, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     from pathlib import Path
 
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     box = _box(app, box_id)
-    secrets_ = [oauth_client.client_secret, crypto.decrypt(box.access_token_enc),
-                crypto.decrypt(box.refresh_token_enc)]
+    secrets_ = [
+        oauth_client.client_secret,
+        crypto.decrypt(box.access_token_enc),
+        crypto.decrypt(box.refresh_token_enc),
+    ]
     db_file = Path(app_env["DATABASE_URL"].removeprefix("sqlite:///"))
     blob = db_file.read_bytes() + b"".join(
-        p.read_bytes() for p in Path(app_env["INSTANCE_PATH"]).rglob("*") if p.is_file())
+        p.read_bytes() for p in Path(app_env["INSTANCE_PATH"]).rglob("*") if p.is_file()
+    )
     wal = db_file.with_name(db_file.name + "-wal")
     if wal.exists():
         blob += wal.read_bytes()
@@ -268,7 +330,8 @@ def test_oauth_secrets_are_encrypted_at_rest(admin, app, app_env, oauth_server, 
 
 
 def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     from webapp.models import Case, FetchRun
 
     for i in range(2):
@@ -305,7 +368,9 @@ def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
     assert len(oauth_server.token_requests) == requests_before
 
 
-def test_the_sweep_forgets_abandoned_authorizations(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+def test_the_sweep_forgets_abandoned_authorizations(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     from worker.jobs import sweep
 
     box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
@@ -322,25 +387,47 @@ def test_the_sweep_forgets_abandoned_authorizations(admin, app, oauth_server, oa
 
 
 def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
     first = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    second = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client,
-                        name="Second", email_address="second@example.com")
+    second = _oauth_box(
+        admin,
+        oauth_server,
+        oauth_dovecot,
+        oauth_mail_user,
+        oauth_client,
+        name="Second",
+        email_address="second@example.com",
+    )
     callback = _authorize(admin, first)  # consent given for the first mailbox
     token = csrf_from(admin.get(f"/mailboxes/{second}/edit").get_data(as_text=True))
-    data = mailbox_data(admin, auth_type="oauth", password="", email_address="second@example.com",
-                        name="Second", host="127.0.0.1", port=str(oauth_dovecot.imaps_port),
-                        client_id=oauth_client.client_id, client_secret="", scope="mail",
-                        auth_url=oauth_server.authorize_url, token_url=oauth_server.token_url,
-                        auth_code="http://127.0.0.1:5000" + callback, csrf_token=token)
-    page = admin.post(f"/mailboxes/{second}/edit", data=data, follow_redirects=True).get_data(as_text=True)
+    data = mailbox_data(
+        admin,
+        auth_type="oauth",
+        password="",
+        email_address="second@example.com",
+        name="Second",
+        host="127.0.0.1",
+        port=str(oauth_dovecot.imaps_port),
+        client_id=oauth_client.client_id,
+        client_secret="",
+        scope="mail",
+        auth_url=oauth_server.authorize_url,
+        token_url=oauth_server.token_url,
+        auth_code="http://127.0.0.1:5000" + callback,
+        csrf_token=token,
+    )
+    page = admin.post(f"/mailboxes/{second}/edit", data=data, follow_redirects=True).get_data(
+        as_text=True
+    )
     assert "issued for another mailbox" in page
     assert _box(app, first).access_token_enc is None and _box(app, second).access_token_enc is None
     assert "authorization_code" not in oauth_server.token_requests  # nothing was exchanged
 
 
 def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()  # the check that follows the authorization
     oauth_server.fail_next_token_request(error="invalid_client", status=401)
@@ -349,11 +436,14 @@ def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
     run_worker()
     box = _box(app, box_id)
     assert box.reauth_needed and "Client Secret may have expired" in box.oauth_error
-    assert "Client Secret may have expired" in admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
+    assert "Client Secret may have expired" in admin.get(f"/mailboxes/{box_id}").get_data(
+        as_text=True
+    )
 
 
 def test_a_passing_provider_outage_is_retried_later(
-        admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker):
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
     box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()  # the check that follows the authorization
     oauth_server.fail_next_token_request()  # 503 temporarily_unavailable

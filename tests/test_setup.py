@@ -17,8 +17,13 @@ MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hello %d\r\n\r\
 
 
 def _save(admin, dovecot, user, **overrides) -> tuple[int, str]:
-    fields = {"email_address": user.email, "password": user.password, "host": "127.0.0.1",
-              "port": str(dovecot.imaps_port), **overrides}
+    fields = {
+        "email_address": user.email,
+        "password": user.password,
+        "host": "127.0.0.1",
+        "port": str(dovecot.imaps_port),
+        **overrides,
+    }
     data = mailbox_data(admin, **fields)
     resp = admin.post("/mailboxes/new", data=data)
     assert resp.status_code == 302, resp.get_data(as_text=True)
@@ -59,8 +64,15 @@ def test_pop3s_counts_with_stat(admin, app, dovecot, mail_user, run_worker):
         mail_user.deliver(MESSAGE % i)
     box_id, setup_url = _save(admin, dovecot, mail_user)
     token = csrf_from(admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True))
-    data = mailbox_data(admin, email_address=mail_user.email, password="", protocol="pop3s",
-                        host="127.0.0.1", port=str(dovecot.pop3s_port), csrf_token=token)
+    data = mailbox_data(
+        admin,
+        email_address=mail_user.email,
+        password="",
+        protocol="pop3s",
+        host="127.0.0.1",
+        port=str(dovecot.pop3s_port),
+        csrf_token=token,
+    )
     assert admin.post(f"/mailboxes/{box_id}/edit", data=data).status_code == 302
     run_worker()
     assert "2 messages in this mailbox" in admin.get(setup_url).get_data(as_text=True)
@@ -84,8 +96,14 @@ def test_wrong_port_says_the_connection_was_refused(admin, app, dovecot, mail_us
         closed_port = s.getsockname()[1]
     box_id, setup_url = _save(admin, dovecot, mail_user)
     token = csrf_from(admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True))
-    data = mailbox_data(admin, email_address=mail_user.email, password="", host="127.0.0.1",
-                        port=str(closed_port), csrf_token=token)
+    data = mailbox_data(
+        admin,
+        email_address=mail_user.email,
+        password="",
+        host="127.0.0.1",
+        port=str(closed_port),
+        csrf_token=token,
+    )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
     box = _box(app, box_id)
@@ -117,13 +135,17 @@ def test_the_job_carries_no_secret(admin, app, dovecot, mail_user, app_env):
     _save(admin, dovecot, mail_user)
     queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     jobs = queue.get_jobs()
-    assert jobs and all(job.args == (jobs[0].args[0],) and isinstance(job.args[0], int) for job in jobs)
+    assert jobs and all(
+        job.args == (jobs[0].args[0],) and isinstance(job.args[0], int) for job in jobs
+    )
     raw = b"".join(queue.connection.hget(job.key, "data") or b"" for job in jobs)
     assert mail_user.password.encode() not in raw
     queue.empty()
 
 
-def test_a_lost_verification_job_is_enqueued_again_by_the_sweep(admin, app, dovecot, mail_user, app_env, run_worker):
+def test_a_lost_verification_job_is_enqueued_again_by_the_sweep(
+    admin, app, dovecot, mail_user, app_env, run_worker
+):
     from datetime import timedelta
 
     from webapp.queue import get_queue
@@ -144,11 +166,20 @@ def test_a_lost_verification_job_is_enqueued_again_by_the_sweep(admin, app, dove
 
 
 @pytest.mark.parametrize("protocol, port_attr", [("imap", "imap_port"), ("pop3", "pop3_port")])
-def test_plain_ports_upgrade_with_starttls(admin, app, dovecot, mail_user, run_worker, protocol, port_attr):
+def test_plain_ports_upgrade_with_starttls(
+    admin, app, dovecot, mail_user, run_worker, protocol, port_attr
+):
     box_id, setup_url = _save(admin, dovecot, mail_user)
     token = csrf_from(admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True))
-    data = mailbox_data(admin, email_address=mail_user.email, password="", protocol=protocol,
-                        host="127.0.0.1", port=str(getattr(dovecot, port_attr)), csrf_token=token)
+    data = mailbox_data(
+        admin,
+        email_address=mail_user.email,
+        password="",
+        protocol=protocol,
+        host="127.0.0.1",
+        port=str(getattr(dovecot, port_attr)),
+        csrf_token=token,
+    )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
     box = _box(app, box_id)

@@ -21,7 +21,10 @@ def test_the_sandbox_refuses_python_internals():
 
 
 def test_variables_cannot_inject_headers():
-    assert render("Re: {{ case_subject }}", {"case_subject": "hi\r\nBcc: x@evil.example"}) == "Re: hi  Bcc: x@evil.example"
+    assert (
+        render("Re: {{ case_subject }}", {"case_subject": "hi\r\nBcc: x@evil.example"})
+        == "Re: hi  Bcc: x@evil.example"
+    )
 
 
 def test_default_templates_exist_on_a_fresh_install(admin):
@@ -31,8 +34,16 @@ def test_default_templates_exist_on_a_fresh_install(admin):
 
 def test_saving_a_broken_template_keeps_what_was_typed(admin):
     token = csrf_from(admin.get("/templates/new").get_data(as_text=True))
-    resp = admin.post("/templates/new", data={"csrf_token": token, "name": "Mine", "kind": "other",
-                                              "subject": "Hi", "body": "Dear {{ nobody }}"})
+    resp = admin.post(
+        "/templates/new",
+        data={
+            "csrf_token": token,
+            "name": "Mine",
+            "kind": "other",
+            "subject": "Hi",
+            "body": "Dear {{ nobody }}",
+        },
+    )
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422
     assert "unknown variable “nobody”" in page and "Dear {{ nobody }}" in page
@@ -41,12 +52,22 @@ def test_saving_a_broken_template_keeps_what_was_typed(admin):
 def test_edit_and_preview(admin):
     page = admin.get("/templates/1").get_data(as_text=True)
     token = csrf_from(page)
-    resp = admin.post("/templates/1", data={"csrf_token": token, "name": "Default case response",
-                                            "kind": "case_response", "subject": "Case {{ case_number }}",
-                                            "body": "Hi {{ contact_name }}"})
+    resp = admin.post(
+        "/templates/1",
+        data={
+            "csrf_token": token,
+            "name": "Default case response",
+            "kind": "case_response",
+            "subject": "Case {{ case_number }}",
+            "body": "Hi {{ contact_name }}",
+        },
+    )
     assert resp.status_code == 302
     page = admin.get("/templates/1").get_data(as_text=True)
     assert "Case 123" in page and "Hi Ada Lovelace" in page  # preview with sample values
-    frag = admin.post("/templates/preview", data={"subject": "x", "body": "{{ oops"},
-                      headers={"HX-Request": "true", "X-CSRFToken": token}).get_data(as_text=True)
+    frag = admin.post(
+        "/templates/preview",
+        data={"subject": "x", "body": "{{ oops"},
+        headers={"HX-Request": "true", "X-CSRFToken": token},
+    ).get_data(as_text=True)
     assert frag.lstrip().startswith('<aside id="preview"') and "Body, line 1" in frag

@@ -32,7 +32,7 @@ def _normalise_db_url(url: str) -> str:
     # Heroku-style platforms hand out postgres:// URLs; SQLAlchemy wants a driver name.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

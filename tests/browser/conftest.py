@@ -119,16 +119,29 @@ class LiveServer:
     def start_web(self) -> None:
         import gunicorn
 
-        args = [_bin("gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-                "--access-logfile", "-", "--graceful-timeout", "5"]
+        args = [
+            _bin("gunicorn"),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            "2",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "5",
+        ]
         if gunicorn.version_info >= (25, 1):
             # else every instance shares $HOME/.gunicorn/gunicorn.ctl
             args.append("--no-control-socket")
         with open(self.root / "gunicorn.log", "wb") as log:  # the child keeps its own copy
             self.web = subprocess.Popen(
                 [*args, "webapp:create_app()"],
-                cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -139,7 +152,9 @@ class LiveServer:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             if self.web.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not come up on {self.url}:\n{self.log('gunicorn')}")
+                raise RuntimeError(
+                    f"gunicorn did not come up on {self.url}:\n{self.log('gunicorn')}"
+                )
             time.sleep(0.1)
 
     # -- worker ----------------------------------------------------------------------------
@@ -152,10 +167,23 @@ class LiveServer:
         name = f"{self.queue}-{self._worker_runs}"
         with open(self.root / "worker.log", "ab") as log:
             self.worker = subprocess.Popen(
-                [_bin("rq"), "worker", "--url", self.env["REDIS_URL"], "--path", str(PROJECT_ROOT),
-                 "--name", name, self.queue],
-                cwd=PROJECT_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    _bin("rq"),
+                    "worker",
+                    "--url",
+                    self.env["REDIS_URL"],
+                    "--path",
+                    str(PROJECT_ROOT),
+                    "--name",
+                    name,
+                    self.queue,
+                ],
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         connection = get_redis(self.env["REDIS_URL"])
         deadline = time.monotonic() + START_TIMEOUT

@@ -46,12 +46,15 @@ pytestmark = pytest.mark.browser_context_args(ignore_https_errors=True)
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: oauth %d\r\n\r\nbody %d\r\n"
 NOT_AUTHORIZED = "This mailbox is not authorized yet."
-DENIED = ("Access was refused on the provider's consent page. Click “Get Authorization Code” "
-          "again and choose Allow.")
+DENIED = (
+    "Access was refused on the provider's consent page. Click “Get Authorization Code” "
+    "again and choose Allow."
+)
 AUTHORIZED_FLASH = "Authorized. Checking the mailbox with the new token…"
 
 
 # --- fixtures and helpers ------------------------------------------------------------------
+
 
 class HttpsFront:
     """The same authorization server (same app, same clients, codes and tokens) over HTTPS."""
@@ -59,12 +62,14 @@ class HttpsFront:
     def __init__(self, app, cert_pem, key_pem) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(cert_pem), str(key_pem))
-        self._server = make_server("127.0.0.1", 0, app, threaded=True,
-                                   request_handler=_QuietHandler, ssl_context=context)
+        self._server = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler, ssl_context=context
+        )
         self.base_url = f"https://127.0.0.1:{self._server.server_port}"
         self.authorize_url = self.base_url + "/authorize"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="oauth-https-front", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="oauth-https-front", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -84,8 +89,9 @@ def oauth_https(oauth_server, test_ca):
 def live_client(oauth_server, live_server):
     """A confidential client whose one redirect URI is the live app's callback."""
     oauth_server.reset()  # no records left over from earlier tests
-    client = oauth_server.register_client(redirect_uris=[live_server + "/oauth/callback"],
-                                          scope="mail")
+    client = oauth_server.register_client(
+        redirect_uris=[live_server + "/oauth/callback"], scope="mail"
+    )
     yield client
     oauth_server.reset()  # knobs (deny_next) and records back to the defaults
 
@@ -126,8 +132,9 @@ def fill_oauth_mailbox(page: Page, javascript: bool, live_server: str, values: d
     oauth_fields = page.locator("#auth-oauth")
     if javascript:
         expect(oauth_fields).to_be_hidden()
-        swapped(page, "#connection",
-                lambda: field(page, "Authentication Type").select_option("oauth"))
+        swapped(
+            page, "#connection", lambda: field(page, "Authentication Type").select_option("oauth")
+        )
         expect(page.locator("#auth-basic")).to_be_hidden()
     else:  # without JavaScript both fieldsets are always shown
         field(page, "Authentication Type").select_option("oauth")
@@ -179,15 +186,29 @@ def check_provider_request(oauth_server, live_server: str, user, client) -> None
     assert "code_verifier" not in sent and "client_secret" not in sent
 
 
-def run_full_flow(page: Page, javascript: bool, auth_url: str, live_server, live_stack,
-                  oauth_server, oauth_dovecot, user, client, tmp_path) -> None:
+def run_full_flow(
+    page: Page,
+    javascript: bool,
+    auth_url: str,
+    live_server,
+    live_stack,
+    oauth_server,
+    oauth_dovecot,
+    user,
+    client,
+    tmp_path,
+) -> None:
     for i in range(2):
         user.deliver(MESSAGE % (i, i))
     create_first_admin(page, live_server)
     expect(page.locator("html")).to_have_class("js" if javascript else "no-js")
     open_new_mailbox(page)
-    fill_oauth_mailbox(page, javascript, live_server, oauth_values(
-        user, oauth_dovecot, auth_url, oauth_server.token_url, client))
+    fill_oauth_mailbox(
+        page,
+        javascript,
+        live_server,
+        oauth_values(user, oauth_dovecot, auth_url, oauth_server.token_url, client),
+    )
     page.screenshot(path=str(tmp_path / "oauth-form.png"), full_page=True)
     box_id = save_and_see_not_authorized(page, javascript)
     setup_url = f"{live_server}/mailboxes/{box_id}/setup"
@@ -263,44 +284,103 @@ def run_full_flow(page: Page, javascript: bool, auth_url: str, live_server, live
 
 # --- the whole flow ------------------------------------------------------------------------
 
+
 @pytest.mark.browser
 @pytest.mark.parametrize("provider", ["http-loopback", "https"])
-def test_oauth_flow_with_javascript(provider, request, page, live_server, live_stack,
-                                    oauth_server, oauth_dovecot, oauth_mail_user, live_client,
-                                    page_problems, tmp_path):
-    auth_url = (oauth_server.authorize_url if provider == "http-loopback"
-                else request.getfixturevalue("oauth_https").authorize_url)
+def test_oauth_flow_with_javascript(
+    provider,
+    request,
+    page,
+    live_server,
+    live_stack,
+    oauth_server,
+    oauth_dovecot,
+    oauth_mail_user,
+    live_client,
+    page_problems,
+    tmp_path,
+):
+    auth_url = (
+        oauth_server.authorize_url
+        if provider == "http-loopback"
+        else request.getfixturevalue("oauth_https").authorize_url
+    )
     page_problems.watch(page)
-    run_full_flow(page, True, auth_url, live_server, live_stack, oauth_server, oauth_dovecot,
-                  oauth_mail_user, live_client, tmp_path)
+    run_full_flow(
+        page,
+        True,
+        auth_url,
+        live_server,
+        live_stack,
+        oauth_server,
+        oauth_dovecot,
+        oauth_mail_user,
+        live_client,
+        tmp_path,
+    )
     assert_clean(page_problems)
 
 
 @pytest.mark.browser
-def test_oauth_flow_without_javascript(nojs_page, live_server, live_stack, oauth_server,
-                                       oauth_dovecot, oauth_mail_user, live_client,
-                                       page_problems, tmp_path):
+def test_oauth_flow_without_javascript(
+    nojs_page,
+    live_server,
+    live_stack,
+    oauth_server,
+    oauth_dovecot,
+    oauth_mail_user,
+    live_client,
+    page_problems,
+    tmp_path,
+):
     page_problems.watch(nojs_page)
-    run_full_flow(nojs_page, False, oauth_server.authorize_url, live_server, live_stack,
-                  oauth_server, oauth_dovecot, oauth_mail_user, live_client, tmp_path)
+    run_full_flow(
+        nojs_page,
+        False,
+        oauth_server.authorize_url,
+        live_server,
+        live_stack,
+        oauth_server,
+        oauth_dovecot,
+        oauth_mail_user,
+        live_client,
+        tmp_path,
+    )
     assert_clean(page_problems)
 
 
 # --- the provider refuses ------------------------------------------------------------------
 
+
 @pytest.mark.browser
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
 def test_access_denied_at_the_provider_comes_back_as_a_message(
-    javascript, request, live_server, oauth_server, oauth_dovecot, oauth_mail_user, live_client,
-    page_problems, tmp_path,
+    javascript,
+    request,
+    live_server,
+    oauth_server,
+    oauth_dovecot,
+    oauth_mail_user,
+    live_client,
+    page_problems,
+    tmp_path,
 ):
     page = request.getfixturevalue("page" if javascript else "nojs_page")
     page_problems.watch(page)
     create_first_admin(page, live_server)
     open_new_mailbox(page)
-    fill_oauth_mailbox(page, javascript, live_server, oauth_values(
-        oauth_mail_user, oauth_dovecot, oauth_server.authorize_url, oauth_server.token_url,
-        live_client))
+    fill_oauth_mailbox(
+        page,
+        javascript,
+        live_server,
+        oauth_values(
+            oauth_mail_user,
+            oauth_dovecot,
+            oauth_server.authorize_url,
+            oauth_server.token_url,
+            live_client,
+        ),
+    )
     box_id = save_and_see_not_authorized(page, javascript)
 
     oauth_server.deny_next("access_denied")
@@ -325,8 +405,9 @@ def test_access_denied_at_the_provider_comes_back_as_a_message(
     expect(page.get_by_role("button", name="Get Authorization Code")).to_be_visible()
     expect(page.get_by_role("button", name="Re-authorize")).to_have_count(0)
     expect(page.locator("h1 .badge")).to_have_text("error")
-    page.screenshot(path=str(tmp_path / f"oauth-denied-{request.node.callspec.id}.png"),
-                    full_page=True)
+    page.screenshot(
+        path=str(tmp_path / f"oauth-denied-{request.node.callspec.id}.png"), full_page=True
+    )
 
     # The message says to try again and choose Allow: that works
     page.get_by_role("button", name="Get Authorization Code").click()
@@ -341,4 +422,3 @@ def test_access_denied_at_the_provider_comes_back_as_a_message(
         expect(count).to_have_text("0 messages in this mailbox")
 
     assert_clean(page_problems)
-

@@ -30,6 +30,7 @@ FAVICON_404 = "status of 404 (NOT FOUND) (http://127.0.0.1:"  # only ever for /f
 
 # --- helpers -------------------------------------------------------------------------------
 
+
 def create_first_admin(page: Page, base_url: str) -> None:
     page.goto(base_url + "/")
     expect(page).to_have_url(re.compile(r"/auth/first-admin$"))
@@ -115,16 +116,21 @@ def refresh_until_visible(page: Page, locator, deadline_seconds: float = 30.0) -
 
 def assert_clean(problems, allowed=()) -> None:
     assert problems.csp_violations() == [], problems.csp_violations()
-    unexpected = [m for m in problems.unexpected(allowed)
-                  if not (FAVICON_404 in m and m.endswith("/favicon.ico)"))]
+    unexpected = [
+        m
+        for m in problems.unexpected(allowed)
+        if not (FAVICON_404 in m and m.endswith("/favicon.ico)"))
+    ]
     assert unexpected == [], unexpected
 
 
 # --- JavaScript on -------------------------------------------------------------------------
 
+
 @pytest.mark.browser
-def test_setup_flow_with_javascript(page, live_server, live_stack, dovecot, mail_user,
-                                    page_problems, tmp_path):
+def test_setup_flow_with_javascript(
+    page, live_server, live_stack, dovecot, mail_user, page_problems, tmp_path
+):
     for i in range(4):
         mail_user.deliver(MESSAGE % (i, i))
     page_problems.watch(page)
@@ -171,8 +177,9 @@ def test_setup_flow_with_javascript(page, live_server, live_stack, dovecot, mail
     expect(field(page, "Port")).to_have_attribute("aria-invalid", "true")
 
     # Saving anyway: HTMX swaps the re-rendered form (422) in place, everything typed kept
-    with page.expect_response(lambda r: r.url.endswith("/mailboxes/new")
-                              and r.request.method == "POST") as posted:
+    with page.expect_response(
+        lambda r: r.url.endswith("/mailboxes/new") and r.request.method == "POST"
+    ) as posted:
         page.get_by_role("button", name="Save").click()
     assert posted.value.status == 422
     expect(page.locator("p.error.summary")).to_contain_text("The mailbox was not saved")
@@ -204,8 +211,9 @@ def test_setup_flow_with_javascript(page, live_server, live_stack, dovecot, mail
     set_window_marker(page, "setup")
 
     live_stack.start_worker()
-    expect(progress.locator(".count")).to_have_text("4 messages in this mailbox",
-                                                    timeout=VERIFY_TIMEOUT)
+    expect(progress.locator(".count")).to_have_text(
+        "4 messages in this mailbox", timeout=VERIFY_TIMEOUT
+    )
     expect(progress).to_contain_text("(INBOX)")
     assert window_marker(page) == "setup", "the result came by a reload, not HTMX polling"
     page.screenshot(path=str(tmp_path / "js-setup-result.png"), full_page=True)
@@ -224,9 +232,11 @@ def test_setup_flow_with_javascript(page, live_server, live_stack, dovecot, mail
 
 # --- JavaScript off ------------------------------------------------------------------------
 
+
 @pytest.mark.browser
-def test_setup_flow_without_javascript(nojs_page, live_server, live_stack, dovecot, mail_user,
-                                       page_problems, tmp_path):
+def test_setup_flow_without_javascript(
+    nojs_page, live_server, live_stack, dovecot, mail_user, page_problems, tmp_path
+):
     page = nojs_page
     for i in range(2):
         mail_user.deliver(MESSAGE % (i, i))
@@ -257,8 +267,9 @@ def test_setup_flow_without_javascript(nojs_page, live_server, live_stack, dovec
     field(page, "Password").fill(mail_user.password)
     field(page, "Host").fill("127.0.0.1")
     field(page, "Port").fill("70000")
-    with page.expect_response(lambda r: r.url.endswith("/mailboxes/new")
-                              and r.request.method == "POST") as posted:
+    with page.expect_response(
+        lambda r: r.url.endswith("/mailboxes/new") and r.request.method == "POST"
+    ) as posted:
         page.get_by_role("button", name="Save").click()
     assert posted.value.status == 422
     page.wait_for_load_state()
@@ -296,13 +307,16 @@ def test_setup_flow_without_javascript(nojs_page, live_server, live_stack, dovec
 
     page.get_by_role("button", name="Continue").click()
     expect(page).to_have_url(re.compile(r"/mailboxes/\d+$"))
-    expect(page.locator("p.flash.ok")).to_contain_text("Support desk is on: the first fetch has started")
+    expect(page.locator("p.flash.ok")).to_contain_text(
+        "Support desk is on: the first fetch has started"
+    )
     expect(page.locator("h1 .badge")).to_have_text("active")
 
     assert_clean(page_problems, allowed=(LOG_422,))
 
 
 # --- wrong password ------------------------------------------------------------------------
+
 
 @pytest.mark.browser
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
@@ -315,10 +329,19 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
     create_first_admin(page, live_server)
     open_new_mailbox(page)
 
-    values = {"Name": "Help", "Email Address": mail_user.email, "Host": "127.0.0.1",
-              "Port": str(dovecot.imaps_port)}
-    names = {"Name": "name", "Email Address": "email_address", "Host": "host", "Port": "port",
-             "Password": "password"}
+    values = {
+        "Name": "Help",
+        "Email Address": mail_user.email,
+        "Host": "127.0.0.1",
+        "Port": str(dovecot.imaps_port),
+    }
+    names = {
+        "Name": "name",
+        "Email Address": "email_address",
+        "Host": "host",
+        "Port": "port",
+        "Password": "password",
+    }
     for label, value in {**values, "Password": "not-the-password"}.items():
         if javascript:
             fill_live(page, names[label], label, value)
@@ -343,8 +366,9 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
     expect(page.get_by_role("link", name="Back")).to_be_visible()
     expect(page.get_by_role("button", name="Continue")).to_have_count(0)
     assert "not-the-password" not in page.content()
-    page.screenshot(path=str(tmp_path / f"wrong-password-{request.node.callspec.id}.png"),
-                    full_page=True)
+    page.screenshot(
+        path=str(tmp_path / f"wrong-password-{request.node.callspec.id}.png"), full_page=True
+    )
 
     # Check again runs the check again, with the same answer
     page.get_by_role("button", name="Check again").click()
@@ -381,6 +405,7 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
 
 # --- regressions found by these tests -----------------------------------------------
 
+
 @pytest.mark.browser
 def test_live_validation_keeps_the_help_text(page, live_server, mail_user):
     create_first_admin(page, live_server)
@@ -397,9 +422,13 @@ def test_enter_in_a_text_field_saves(javascript, request, live_server, dovecot, 
     page = request.getfixturevalue("page" if javascript else "nojs_page")
     create_first_admin(page, live_server)
     open_new_mailbox(page)
-    values = {"name": ("Name", "Support"), "email_address": ("Email Address", mail_user.email),
-              "password": ("Password", mail_user.password), "host": ("Host", "127.0.0.1"),
-              "port": ("Port", str(dovecot.imaps_port))}
+    values = {
+        "name": ("Name", "Support"),
+        "email_address": ("Email Address", mail_user.email),
+        "password": ("Password", mail_user.password),
+        "host": ("Host", "127.0.0.1"),
+        "port": ("Port", str(dovecot.imaps_port)),
+    }
     for name, (label, value) in values.items():
         if javascript:
             fill_live(page, name, label, value)
@@ -410,8 +439,7 @@ def test_enter_in_a_text_field_saves(javascript, request, live_server, dovecot, 
 
 
 @pytest.mark.browser
-def test_a_fixed_field_loses_its_error_while_another_field_is_validated(page, live_server,
-                                                                         dovecot):
+def test_a_fixed_field_loses_its_error_while_another_field_is_validated(page, live_server, dovecot):
     create_first_admin(page, live_server)
     open_new_mailbox(page)
     fill_live(page, "port", "Port", "70000")

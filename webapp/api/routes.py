@@ -17,12 +17,37 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PER_PAGE = 50
 MAX_PAGE = 10**9  # beyond it OFFSET would overflow the database's integers
 MAILBOX_FIELDS = (
-    "id", "name", "enabled", "description", "auth_type", "provider", "email_address", "username",
-    "protocol", "host", "port", "folder", "client_id", "scope", "grant_type", "tenant", "auth_url",
-    "token_url", "case_response_template_id", "keep_attachments", "process_task_replies",
-    "end_of_message_marker", "allow_new_case", "auto_ack_template_id", "sender_filter",
-    "confirm_unknown_senders", "create_new_contact", "message_count",
-    "no_new_case_template_id", "authserv_id", "confirmation_hours",
+    "id",
+    "name",
+    "enabled",
+    "description",
+    "auth_type",
+    "provider",
+    "email_address",
+    "username",
+    "protocol",
+    "host",
+    "port",
+    "folder",
+    "client_id",
+    "scope",
+    "grant_type",
+    "tenant",
+    "auth_url",
+    "token_url",
+    "case_response_template_id",
+    "keep_attachments",
+    "process_task_replies",
+    "end_of_message_marker",
+    "allow_new_case",
+    "auto_ack_template_id",
+    "sender_filter",
+    "confirm_unknown_senders",
+    "create_new_contact",
+    "message_count",
+    "no_new_case_template_id",
+    "authserv_id",
+    "confirmation_hours",
 )
 MAILBOX_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # never the password
 
@@ -32,7 +57,11 @@ def token_required(view):
     def wrapper(*args, **kwargs):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip() or users.check_token(g.db, token.strip()) is None:
+        if (
+            scheme.lower() != "bearer"
+            or not token.strip()
+            or users.check_token(g.db, token.strip()) is None
+        ):
             resp = jsonify(error="A valid API token is required: Authorization: Bearer <token>.")
             return resp, 401, {"WWW-Authenticate": 'Bearer realm="mailchannel"'}
         return view(*args, **kwargs)
@@ -64,7 +93,9 @@ def mailbox_json(m: Mailbox) -> dict:
             "expires_at": m.token_expires_at.isoformat() if m.token_expires_at else None,
             "last_refresh": m.token_refreshed_at.isoformat() if m.token_refreshed_at else None,
             "reauth_needed": m.reauth_needed,
-        } if m.auth_type == "oauth" else None,
+        }
+        if m.auth_type == "oauth"
+        else None,
     )
     return item
 
@@ -163,8 +194,12 @@ def contacts():
     page = page_number()
     rows, total = case_queries.contacts_page(g.db, page)
     items = [
-        {**contact_json(c), "cases": n, "created_at": iso(c.created_at),
-         "updated_at": iso(c.updated_at)}
+        {
+            **contact_json(c),
+            "cases": n,
+            "created_at": iso(c.created_at),
+            "updated_at": iso(c.updated_at),
+        }
         for c, n in rows
     ]
     return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)

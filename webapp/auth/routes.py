@@ -32,7 +32,9 @@ def install_login_guard(app: Flask) -> None:
             return None
         if not users.has_users(g.db):
             return redirect(url_for("auth.first_admin"))
-        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+        return redirect(
+            url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+        )
 
 
 @bp.route("/first-admin", methods=["GET", "POST"])

@@ -6,12 +6,20 @@ from webapp.services.templating import template_errors
 
 
 class EmailTemplateForm(FlaskForm):
-    name = StringField("Name", validators=[InputRequired("Give the template a name."), Length(max=120)])
+    name = StringField(
+        "Name", validators=[InputRequired("Give the template a name."), Length(max=120)]
+    )
     kind = SelectField(
         "Used for",
-        choices=[("case_response", "Case responses"), ("auto_ack", "Auto acknowledgements"), ("other", "Other")],
+        choices=[
+            ("case_response", "Case responses"),
+            ("auto_ack", "Auto acknowledgements"),
+            ("other", "Other"),
+        ],
     )
-    subject = StringField("Subject", validators=[InputRequired("Enter a subject."), Length(max=500)])
+    subject = StringField(
+        "Subject", validators=[InputRequired("Enter a subject."), Length(max=500)]
+    )
     body = TextAreaField("Body", validators=[InputRequired("Enter the body.")])
 
     def validate(self, extra_validators=None) -> bool:

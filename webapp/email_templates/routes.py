@@ -35,7 +35,9 @@ def _preview(form: EmailTemplateForm) -> dict:
 def _edit(row: EmailTemplate | None):
     form = EmailTemplateForm(obj=row)
     if form.validate_on_submit():
-        duplicate = g.db.exec(select(EmailTemplate).where(EmailTemplate.name == form.name.data.strip())).first()
+        duplicate = g.db.exec(
+            select(EmailTemplate).where(EmailTemplate.name == form.name.data.strip())
+        ).first()
         if duplicate is not None and (row is None or duplicate.id != row.id):
             form.name.errors = ["Another template has this name."]
         else:

@@ -33,7 +33,9 @@ class SecretField(PasswordField):
 
 class MailboxForm(FlaskForm):
     # Mailbox Information
-    name = StringField("Name", validators=[InputRequired("Give the mailbox a name."), Length(max=120)])
+    name = StringField(
+        "Name", validators=[InputRequired("Give the mailbox a name."), Length(max=120)]
+    )
     enabled = BooleanField("Enabled", default=True)
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
     auth_type = SelectField(
@@ -46,7 +48,9 @@ class MailboxForm(FlaskForm):
     )
 
     # Connection
-    email_address = StringField("Email Address", validators=[InputRequired("Enter the mailbox's email address.")])
+    email_address = StringField(
+        "Email Address", validators=[InputRequired("Enter the mailbox's email address.")]
+    )
     username = StringField("Username", validators=[Optional(), Length(max=320)])
     password = SecretField("Password")
     protocol = SelectField("Protocol", choices=list(PROTOCOL_LABELS.items()), default="imaps")
@@ -57,7 +61,9 @@ class MailboxForm(FlaskForm):
     client_secret = SecretField("Client Secret")
     scope = StringField("Scope", validators=[Optional(), Length(max=1000)])
     grant_type = SelectField(
-        "Grant Type", choices=[("authorization_code", "Authorization Code")], default="authorization_code"
+        "Grant Type",
+        choices=[("authorization_code", "Authorization Code")],
+        default="authorization_code",
     )
     tenant = StringField("Tenant", default="common", validators=[Optional(), Length(max=120)])
     auth_url = StringField("Auth URL")
@@ -67,9 +73,13 @@ class MailboxForm(FlaskForm):
     # Email Handling
     case_response_template_id = SelectField("Case Response Template", coerce=_coerce_id)
     keep_attachments = BooleanField("Attachments", default=True)
-    max_attachment_mb = IntegerField("Attachment size limit (MB)", default=10, validators=[Optional()])
+    max_attachment_mb = IntegerField(
+        "Attachment size limit (MB)", default=10, validators=[Optional()]
+    )
     process_task_replies = BooleanField("Process Task Replies", default=False)
-    end_of_message_marker = StringField("End of Message Marker", validators=[Optional(), Length(max=500)])
+    end_of_message_marker = StringField(
+        "End of Message Marker", validators=[Optional(), Length(max=500)]
+    )
 
     # Email Filtering
     allow_new_case = BooleanField("Allow New Case to be Created", default=True)
@@ -78,16 +88,19 @@ class MailboxForm(FlaskForm):
     confirm_unknown_senders = BooleanField("Prevent spam by sending a confirmation", default=False)
     create_new_contact = BooleanField("Create New Contact", default=True)
     no_new_case_template_id = SelectField("Template when no new case is allowed", coerce=_coerce_id)
-    authserv_id = StringField("Trusted Authentication-Results server",
-                              validators=[Optional(), Length(max=255)])
-    confirmation_hours = IntegerField("Confirmation expires after (hours)", default=72,
-                                      validators=[Optional()])
+    authserv_id = StringField(
+        "Trusted Authentication-Results server", validators=[Optional(), Length(max=255)]
+    )
+    confirmation_hours = IntegerField(
+        "Confirmation expires after (hours)", default=72, validators=[Optional()]
+    )
 
     # Outgoing mail
     smtp_host = StringField("SMTP Host", validators=[Optional(), Length(max=255)])
     smtp_port = IntegerField("SMTP Port", default=587, validators=[Optional()])
-    smtp_security = SelectField("SMTP Security", choices=list(SMTP_SECURITY_LABELS.items()),
-                                default="starttls")
+    smtp_security = SelectField(
+        "SMTP Security", choices=list(SMTP_SECURITY_LABELS.items()), default="starttls"
+    )
     smtp_username = StringField("SMTP Username", validators=[Optional(), Length(max=320)])
     smtp_password = SecretField("SMTP Password")
 
@@ -95,28 +108,28 @@ class MailboxForm(FlaskForm):
     SECRET_NAMES += ("smtp_password",)
     # Help under each field, for the whole form and for one field re-rendered by live validation.
     HELP = {
-        "enabled": 'Turn off to take the mailbox offline without deleting it.',
-        "email_address": 'Must be unique across mailboxes.',
-        "username": 'Defaults to the email address.',
-        "port": '993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.',
-        "folder": 'IMAP only: the folder to read, INBOX by default.',
-        "tenant": 'Microsoft only: common, organizations, or your tenant ID.',
-        "auth_code": 'Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.',
-        "case_response_template_id": 'The email sent when an agent comments on a case.',
-        "keep_attachments": 'Keep up to 5 attachments per message.',
-        "max_attachment_mb": 'Attachments larger than this are listed with the message but not kept.',
+        "enabled": "Turn off to take the mailbox offline without deleting it.",
+        "email_address": "Must be unique across mailboxes.",
+        "username": "Defaults to the email address.",
+        "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
+        "folder": "IMAP only: the folder to read, INBOX by default.",
+        "tenant": "Microsoft only: common, organizations, or your tenant ID.",
+        "auth_code": "Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.",
+        "case_response_template_id": "The email sent when an agent comments on a case.",
+        "keep_attachments": "Keep up to 5 attachments per message.",
+        "max_attachment_mb": "Attachments larger than this are listed with the message but not kept.",
         "process_task_replies": "Replies to task-assignment emails go into that task's history.",
-        "end_of_message_marker": 'Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.',
-        "sender_filter": 'One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.',
-        "confirm_unknown_senders": 'An unknown sender gets a confirmation mail first, so that spam robots create no cases.',
-        "create_new_contact": 'An unknown sender becomes a contact; when off, their mail is held for review.',
-        "no_new_case_template_id": 'When Allow New Case to be Created is off, a person (never a robot) who writes about no case gets this template, at most once a day.',
-        "authserv_id": 'The host name your receiving mail server writes in Authentication-Results (Gmail: mx.google.com; Microsoft 365: your tenant\'s protection.outlook.com name). A confirmation mail is only sent when that server says SPF or DKIM passed with DMARC alignment, so forged senders get nothing. Blank: no confirmation mail is sent; unknown senders are held silently.',
-        "confirmation_hours": 'Messages waiting for confirmation expire after this many hours.',
-        "smtp_host": 'The server that sends this mailbox\'s mail: comments and acknowledgements. Blank: this mailbox sends nothing. Gmail smtp.gmail.com, Microsoft 365 smtp.office365.com.',
-        "smtp_port": '587 with STARTTLS, 465 with SSL/TLS.',
-        "smtp_security": 'None only for a relay on this machine (localhost, 127.0.0.1).',
-        "smtp_username": 'Blank: the mailbox\'s own login above (and only if the server asks for one). OAuth mailboxes send with their token.',
+        "end_of_message_marker": "Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.",
+        "sender_filter": "One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.",
+        "confirm_unknown_senders": "An unknown sender gets a confirmation mail first, so that spam robots create no cases.",
+        "create_new_contact": "An unknown sender becomes a contact; when off, their mail is held for review.",
+        "no_new_case_template_id": "When Allow New Case to be Created is off, a person (never a robot) who writes about no case gets this template, at most once a day.",
+        "authserv_id": "The host name your receiving mail server writes in Authentication-Results (Gmail: mx.google.com; Microsoft 365: your tenant's protection.outlook.com name). A confirmation mail is only sent when that server says SPF or DKIM passed with DMARC alignment, so forged senders get nothing. Blank: no confirmation mail is sent; unknown senders are held silently.",
+        "confirmation_hours": "Messages waiting for confirmation expire after this many hours.",
+        "smtp_host": "The server that sends this mailbox's mail: comments and acknowledgements. Blank: this mailbox sends nothing. Gmail smtp.gmail.com, Microsoft 365 smtp.office365.com.",
+        "smtp_port": "587 with STARTTLS, 465 with SSL/TLS.",
+        "smtp_security": "None only for a relay on this machine (localhost, 127.0.0.1).",
+        "smtp_username": "Blank: the mailbox's own login above (and only if the server asks for one). OAuth mailboxes send with their token.",
     }
 
     def __init__(self, *args, mailbox=None, templates=(), email_taken=None, **kwargs):
@@ -129,8 +142,12 @@ class MailboxForm(FlaskForm):
         self.no_new_case_template_id.choices = [(None, "— say nothing —")] + template_choices
 
     def secret_saved(self, name: str) -> bool:
-        column = {"password": "password_enc", "client_secret": "client_secret_enc",
-                  "auth_code": "auth_code_enc", "smtp_password": "smtp_password_enc"}[name]
+        column = {
+            "password": "password_enc",
+            "client_secret": "client_secret_enc",
+            "auth_code": "auth_code_enc",
+            "smtp_password": "smtp_password_enc",
+        }[name]
         return bool(self.mailbox is not None and getattr(self.mailbox, column, None))
 
     # Per-field checks, also used one field at a time by live validation.
@@ -150,13 +167,20 @@ class MailboxForm(FlaskForm):
         if name == "port":
             if value is None and field.raw_data and field.raw_data[0].strip():
                 return ["Enter the port as a number between 1 and 65535."]
-            msg = validation.port_error(value if value is not None else DEFAULT_PORTS.get(self.protocol.data))
+            msg = validation.port_error(
+                value if value is not None else DEFAULT_PORTS.get(self.protocol.data)
+            )
             return [msg] if msg else []
         if name == "password" and not oauth and not value and not self.secret_saved("password"):
             return ["Enter the mailbox password (or an app password)."]
         if oauth and name in ("client_id", "scope") and not (value or "").strip():
             return [f"{field.label.text} is needed for OAuth."]
-        if oauth and name == "client_secret" and not value and not self.secret_saved("client_secret"):
+        if (
+            oauth
+            and name == "client_secret"
+            and not value
+            and not self.secret_saved("client_secret")
+        ):
             return ["Client Secret is needed for OAuth."]
         if oauth and name in ("auth_url", "token_url"):
             msg = validation.url_error(value or "")
@@ -190,8 +214,10 @@ class MailboxForm(FlaskForm):
             return [msg] if msg else []
         if name == "smtp_security" and self.smtp_security.data == "none" and host:
             if not validation.is_loopback(host):
-                return ["None sends mail and password unencrypted: it is only accepted for a server "
-                        "on this machine (localhost, 127.0.0.1). Choose STARTTLS or SSL/TLS."]
+                return [
+                    "None sends mail and password unencrypted: it is only accepted for a server "
+                    "on this machine (localhost, 127.0.0.1). Choose STARTTLS or SSL/TLS."
+                ]
         return []
 
     def smtp_warning(self) -> str | None:
@@ -215,8 +241,18 @@ class MailboxForm(FlaskForm):
         data = {name: f.data for name, f in self._fields.items() if name != "csrf_token"}
         if data["port"] is None:
             data["port"] = DEFAULT_PORTS[data["protocol"]]
-        for name in ("name", "email_address", "username", "host", "client_id", "scope", "tenant",
-                     "auth_url", "token_url", "folder"):
+        for name in (
+            "name",
+            "email_address",
+            "username",
+            "host",
+            "client_id",
+            "scope",
+            "tenant",
+            "auth_url",
+            "token_url",
+            "folder",
+        ):
             data[name] = (data[name] or "").strip()
         data["folder"] = data["folder"] or "INBOX"
         data["tenant"] = data["tenant"] or "common"

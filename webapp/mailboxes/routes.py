@@ -106,8 +106,9 @@ def _edit(mailbox: Mailbox | None):
 def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
     """The fallback for providers that cannot reach us: a pasted code or redirected URL."""
     try:
-        oauth.exchange_pasted(g.db, mailbox, pasted, session_nonces(), g.user.id,
-                              _settings().redirect_uri)
+        oauth.exchange_pasted(
+            g.db, mailbox, pasted, session_nonces(), g.user.id, _settings().redirect_uri
+        )
     except oauth.OAuthFailed as exc:
         flash(exc.message, "error")
     else:
@@ -115,7 +116,9 @@ def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
 
 
 def _apply_preset(form: MailboxForm) -> None:
-    for name, value in preset_values(form.provider.data, form.protocol.data, form.tenant.data).items():
+    for name, value in preset_values(
+        form.provider.data, form.protocol.data, form.tenant.data
+    ).items():
         form[name].data = value
         form[name].raw_data = [str(value)]
 
@@ -138,8 +141,9 @@ def form_fragment(part: str, mailbox_id: int | None = None):
             _apply_preset(form)
     if part not in ("connection",):
         abort(404)
-    return render_block(FORM_PAGE, part, form=form, mailbox=mailbox,
-                        redirect_uri=_settings().redirect_uri)
+    return render_block(
+        FORM_PAGE, part, form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
+    )
 
 
 @bp.route("/validate/<field>", methods=["POST"])
@@ -213,17 +217,26 @@ def reverify(mailbox_id: int):
 def continue_setup(mailbox_id: int):
     mailbox = _get(mailbox_id)
     if mailbox.verify_state != "ok":
-        flash("The mailbox has not been verified yet: run the check again or go back to the form.", "error")
+        flash(
+            "The mailbox has not been verified yet: run the check again or go back to the form.",
+            "error",
+        )
         return redirect(url_for(".setup", mailbox_id=mailbox_id))
     settings = _settings()
     try:
         fetch_service.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
     except RedisError:
-        flash(f"{mailbox.name} is on; the queue cannot be reached right now, so the first fetch "
-              "starts as soon as it can.", "error")
+        flash(
+            f"{mailbox.name} is on; the queue cannot be reached right now, so the first fetch "
+            "starts as soon as it can.",
+            "error",
+        )
     else:
-        flash(f"{mailbox.name} is on: the first fetch has started. Mail already in the mailbox "
-              "becomes cases but gets no acknowledgement.", "ok")
+        flash(
+            f"{mailbox.name} is on: the first fetch has started. Mail already in the mailbox "
+            "becomes cases but gets no acknowledgement.",
+            "ok",
+        )
     return redirect(url_for(".show", mailbox_id=mailbox_id))
 
 
@@ -237,7 +250,10 @@ def fetch_now(mailbox_id: int):
     except RedisError:
         flash("The queue cannot be reached right now; the fetch runs as soon as it can.", "error")
     else:
-        flash("Fetching now." if job else "A fetch of this mailbox is already queued or running.", "ok")
+        flash(
+            "Fetching now." if job else "A fetch of this mailbox is already queued or running.",
+            "ok",
+        )
     return redirect(url_for(".show", mailbox_id=mailbox_id))
 
 
@@ -282,7 +298,11 @@ def toggle(mailbox_id: int):
     if htmx:
         row = get_template_attribute("mailboxes/index.html", "mailbox_row")
         return row(mailbox)
-    return redirect(request.referrer if request.referrer and request.referrer.startswith(request.host_url) else url_for(".index"))
+    return redirect(
+        request.referrer
+        if request.referrer and request.referrer.startswith(request.host_url)
+        else url_for(".index")
+    )
 
 
 @bp.route("/<int:mailbox_id>/delete", methods=["GET", "POST"])

@@ -13,9 +13,22 @@ from webapp.models.template import EmailTemplate
 from webapp.models.user import ApiToken, User
 
 __all__ = [
-    "ApiToken", "Attachment", "Case", "CaseParticipant", "Contact", "Counter", "EmailTemplate",
-    "FetchCursor", "FetchLease", "FetchRun", "Mailbox", "Message", "OAuthAuthorization", "RawMessage",
-    "RawMessageBody", "User",
+    "ApiToken",
+    "Attachment",
+    "Case",
+    "CaseParticipant",
+    "Contact",
+    "Counter",
+    "EmailTemplate",
+    "FetchCursor",
+    "FetchLease",
+    "FetchRun",
+    "Mailbox",
+    "Message",
+    "OAuthAuthorization",
+    "RawMessage",
+    "RawMessageBody",
+    "User",
 ]
 __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]

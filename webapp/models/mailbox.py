@@ -45,7 +45,9 @@ class Mailbox(SQLModel, table=True):
     token_expires_at: datetime | None = None
     oauth_account: str | None = Field(default=None, max_length=320)  # whom the token belongs to
     token_refreshed_at: datetime | None = None
-    reauth_needed: bool = False  # the provider refused the refresh token: a person must re-authorize
+    reauth_needed: bool = (
+        False  # the provider refused the refresh token: a person must re-authorize
+    )
     oauth_error: str | None = None
     refresh_lock_holder: str | None = Field(default=None, max_length=64)
     refresh_lock_until: datetime | None = None
@@ -97,8 +99,12 @@ class Mailbox(SQLModel, table=True):
     delete_after_fetch: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     fetching_since: datetime | None = None
-    initial_fetch_done: bool = False  # until then every fetched message is backlog (no acknowledgement)
-    fetch_identity: str | None = Field(default=None, max_length=1200)  # account+folder fetching was turned on for
+    initial_fetch_done: bool = (
+        False  # until then every fetched message is backlog (no acknowledgement)
+    )
+    fetch_identity: str | None = Field(
+        default=None, max_length=1200
+    )  # account+folder fetching was turned on for
     fetch_queued_at: datetime | None = None  # a fetch job was enqueued and has not started yet
     fetch_job_id: str | None = Field(default=None, max_length=64)
     next_fetch_due_at: datetime | None = None

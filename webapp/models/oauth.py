@@ -18,7 +18,9 @@ class OAuthAuthorization(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
     session_nonce: str = Field(max_length=128)  # also in the admin's session cookie
     code_verifier_enc: str  # PKCE verifier, encrypted like every secret
-    token_url: str = Field(max_length=1000)  # taken from here at callback time, never from the query
+    token_url: str = Field(
+        max_length=1000
+    )  # taken from here at callback time, never from the query
     redirect_uri: str = Field(max_length=1000)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime

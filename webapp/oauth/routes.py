@@ -26,9 +26,14 @@ def authorize(mailbox_id: int):
     mailbox = g.db.get(Mailbox, mailbox_id)
     if mailbox is None:
         abort(404)
-    if mailbox.auth_type != "oauth" or not (mailbox.client_id and mailbox.auth_url and mailbox.token_url):
-        flash("Set Authentication Type to OAuth and fill in Client ID, Client Secret, Scope, Auth URL "
-              "and Access Token URL first.", "error")
+    if mailbox.auth_type != "oauth" or not (
+        mailbox.client_id and mailbox.auth_url and mailbox.token_url
+    ):
+        flash(
+            "Set Authentication Type to OAuth and fill in Client ID, Client Secret, Scope, Auth URL "
+            "and Access Token URL first.",
+            "error",
+        )
         return redirect(url_for("mailboxes.edit", mailbox_id=mailbox_id))
     settings = current_app.config["SETTINGS"]
     url, nonce = oauth.start_authorization(g.db, mailbox, g.user.id, settings.redirect_uri)
@@ -44,13 +49,21 @@ def callback():
     state = request.args.get("state", "")
     try:
         mailbox = oauth.complete_authorization(
-            g.db, state, request.args.get("code"), request.args.get("error"),
-            request.args.get("error_description"), session_nonces(), g.user.id,
+            g.db,
+            state,
+            request.args.get("code"),
+            request.args.get("error"),
+            request.args.get("error_description"),
+            session_nonces(),
+            g.user.id,
         )
     except oauth.OAuthFailed as exc:
         flash(exc.message, "error")
-        return redirect(url_for("mailboxes.show", mailbox_id=exc.mailbox_id) if exc.mailbox_id
-                        else url_for("mailboxes.index"))
+        return redirect(
+            url_for("mailboxes.show", mailbox_id=exc.mailbox_id)
+            if exc.mailbox_id
+            else url_for("mailboxes.index")
+        )
     flash("Authorized. Checking the mailbox with the new token…", "ok")
     start_verification(mailbox)
     return redirect(url_for("mailboxes.setup", mailbox_id=mailbox.id))

@@ -107,9 +107,16 @@ def _with_lease(
     except oauth.OAuthFailed as exc:
         db.rollback()
         log.info("fetch of mailbox %s: OAuth %s", mailbox_id, exc.kind)
-        return finish(ctx, (exc.kind, exc.message, "Click “Get Authorization Code” on the mailbox "
-                            "page to authorize again." if exc.kind == "reauth_needed"
-                            else "The next fetch tries again."))
+        return finish(
+            ctx,
+            (
+                exc.kind,
+                exc.message,
+                "Click “Get Authorization Code” on the mailbox page to authorize again."
+                if exc.kind == "reauth_needed"
+                else "The next fetch tries again.",
+            ),
+        )
     except MailError as exc:
         db.rollback()
         log.info("fetch of mailbox %s failed: %s", mailbox_id, exc.kind)

@@ -9,21 +9,53 @@ from webapp.db import utcnow
 from webapp.models import EmailTemplate, Mailbox
 
 PLAIN_FIELDS = (
-    "name", "enabled", "description", "auth_type", "provider", "email_address", "username",
-    "protocol", "host", "port", "folder", "client_id", "scope", "grant_type", "tenant",
-    "auth_url", "token_url", "case_response_template_id", "keep_attachments",
-    "process_task_replies", "end_of_message_marker", "allow_new_case", "auto_ack_template_id",
-    "sender_filter", "confirm_unknown_senders", "create_new_contact",
+    "name",
+    "enabled",
+    "description",
+    "auth_type",
+    "provider",
+    "email_address",
+    "username",
+    "protocol",
+    "host",
+    "port",
+    "folder",
+    "client_id",
+    "scope",
+    "grant_type",
+    "tenant",
+    "auth_url",
+    "token_url",
+    "case_response_template_id",
+    "keep_attachments",
+    "process_task_replies",
+    "end_of_message_marker",
+    "allow_new_case",
+    "auto_ack_template_id",
+    "sender_filter",
+    "confirm_unknown_senders",
+    "create_new_contact",
 )
-SECRET_FIELDS = {"password": "password_enc", "client_secret": "client_secret_enc",
-                 "auth_code": "auth_code_enc"}
+SECRET_FIELDS = {
+    "password": "password_enc",
+    "client_secret": "client_secret_enc",
+    "auth_code": "auth_code_enc",
+}
 PLAIN_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # Outgoing mail
 PLAIN_FIELDS += ("no_new_case_template_id", "authserv_id", "confirmation_hours")  # Filtering
 PLAIN_FIELDS += ("max_attachment_bytes",)
 SECRET_FIELDS["smtp_password"] = "smtp_password_enc"
 OAUTH_IDENTITY = ("client_id", "scope", "auth_url", "token_url", "client_secret_enc")
-CONNECTION = ("protocol", "host", "port", "username", "folder", "auth_type", "password_enc",
-              "email_address")
+CONNECTION = (
+    "protocol",
+    "host",
+    "port",
+    "username",
+    "folder",
+    "auth_type",
+    "password_enc",
+    "email_address",
+)
 
 
 def email_taken(db: Session, email: str, exclude_id: int | None = None) -> bool:
@@ -58,7 +90,9 @@ def save_mailbox(db: Session, mailbox: Mailbox | None, data: dict) -> Mailbox:
             setattr(mailbox, column, crypto.encrypt(value))
     if mailbox.id is not None and any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY):
         drop_tokens(mailbox)
-    if mailbox.id is None or any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY + CONNECTION):
+    if mailbox.id is None or any(
+        getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY + CONNECTION
+    ):
         mailbox.setup_complete = False  # new connection settings must be verified again
     mailbox.updated_at = utcnow()
     db.add(mailbox)

@@ -145,9 +145,7 @@ def acknowledge_new_case(db: Session, mailbox: Mailbox, case: Case, message: Mes
     mailbox, under the ceiling of automatic mails: filters.should_auto_ack decides.
     """
     template = (
-        lookups(db).template(mailbox.auto_ack_template_id)
-        if mailbox.auto_ack_template_id
-        else None
+        lookups(db).template(mailbox.auto_ack_template_id) if mailbox.auto_ack_template_id else None
     )
     sender = email_key(message.from_address)
     if template is not None and not (mailbox.smtp_host or "").strip():

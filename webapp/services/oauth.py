@@ -63,7 +63,9 @@ def _client(mailbox: Mailbox, redirect_uri: str | None = None) -> OAuth2Session:
     )
 
 
-def start_authorization(db: Session, mailbox: Mailbox, user_id: int, redirect_uri: str) -> tuple[str, str]:
+def start_authorization(
+    db: Session, mailbox: Mailbox, user_id: int, redirect_uri: str
+) -> tuple[str, str]:
     """Record a pending authorization; return (provider URL, session nonce for the cookie)."""
     state = secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)[:96]
@@ -74,11 +76,18 @@ def start_authorization(db: Session, mailbox: Mailbox, user_id: int, redirect_ur
     url, _ = _client(mailbox, redirect_uri).create_authorization_url(
         mailbox.auth_url, state=state, code_verifier=verifier, **extra
     )
-    db.add(OAuthAuthorization(
-        state=state, mailbox_id=mailbox.id, user_id=user_id, session_nonce=nonce,
-        code_verifier_enc=crypto.encrypt(verifier), token_url=mailbox.token_url,
-        redirect_uri=redirect_uri, expires_at=utcnow() + PENDING_LIFETIME,
-    ))
+    db.add(
+        OAuthAuthorization(
+            state=state,
+            mailbox_id=mailbox.id,
+            user_id=user_id,
+            session_nonce=nonce,
+            code_verifier_enc=crypto.encrypt(verifier),
+            token_url=mailbox.token_url,
+            redirect_uri=redirect_uri,
+            expires_at=utcnow() + PENDING_LIFETIME,
+        )
+    )
     db.commit()
     return url, nonce
 
@@ -92,7 +101,9 @@ def forget_expired_authorizations(db: Session) -> int:
     return len(rows)
 
 
-def _take_pending(db: Session, state: str, nonces: list[str], user_id: int | None) -> OAuthAuthorization:
+def _take_pending(
+    db: Session, state: str, nonces: list[str], user_id: int | None
+) -> OAuthAuthorization:
     """Find and delete the pending record for state: it can be used exactly once."""
     pending = db.exec(select(OAuthAuthorization).where(OAuthAuthorization.state == state)).first()
     if pending is None:
@@ -105,19 +116,28 @@ def _take_pending(db: Session, state: str, nonces: list[str], user_id: int | Non
     if pending.session_nonce not in nonces or (user_id is not None and pending.user_id != user_id):
         raise OAuthFailed(
             "This authorization was started in another browser session. Start it again from the "
-            "mailbox page.", kind="state_session", mailbox_id=pending.mailbox_id,
+            "mailbox page.",
+            kind="state_session",
+            mailbox_id=pending.mailbox_id,
         )
     if pending.expires_at < utcnow():
         raise OAuthFailed(
             "The authorization took longer than 10 minutes and expired. Click “Get Authorization "
-            "Code” again.", kind="state_expired", mailbox_id=pending.mailbox_id,
+            "Code” again.",
+            kind="state_expired",
+            mailbox_id=pending.mailbox_id,
         )
     return pending
 
 
 def complete_authorization(
-    db: Session, state: str, code: str | None, error: str | None, error_description: str | None,
-    nonces: list[str], user_id: int | None,
+    db: Session,
+    state: str,
+    code: str | None,
+    error: str | None,
+    error_description: str | None,
+    nonces: list[str],
+    user_id: int | None,
 ) -> Mailbox:
     """The callback: everything but the code comes from the pending record (mix-up defence)."""
     pending = _take_pending(db, state, nonces, user_id)
@@ -125,24 +145,34 @@ def complete_authorization(
     if mailbox is None:
         raise OAuthFailed("The mailbox was deleted while it was being authorized.")
     if error:
-        raise OAuthFailed(_provider_error(error, error_description), kind=f"provider_{error}",
-                          mailbox_id=mailbox.id)
+        raise OAuthFailed(
+            _provider_error(error, error_description),
+            kind=f"provider_{error}",
+            mailbox_id=mailbox.id,
+        )
     if not code:
-        raise OAuthFailed("The provider sent no authorization code back. Try again.",
-                          mailbox_id=mailbox.id)
-    _exchange(db, mailbox, code, crypto.decrypt(pending.code_verifier_enc), pending.token_url,
-              pending.redirect_uri)
+        raise OAuthFailed(
+            "The provider sent no authorization code back. Try again.", mailbox_id=mailbox.id
+        )
+    _exchange(
+        db,
+        mailbox,
+        code,
+        crypto.decrypt(pending.code_verifier_enc),
+        pending.token_url,
+        pending.redirect_uri,
+    )
     return mailbox
 
 
 def _provider_error(error: str, description: str | None) -> str:
     known = {
         "access_denied": "Access was refused on the provider's consent page. Click “Get "
-                         "Authorization Code” again and choose Allow.",
+        "Authorization Code” again and choose Allow.",
         "invalid_scope": "The provider refused the Scope. Check the Scope field (the Gmail and "
-                         "Outlook presets fill in the right one) and the API permissions of your app.",
+        "Outlook presets fill in the right one) and the API permissions of your app.",
         "unauthorized_client": "The provider does not allow this app to ask for a code. Check the "
-                               "app registration (Client ID, allowed grant types).",
+        "app registration (Client ID, allowed grant types).",
     }
     text = known.get(error, f"The provider answered “{error}”.")
     # The description is the provider's own text: shown, but cut short and on one line.
@@ -157,30 +187,50 @@ def extract_code(pasted: str) -> tuple[str, str | None]:
     if "code=" in pasted:
         query = parse_qs(urlsplit(pasted).query or pasted.lstrip("?"))
         if "error" in query:
-            raise OAuthFailed(_provider_error(query["error"][0], (query.get("error_description") or [None])[0]))
+            raise OAuthFailed(
+                _provider_error(query["error"][0], (query.get("error_description") or [None])[0])
+            )
         if "code" in query:
             return query["code"][0], (query.get("state") or [None])[0]
     return pasted, None
 
 
-def exchange_pasted(db: Session, mailbox: Mailbox, pasted: str, nonces: list[str],
-                    user_id: int | None, redirect_uri: str) -> Mailbox:
+def exchange_pasted(
+    db: Session,
+    mailbox: Mailbox,
+    pasted: str,
+    nonces: list[str],
+    user_id: int | None,
+    redirect_uri: str,
+) -> Mailbox:
     """The fallback: a pasted code or whole URL, exchanged once."""
     code, state = extract_code(pasted)
     verifier, token_url = None, mailbox.token_url
     if state is not None:
         pending = _take_pending(db, state, nonces, user_id)
         if pending.mailbox_id != mailbox.id:
-            raise OAuthFailed("This code was issued for another mailbox. Paste the code of this "
-                              "mailbox's authorization.", kind="state_mailbox")
-        verifier, token_url, redirect_uri = (crypto.decrypt(pending.code_verifier_enc),
-                                             pending.token_url, pending.redirect_uri)
+            raise OAuthFailed(
+                "This code was issued for another mailbox. Paste the code of this "
+                "mailbox's authorization.",
+                kind="state_mailbox",
+            )
+        verifier, token_url, redirect_uri = (
+            crypto.decrypt(pending.code_verifier_enc),
+            pending.token_url,
+            pending.redirect_uri,
+        )
     _exchange(db, mailbox, code, verifier, token_url, redirect_uri)
     return mailbox
 
 
-def _exchange(db: Session, mailbox: Mailbox, code: str, verifier: str | None, token_url: str,
-              redirect_uri: str) -> None:
+def _exchange(
+    db: Session,
+    mailbox: Mailbox,
+    code: str,
+    verifier: str | None,
+    token_url: str,
+    redirect_uri: str,
+) -> None:
     client = _client(mailbox, redirect_uri)
     kwargs = {"code_verifier": verifier} if verifier else {}
     try:
@@ -193,7 +243,9 @@ def _exchange(db: Session, mailbox: Mailbox, code: str, verifier: str | None, to
         raise OAuthFailed(
             "The authorization code could not be exchanged for a token"
             f"{_reason(exc)}. A code works only once and only for a few minutes: click “Get "
-            "Authorization Code” to get a new one.", kind="exchange_failed", mailbox_id=mailbox.id,
+            "Authorization Code” to get a new one.",
+            kind="exchange_failed",
+            mailbox_id=mailbox.id,
         ) from None
     _store_token(mailbox, token)
     mailbox.auth_code_enc = None
@@ -215,7 +267,8 @@ def _store_token(mailbox: Mailbox, token: dict) -> None:
         mailbox.refresh_token_enc = crypto.encrypt(token["refresh_token"])
     expires_at = token.get("expires_at")
     mailbox.token_expires_at = (
-        datetime.fromtimestamp(expires_at, tz=utcnow().tzinfo) if expires_at
+        datetime.fromtimestamp(expires_at, tz=utcnow().tzinfo)
+        if expires_at
         else utcnow() + timedelta(seconds=int(token.get("expires_in") or 3600))
     )
     mailbox.token_refreshed_at = utcnow()
@@ -241,15 +294,20 @@ def _try_lock(db: Session, mailbox_id: int, holder: str) -> bool:
         update(Mailbox)
         .where(Mailbox.id == mailbox_id)
         .where(or_(Mailbox.refresh_lock_until.is_(None), Mailbox.refresh_lock_until < now))
-        .values(refresh_lock_holder=holder, refresh_lock_until=now + timedelta(seconds=LOCK_SECONDS))
+        .values(
+            refresh_lock_holder=holder, refresh_lock_until=now + timedelta(seconds=LOCK_SECONDS)
+        )
     )
     db.commit()
     return result.rowcount == 1
 
 
 def _unlock(db: Session, mailbox_id: int, holder: str) -> None:
-    db.execute(update(Mailbox).where(Mailbox.id == mailbox_id, Mailbox.refresh_lock_holder == holder)
-            .values(refresh_lock_holder=None, refresh_lock_until=None))
+    db.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.refresh_lock_holder == holder)
+        .values(refresh_lock_holder=None, refresh_lock_until=None)
+    )
     db.commit()
 
 
@@ -268,11 +326,14 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
         if current and current != stale_token and not _expiring(mailbox):
             return current  # somebody refreshed while we waited
         if mailbox.reauth_needed or not mailbox.refresh_token_enc:
-            raise ReauthNeeded("This mailbox needs to be authorized again: click “Get Authorization Code”.")
+            raise ReauthNeeded(
+                "This mailbox needs to be authorized again: click “Get Authorization Code”."
+            )
         client = _client(mailbox)
         try:
-            token = client.refresh_token(mailbox.token_url,
-                                         refresh_token=crypto.decrypt(mailbox.refresh_token_enc))
+            token = client.refresh_token(
+                mailbox.token_url, refresh_token=crypto.decrypt(mailbox.refresh_token_enc)
+            )
         except Exception as exc:
             refused = REFUSALS.get(getattr(exc, "error", None))
             if refused:
@@ -281,8 +342,10 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
                 db.add(mailbox)
                 db.commit()
                 raise ReauthNeeded(mailbox.oauth_error) from None
-            raise OAuthFailed(f"The token could not be refreshed{_reason(exc)}; the next fetch "
-                              "tries again.", kind="refresh_failed") from None
+            raise OAuthFailed(
+                f"The token could not be refreshed{_reason(exc)}; the next fetch tries again.",
+                kind="refresh_failed",
+            ) from None
         _store_token(mailbox, token)
         mailbox.oauth_error = None
         db.add(mailbox)
@@ -295,13 +358,13 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
 # Token endpoint errors that no retry can heal: a person has to act (RFC 6749 §5.2).
 REFUSALS = {
     "invalid_grant": "The provider no longer accepts this mailbox's authorization (password "
-                     "changed, consent revoked or token expired). Click “Get Authorization Code” "
-                     "to authorize again.",
+    "changed, consent revoked or token expired). Click “Get Authorization Code” "
+    "to authorize again.",
     "invalid_client": "The provider refused this app's credentials: the Client Secret may have "
-                      "expired (Microsoft client secrets last at most 24 months) or been replaced. "
-                      "Enter the new Client Secret under Edit, Save, and authorize again.",
+    "expired (Microsoft client secrets last at most 24 months) or been replaced. "
+    "Enter the new Client Secret under Edit, Save, and authorize again.",
     "unauthorized_client": "The provider no longer allows this app to refresh tokens. Check the "
-                           "app registration, then authorize again.",
+    "app registration, then authorize again.",
 }
 
 
@@ -312,7 +375,9 @@ def _expiring(mailbox: Mailbox) -> bool:
 def access_token_for(db: Session, mailbox: Mailbox) -> str:
     """A usable access token: the stored one, or a fresh one when it is about to expire."""
     if mailbox.reauth_needed:
-        raise ReauthNeeded("This mailbox needs to be authorized again: click “Get Authorization Code”.")
+        raise ReauthNeeded(
+            "This mailbox needs to be authorized again: click “Get Authorization Code”."
+        )
     token = crypto.decrypt(mailbox.access_token_enc)
     if token and not _expiring(mailbox):
         return token

@@ -16,8 +16,12 @@ MS_TOKEN = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 
 PRESETS: dict[str, dict] = {
     "gmail": {
-        "hosts": {"imaps": "imap.gmail.com", "imap": "imap.gmail.com",
-                  "pop3s": "pop.gmail.com", "pop3": "pop.gmail.com"},
+        "hosts": {
+            "imaps": "imap.gmail.com",
+            "imap": "imap.gmail.com",
+            "pop3s": "pop.gmail.com",
+            "pop3": "pop.gmail.com",
+        },
         # https://mail.google.com/ covers IMAP, POP3 and SMTP alike.
         "scope": {"imap": "https://mail.google.com/", "pop3": "https://mail.google.com/"},
         "auth_url": "https://accounts.google.com/o/oauth2/v2/auth",
@@ -30,9 +34,9 @@ PRESETS: dict[str, dict] = {
         "hosts": {p: "outlook.office365.com" for p in DEFAULT_PORTS},
         "scope": {
             "imap": "https://outlook.office.com/IMAP.AccessAsUser.All "
-                    "https://outlook.office.com/SMTP.Send offline_access",
+            "https://outlook.office.com/SMTP.Send offline_access",
             "pop3": "https://outlook.office.com/POP.AccessAsUser.All "
-                    "https://outlook.office.com/SMTP.Send offline_access",
+            "https://outlook.office.com/SMTP.Send offline_access",
         },
         "auth_url": MS_AUTH,
         "token_url": MS_TOKEN,

@@ -51,7 +51,9 @@ def _lock_for(failures: int) -> timedelta:
     return min(timedelta(seconds=30 * 2 ** (failures - FREE_ATTEMPTS)), MAX_LOCK)
 
 
-def authenticate(db: Session, email: str, password: str, now: datetime | None = None) -> LoginResult:
+def authenticate(
+    db: Session, email: str, password: str, now: datetime | None = None
+) -> LoginResult:
     """Check a login; after FREE_ATTEMPTS failures the account is locked for a growing time."""
     now = now or utcnow()
     user = db.exec(select(User).where(User.email == email.strip().lower())).first()

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 STUCK_AFTER = timedelta(seconds=60)
 
 
-def server_settings(mailbox: Mailbox, ca_bundle: str | None, access_token: str | None = None) -> ServerSettings:
+def server_settings(
+    mailbox: Mailbox, ca_bundle: str | None, access_token: str | None = None
+) -> ServerSettings:
     """The connection settings of a mailbox, secrets decrypted in memory only."""
     oauth = mailbox.auth_type == "oauth"
     return ServerSettings(
@@ -74,7 +76,9 @@ def run_verification(
         return None
     if mailbox.auth_type == "oauth" and not mailbox.access_token_enc:
         _fail(
-            db, mailbox, "oauth_needed",
+            db,
+            mailbox,
+            "oauth_needed",
             "This mailbox is not authorized yet.",
             "Click “Get Authorization Code”, sign in with the mailbox's account and allow access; "
             "you come back here and the check runs again.",
@@ -85,15 +89,23 @@ def run_verification(
     try:
         result = connect_with_refresh(db, mailbox, ca_bundle, counter)
     except oauth.OAuthFailed as exc:
-        _fail(db, mailbox, exc.kind, exc.message, "Click “Get Authorization Code” to authorize again.")
+        _fail(
+            db, mailbox, exc.kind, exc.message, "Click “Get Authorization Code” to authorize again."
+        )
         return mailbox
     except MailError as exc:
         log.info("verification of mailbox %s failed: %s", mailbox.id, exc.kind)
         _fail(db, mailbox, exc.kind, exc.message, exc.advice)
         return mailbox
     except crypto.SecretUnreadable as exc:
-        _fail(db, mailbox, "secret", str(exc), "Set ENCRYPTION_KEY to the key used when the mailbox "
-              "was saved, or enter the password again and Save.")
+        _fail(
+            db,
+            mailbox,
+            "secret",
+            str(exc),
+            "Set ENCRYPTION_KEY to the key used when the mailbox "
+            "was saved, or enter the password again and Save.",
+        )
         return mailbox
     if mailbox.auth_type == "oauth" and not mailbox.oauth_account:
         # No id_token: the server's accepted XOAUTH2 login says whose token it is.
