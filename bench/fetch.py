@@ -11,7 +11,7 @@ in the same run:
               at once)
   re-poll     a fetch of the unchanged mailbox (median of 5) and its FETCH count (0)
   memory      peak RSS (VmHWM from /proc) of each measured process: the raw client,
-              (the parsing helper of webapp/services/parse_ahead.py shown apart),
+              (the parsing helper of webapp/services/ingest/parse_ahead.py shown apart),
               each rq worker and its work-horse; the first fetch at N/5 and at N
               messages shows whether memory stays flat as the mailbox grows
 
@@ -105,7 +105,7 @@ def child_raw(cfg: dict) -> None:
 def child_profile(cfg: dict) -> None:
     """fetch_mailbox in this process under cProfile (what an rq work-horse runs)."""
     from webapp import crypto
-    from webapp.services import fetch as fetch_service
+    from webapp.services.fetching import fetch as fetch_service
 
     crypto.configure([os.environ["ENCRYPTION_KEY"]])
     if cfg.get("warm_up"):  # re-polls: imports, engine and TLS context made once, as in a worker
@@ -596,7 +596,7 @@ class Workers:
         from rq.job import Job, JobStatus
 
         from webapp.queue import get_redis
-        from webapp.services.schedule import enqueue_fetch
+        from webapp.services.fetching.schedule import enqueue_fetch
 
         conn = get_redis(self.env.redis.url)
         started = time.perf_counter()
@@ -806,7 +806,7 @@ def repoll_in_process(env: Env, url: str, mailbox_id: int, repeat: int) -> dict:
     from webapp import crypto
     from webapp.db import new_session
     from webapp.models import FetchRun
-    from webapp.services import fetch as fetch_service
+    from webapp.services.fetching import fetch as fetch_service
 
     crypto.configure([env.encryption_key])
     fetch_service.fetch_mailbox(url, mailbox_id, env.ca_pem)  # imports, engine, TLS context
@@ -868,18 +868,18 @@ def profile_fetch(env: Env, db_kind: str, box: Box, repolls: int = 20) -> dict:
 
 # Functions whose cumulative time tells where a fetch goes (file suffix, function name).
 PROFILE_KEYS = [
-    ("webapp/services/fetch.py", "fetch_mailbox", "fetch_mailbox (everything)"),
+    ("webapp/services/fetching/fetch.py", "fetch_mailbox", "fetch_mailbox (everything)"),
     ("webapp/mail/sync.py", "_batch", "IMAP: FETCH RFC822.SIZE + BODY.PEEK[] (ImapFolder._batch)"),
     ("imapclient/imapclient.py", "fetch", "  IMAPClient.fetch (network + response parsing)"),
     ("imapclient/response_parser.py", "parse_fetch_response", "  imapclient parse_fetch_response"),
-    ("webapp/services/store.py", "store_batch", "store: store_batch (raw rows + commit)"),
-    ("webapp/services/store.py", "summary", "  store.summary (header peek)"),
-    ("webapp/services/ingest.py", "process_ids", "process: ingest.process_ids"),
-    ("webapp/services/ingest.py", "_start_attempt", "  ingest._start_attempt (UPDATE + commit)"),
+    ("webapp/services/fetching/store.py", "store_batch", "store: store_batch (raw rows + commit)"),
+    ("webapp/services/fetching/store.py", "summary", "  store.summary (header peek)"),
+    ("webapp/services/ingest/process.py", "process_ids", "process: ingest.process_ids"),
+    ("webapp/services/ingest/process.py", "_start_attempt", "  ingest._start_attempt (UPDATE + commit)"),
     ("webapp/mail/parse.py", "parse_message", "  parse.parse_message"),
-    ("webapp/services/ingest.py", "_file", "  ingest._file (filing + finish commit)"),
-    ("webapp/services/filing.py", "file_message", "    filing.file_message"),
-    ("webapp/services/ingest.py", "_finish", "    ingest._finish (UPDATE + commit + refresh)"),
+    ("webapp/services/ingest/process.py", "_file", "  ingest._file (filing + finish commit)"),
+    ("webapp/services/ingest/filing.py", "file_message", "    filing.file_message"),
+    ("webapp/services/ingest/process.py", "_finish", "    ingest._finish (UPDATE + commit + refresh)"),
     ("sqlalchemy/orm/session.py", "commit", "  all Session.commit"),
     ("<method 'commit' of 'sqlite3.Connection' objects>", "", "    sqlite3 COMMIT (fsync)"),
     ("sqlalchemy/orm/session.py", "flush", "  all Session.flush"),
@@ -891,23 +891,23 @@ PROFILE_KEYS = [
 
 # The same for a re-poll of an unchanged mailbox.
 REPOLL_KEYS = [
-    ("webapp/services/fetch.py", "fetch_mailbox", "fetch_mailbox (everything)"),
-    ("webapp/services/leases.py", "acquire", "leases.acquire (+ commit)"),
-    ("webapp/services/leases.py", "release", "leases.release (+ commit)"),
-    ("webapp/services/leases.py", "__exit__", "LeaseKeeper.__exit__ (thread join)"),
-    ("webapp/services/ingest.py", "process_pending", "ingest.process_pending (leftovers query)"),
-    ("webapp/services/fetch_run.py", "start_run", "fetch_run.start_run (+ commit)"),
+    ("webapp/services/fetching/fetch.py", "fetch_mailbox", "fetch_mailbox (everything)"),
+    ("webapp/services/fetching/leases.py", "acquire", "leases.acquire (+ commit)"),
+    ("webapp/services/fetching/leases.py", "release", "leases.release (+ commit)"),
+    ("webapp/services/fetching/leases.py", "__exit__", "LeaseKeeper.__exit__ (thread join)"),
+    ("webapp/services/ingest/process.py", "process_pending", "ingest.process_pending (leftovers query)"),
+    ("webapp/services/fetching/run.py", "start_run", "fetch_run.start_run (+ commit)"),
     ("webapp/mail/connect.py", "open_imap", "open_imap (TCP + TLS + LOGIN)"),
     ("webapp/mail/connect.py", "tls_context", "  connect.tls_context (load CA bundle)"),
     ("ssl.py", "do_handshake", "  TLS handshake"),
     ("imapclient/imapclient.py", "login", "  IMAP LOGIN"),
     ("webapp/mail/sync.py", "_select", "ImapFolder._select (SELECT)"),
-    ("webapp/services/store.py", "cursor_for", "store.cursor_for"),
-    ("webapp/services/refetch.py", "refetch_imap", "refetch.refetch_imap"),
-    ("webapp/services/fetch.py", "_pending_server_actions", "fetch._pending_server_actions"),
-    ("webapp/services/store.py", "advance_to", "store.advance_to (+ commit)"),
+    ("webapp/services/fetching/store.py", "cursor_for", "store.cursor_for"),
+    ("webapp/services/fetching/refetch.py", "refetch_imap", "refetch.refetch_imap"),
+    ("webapp/services/fetching/fetch.py", "_pending_server_actions", "fetch._pending_server_actions"),
+    ("webapp/services/fetching/store.py", "advance_to", "store.advance_to (+ commit)"),
     ("webapp/mail/sync.py", "close", "ImapFolder.close (LOGOUT)"),
-    ("webapp/services/fetch_run.py", "finish", "fetch_run.finish (log row, mailbox, commits)"),
+    ("webapp/services/fetching/run.py", "finish", "fetch_run.finish (log row, mailbox, commits)"),
     ("sqlalchemy/orm/session.py", "commit", "all Session.commit"),
     ("<method 'commit' of 'sqlite3.Connection' objects>", "", "  sqlite3 COMMIT (fsync)"),
     ("sqlalchemy/engine/base.py", "_execute_context", "all SQL statements (execute)"),
@@ -1166,7 +1166,7 @@ def main(argv: list[str] | None = None) -> int:
     from tests.servers.dovecot import DovecotServer
     from tests.servers.redis import RedisServer
     from tests.servers.tls import make_test_ca
-    from webapp.services.fetch import batch_size
+    from webapp.services.fetching.fetch import batch_size
 
     tmp = Path(tempfile.mkdtemp(prefix="mailchannel-bench-"))
     dovecot = redis = None

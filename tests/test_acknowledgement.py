@@ -133,7 +133,7 @@ def test_the_ceiling_of_automatic_mail_stops_acknowledgements(
     app_env, dovecot, mail_user, smtp_server, run_worker
 ):
     box = _desk(app_env, dovecot, mail_user, smtp_server)
-    from webapp.services import outbox
+    from webapp.services.outgoing import outbox
 
     with new_session(app_env["DATABASE_URL"]) as db:
         mailbox = db.get(Mailbox, box)

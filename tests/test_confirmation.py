@@ -28,7 +28,7 @@ from tests.intake_support import (
     verified,
 )
 from tests.outbox_support import desk, parsed, rows, send_due
-from webapp.services import confirm
+from webapp.services.outgoing import confirm
 
 
 def _box(app_env, dovecot, mail_user, smtp_server, **fields) -> int:

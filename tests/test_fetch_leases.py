@@ -19,9 +19,9 @@ from tests.postgres import COVERED, fresh_database, postgres_answers
 from webapp.db import new_session, utcnow
 from webapp.mail.sync import Fetched
 from webapp.models import Case, FetchLease, FetchRun, Mailbox, Message, RawMessage
-from webapp.services import leases, store
-from webapp.services.ingest import pending_ids, process_raw
-from webapp.services.leases import LeaseLost
+from webapp.services.fetching import leases, store
+from webapp.services.fetching.leases import LeaseLost
+from webapp.services.ingest.process import pending_ids, process_raw
 
 
 @pytest.fixture(

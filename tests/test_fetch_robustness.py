@@ -29,10 +29,10 @@ from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import Case, FetchLease, FetchRun, Message, RawMessage
 from webapp.queue import get_queue
-from webapp.services import fetch as fetch_service
-from webapp.services.fetch_status import fetch_log
-from webapp.services.ingest import reprocess
-from webapp.services.schedule import enqueue_fetch, request_fetch
+from webapp.services.fetching import fetch as fetch_service
+from webapp.services.fetching.schedule import enqueue_fetch, request_fetch
+from webapp.services.fetching.status import fetch_log
+from webapp.services.ingest.process import reprocess
 from worker.jobs import schedule_fetches, sweep
 
 FETCH_SCRIPT = (

@@ -44,9 +44,9 @@ from webapp.models import (
     RawMessageBody,
 )
 from webapp.services import contacts as contact_service
-from webapp.services import held as held_service
-from webapp.services import notify
-from webapp.services.ingest import process_raw
+from webapp.services.ingest import held as held_service
+from webapp.services.ingest.process import process_raw
+from webapp.services.outgoing import notify
 
 
 def _box(app_env, dovecot, mail_user, smtp_server, **fields) -> int:

@@ -14,12 +14,6 @@ from webapp.mail.authresults import (
     parse_authentication_results,
     sender_verified,
 )
-from webapp.services.confirm import (
-    ConfirmationExpired,
-    ConfirmationInvalid,
-    make_token,
-    read_token,
-)
 from webapp.services.filters import (
     RateCeiling,
     intake_action,
@@ -27,6 +21,12 @@ from webapp.services.filters import (
     sender_decision,
     should_auto_ack,
     should_challenge,
+)
+from webapp.services.outgoing.confirm import (
+    ConfirmationExpired,
+    ConfirmationInvalid,
+    make_token,
+    read_token,
 )
 from webapp.services.validation import parse_sender_filter
 

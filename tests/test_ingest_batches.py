@@ -15,7 +15,7 @@ from tests.postgres import COVERED, fresh_database, postgres_answers
 from tests.test_ingest import store
 from webapp.db import new_session, utcnow
 from webapp.models import Case, Contact, Counter, Mailbox, Message, RawMessage
-from webapp.services.ingest import process_ids
+from webapp.services.ingest.process import process_ids
 
 
 def _mailbox(db) -> Mailbox:
@@ -121,7 +121,7 @@ def test_a_batch_finds_what_its_own_earlier_messages_filed(database_url):
 def test_a_message_rolled_back_mid_batch_takes_back_the_contact_it_made(database_url, monkeypatch):
     """The first mail of a new sender fails after its contact was made: the savepoint takes
     the contact back, and the sender's next mail in the same batch makes it again."""
-    from webapp.services import filing
+    from webapp.services.ingest import filing
 
     real = filing._attachments
 
@@ -184,7 +184,7 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(
 ):
     """Reprocess (another run) finishes a row while the fetch's batch is still open: the
     batch does not overwrite it or file it twice, and its other rows are filed."""
-    from webapp.services import filing
+    from webapp.services.ingest import filing
 
     url = postgres_url
     with new_session(url) as db:

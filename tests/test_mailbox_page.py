@@ -10,7 +10,7 @@ from tests.fetch_support import email, make_mailbox, raws, update_mailbox
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import FetchLease, FetchRun
-from webapp.services import ingest
+from webapp.services.ingest import process as ingest
 
 
 def _fact(page: str, name: str) -> str:

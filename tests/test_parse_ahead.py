@@ -16,9 +16,9 @@ from webapp.config import PROJECT_ROOT
 from webapp.db import new_session
 from webapp.mail.parse import DEFAULT_LIMITS
 from webapp.models import Message
-from webapp.services import fetch as fetch_service
-from webapp.services import parse_ahead
-from webapp.services.parse_ahead import ParseAhead
+from webapp.services.fetching import fetch as fetch_service
+from webapp.services.ingest import parse_ahead
+from webapp.services.ingest.parse_ahead import ParseAhead
 
 MARKER = "##- Please type your reply above this line -##"
 
@@ -102,7 +102,7 @@ def test_a_helper_that_dies_costs_nothing(app_env, tmp_path, dovecot, mail_user,
 HOLD_SCRIPT = """
 import sys, time
 from webapp.mail.parse import DEFAULT_LIMITS
-from webapp.services.parse_ahead import MIN_MESSAGES, ParseAhead
+from webapp.services.ingest.parse_ahead import MIN_MESSAGES, ParseAhead
 ahead = ParseAhead()
 ahead.submit([(i, b"Subject: x\\r\\n\\r\\nhi\\r\\n") for i in range(MIN_MESSAGES)], DEFAULT_LIMITS, None)
 print(*[p.pid for p in ahead._pool._processes.values()], flush=True)

@@ -27,8 +27,8 @@ from webapp.models import (
     TaskEvent,
 )
 from webapp.models.mailbox import DEFAULT_MARKER
-from webapp.services import ingest
 from webapp.services import tasks as task_service
+from webapp.services.ingest import process as ingest
 
 ASSIGNEE = "bob@example.org"
 

@@ -12,7 +12,9 @@ from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.models import Mailbox
 from webapp.queue import get_queue
-from webapp.services import delivery, fetch, oauth, outbox, schedule, verify
+from webapp.services import oauth
+from webapp.services.fetching import fetch, schedule, verify
+from webapp.services.outgoing import delivery, outbox
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +100,8 @@ def dispatch_outbox() -> int:
 
 
 def expire_held_messages() -> int:
-    """Confirmation holds whose time ran out become expired (services/held.py)."""
-    from webapp.services import held
+    """Confirmation holds whose time ran out become expired (services/ingest/held.py)."""
+    from webapp.services.ingest import held
 
     settings, db = _context()
     with db:

@@ -10,7 +10,7 @@ from sqlmodel import func, select
 
 from webapp.models import Case, Contact, Mailbox, Message
 from webapp.services import case_queries, users
-from webapp.services import outbox as outbox_service
+from webapp.services.outgoing import outbox as outbox_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -28,7 +28,7 @@ from webapp.comments.forms import CommentForm
 from webapp.extensions import htmx
 from webapp.models import Case, Message, OutboxMessage
 from webapp.models import outbox as states
-from webapp.services import notify, outbox
+from webapp.services.outgoing import notify, outbox
 
 bp = Blueprint("comments", __name__)
 

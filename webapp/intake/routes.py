@@ -20,8 +20,8 @@ from webapp.extensions import htmx
 from webapp.models import Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import HeldMessage
-from webapp.services import confirm
-from webapp.services import held as held_service
+from webapp.services.ingest import held as held_service
+from webapp.services.outgoing import confirm
 
 bp = Blueprint("intake", __name__)
 

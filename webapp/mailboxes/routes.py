@@ -23,9 +23,11 @@ from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
 from webapp.oauth.routes import session_nonces
-from webapp.services import fetch as fetch_service
-from webapp.services import fetch_status, oauth, verify
 from webapp.services import mailboxes as mailbox_service
+from webapp.services import oauth
+from webapp.services.fetching import fetch as fetch_service
+from webapp.services.fetching import status as fetch_status
+from webapp.services.fetching import verify
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 from worker.jobs import enqueue_verification
 

@@ -21,7 +21,7 @@ from webapp.comments.routes import safe_next
 from webapp.extensions import htmx
 from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
-from webapp.services import outbox
+from webapp.services.outgoing import outbox
 
 bp = Blueprint("outbox", __name__, url_prefix="/outbox")
 

@@ -16,8 +16,8 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, col, func, select
 
 from webapp.models import Attachment, Case, Contact, Mailbox, Message, RawMessage
-from webapp.services.fetch_status import FAILED_STATES
-from webapp.services.filing import (
+from webapp.services.fetching.status import FAILED_STATES
+from webapp.services.ingest.filing import (
     KEPT_ATTACHMENTS,
     NOT_KEPT_ATTACHMENTS_OFF,
     NOT_KEPT_BEYOND_LIMIT,

@@ -17,7 +17,7 @@ from webapp.db import utcnow
 from webapp.models import Case, CaseParticipant, Contact, Message
 from webapp.models.contact import email_key
 from webapp.models.intake import ContactAlias
-from webapp.services.leases import insert_ignore
+from webapp.services.fetching.leases import insert_ignore
 
 PER_PAGE = 50
 

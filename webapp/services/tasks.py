@@ -30,8 +30,8 @@ from webapp.models import (
 )
 from webapp.models import task as kinds
 from webapp.models.contact import email_key
-from webapp.services import outbox
-from webapp.services.leases import insert_ignore
+from webapp.services.fetching.leases import insert_ignore
+from webapp.services.outgoing import outbox
 
 ASSIGNMENT_KIND = "task_assignment"  # OutboxMessage.kind of the assignment email
 _MAX_IDS = 100

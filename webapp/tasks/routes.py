@@ -24,8 +24,8 @@ from werkzeug.routing import BuildError
 from webapp.extensions import htmx
 from webapp.models import Case, Mailbox, Task
 from webapp.models import outbox as outbox_states
-from webapp.services import outbox
 from webapp.services import tasks as task_service
+from webapp.services.outgoing import outbox
 from webapp.tasks.forms import TaskForm
 
 bp = Blueprint("tasks", __name__)

@@ -23,7 +23,7 @@ from webapp.mail.send import POLICY, PermanentFailure, SendResult, SmtpSettings,
 from webapp.models import Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services import oauth
-from webapp.services.leases import new_holder
+from webapp.services.fetching.leases import new_holder
 from webapp.services.validation import is_loopback
 
 log = logging.getLogger(__name__)

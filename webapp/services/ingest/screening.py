@@ -35,9 +35,9 @@ from webapp.models import Case, Mailbox, RawMessage
 from webapp.models import intake as held_states
 from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
-from webapp.services import challenge
 from webapp.services.filters import intake_action, sender_decision
-from webapp.services.lookups import lookups
+from webapp.services.ingest.lookups import lookups
+from webapp.services.outgoing import challenge
 from webapp.services.validation import SenderFilterError, SenderRule, parse_sender_filter
 
 # Parts of a delivery or read report that carry (the headers of) the original message.
@@ -250,7 +250,7 @@ def confirmation_ids(parsed: ParsedMessage) -> list[str]:
 
 
 def _confirm_by_reply(db: Session, held: HeldMessage) -> str:
-    from webapp.services import held as held_service  # held files messages through filing
+    from webapp.services.ingest import held as held_service  # held files messages through filing
 
     if held.state != held_states.HELD:
         return f"a reply to the confirmation mail of held message {held.id}, which is {held.state} already"

@@ -14,9 +14,9 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
 from webapp.models.contact import email_key
-from webapp.services import outbox
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
-from webapp.services.lookups import lookups
+from webapp.services.ingest.lookups import lookups
+from webapp.services.outgoing import outbox
 from webapp.services.templating import render
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,10 @@ from webapp.mail.parse import ParsedMessage
 from webapp.models import EmailTemplate, Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import HeldMessage, SenderChallenge
-from webapp.services import confirm, outbox, templating
+from webapp.services import templating
+from webapp.services.fetching.leases import insert_ignore
 from webapp.services.filters import DEFAULT_CEILING, should_challenge
-from webapp.services.leases import insert_ignore
+from webapp.services.outgoing import confirm, outbox
 
 DAY = timedelta(days=1)
 CONFIRM_PATH = "/confirm/"

@@ -38,9 +38,9 @@ from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.models.contact import email_key
 from webapp.queue import get_queue
-from webapp.services.delivery import SEND_JOB_TIMEOUT
+from webapp.services.fetching.leases import insert_ignore
 from webapp.services.filters import DEFAULT_CEILING
-from webapp.services.leases import insert_ignore
+from webapp.services.outgoing.delivery import SEND_JOB_TIMEOUT
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from webapp.db import utcnow
 from webapp.models import Mailbox, RawMessage
 from webapp.models import message as states
 from webapp.queue import get_queue
-from webapp.services import leases, store
+from webapp.services.fetching import leases, store
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,10 @@ from webapp.models import intake as held_states
 from webapp.models import message as raw_states
 from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
-from webapp.services import confirm, filing, ingest
-from webapp.services.intake import original_ids, outgoing_case
+from webapp.services.ingest import filing
+from webapp.services.ingest import process as ingest
+from webapp.services.ingest.screening import original_ids, outgoing_case
+from webapp.services.outgoing import confirm
 
 RELEASABLE = (held_states.HELD, held_states.EXPIRED, held_states.DISCARDED)
 DISCARDABLE = (held_states.HELD, held_states.EXPIRED)

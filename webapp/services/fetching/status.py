@@ -10,7 +10,7 @@ from sqlmodel import Session, col, func, select
 from webapp.db import utcnow
 from webapp.models import FetchRun, Mailbox, RawMessage
 from webapp.models import message as states
-from webapp.services import leases
+from webapp.services.fetching import leases
 
 STALE_INTERVALS = 3
 FAILED_STATES = (states.FAILED, states.TOO_LARGE)

@@ -18,8 +18,8 @@ from sqlmodel import Session, col, func, select
 from webapp.db import utcnow
 from webapp.models import FetchRun, Mailbox, RawMessage
 from webapp.models import message as states
-from webapp.services.leases import LeaseKeeper
-from webapp.services.parse_ahead import ParseAhead
+from webapp.services.fetching.leases import LeaseKeeper
+from webapp.services.ingest.parse_ahead import ParseAhead
 
 RUN_BUDGET_SECONDS = 600  # then the run stops cleanly and the next one is due at once
 MAX_BACKOFF = 16  # a failing mailbox is retried after at most 16 intervals

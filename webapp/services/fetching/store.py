@@ -22,7 +22,7 @@ from webapp.mail.parse import decode_header_value
 from webapp.mail.sync import Fetched
 from webapp.models import FetchCursor, FetchRun, Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
-from webapp.services.leases import insert_ignore, renew
+from webapp.services.fetching.leases import insert_ignore, renew
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,11 @@ from webapp.mail.sync import Fetched
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.models.contact import email_key
-from webapp.services import filing, intake
 from webapp.services import tasks as task_replies
-from webapp.services.lookups import BatchLookups, lookups
-from webapp.services.parse_ahead import Outcome, ParseAhead, parse_one
+from webapp.services.ingest import filing
+from webapp.services.ingest import screening as intake
+from webapp.services.ingest.lookups import BatchLookups, lookups
+from webapp.services.ingest.parse_ahead import Outcome, ParseAhead, parse_one
 
 log = logging.getLogger(__name__)
 

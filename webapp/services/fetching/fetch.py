@@ -4,7 +4,7 @@ A worker killed at any instant loses nothing and duplicates nothing: every batch
 commits its raw rows and the cursor together, processing is keyed by the raw row,
 and the next run processes what is left, then reads on from the cursor.
 The scheduling side (Fetch now, Continue, the scheduler, the sweep) is in
-services/schedule.py; status and log in services/fetch_status.py.
+services/fetching/schedule.py; status and log in services/fetching/status.py.
 """
 
 from __future__ import annotations
@@ -20,20 +20,22 @@ from webapp.db import new_session
 from webapp.mail.errors import MailError
 from webapp.mail.sync import BATCH_SIZE, ImapFolder, Pop3Box
 from webapp.models import Mailbox, RawMessage
-from webapp.services import ingest, leases, oauth, store
-from webapp.services.fetch_run import Progress, RunContext, close_run, finish, start_run
-from webapp.services.fetch_status import (
+from webapp.services import oauth
+from webapp.services.fetching import leases, store
+from webapp.services.fetching.leases import LeaseKeeper, LeaseLost
+from webapp.services.fetching.refetch import refetch_imap, refetch_pop3
+from webapp.services.fetching.run import Progress, RunContext, close_run, finish, start_run
+from webapp.services.fetching.schedule import fetch_allowed, request_fetch, turn_on_fetching
+from webapp.services.fetching.status import (
     FetchLogEntry,
     MailboxStatus,
     failed_messages,
     fetch_log,
     mailbox_status,
 )
-from webapp.services.ingest import reprocess
-from webapp.services.leases import LeaseKeeper, LeaseLost
-from webapp.services.refetch import refetch_imap, refetch_pop3
-from webapp.services.schedule import fetch_allowed, request_fetch, turn_on_fetching
-from webapp.services.verify import connect_with_refresh
+from webapp.services.fetching.verify import connect_with_refresh
+from webapp.services.ingest import process as ingest
+from webapp.services.ingest.process import reprocess
 
 __all__ = [
     "FetchLogEntry",

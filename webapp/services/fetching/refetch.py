@@ -9,9 +9,9 @@ from sqlmodel import Session, select
 from webapp.mail.sync import Fetched, ImapFolder, Pop3Box
 from webapp.models import Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
-from webapp.services import ingest
-from webapp.services.leases import renew
-from webapp.services.store import too_large_reason
+from webapp.services.fetching.leases import renew
+from webapp.services.fetching.store import too_large_reason
+from webapp.services.ingest import process as ingest
 
 
 def _waiting(db: Session, mailbox_id: int) -> list[RawMessage]:

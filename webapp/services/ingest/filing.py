@@ -27,9 +27,10 @@ from webapp.models import (
     RawMessage,
 )
 from webapp.models.contact import email_key
-from webapp.services import intake, notify
-from webapp.services.leases import insert_ignore
-from webapp.services.lookups import lookups
+from webapp.services.fetching.leases import insert_ignore
+from webapp.services.ingest import screening as intake
+from webapp.services.ingest.lookups import lookups
+from webapp.services.outgoing import notify
 
 _INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
 _INSERT_ATTACHMENT = insert(Attachment.__table__)
@@ -53,7 +54,7 @@ def file_message(
     own = own_addresses(db) if own is None else own
     sender = email_key(parsed.from_addr)
     case = thread_case(db, parsed, sender)
-    # Email Filtering: services/intake.py
+    # Email Filtering: services/ingest/screening.py
     screened = intake.screen(db, mailbox, raw, parsed, case, own=own)
     if screened.reason:
         return screened.reason  # held or filtered: recorded as a HeldMessage

@@ -28,7 +28,7 @@ from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Message
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
-from webapp.services.leases import insert_ignore
+from webapp.services.fetching.leases import insert_ignore
 
 _KEY = "mailchannel.lookups"
 _CHUNK = 500  # values per IN (…): well under every database's limit on parameters
