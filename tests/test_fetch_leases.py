@@ -21,7 +21,7 @@ from webapp.mail.sync import Fetched
 from webapp.models import Case, FetchLease, FetchRun, Mailbox, Message, RawMessage
 from webapp.services.fetching import leases, store
 from webapp.services.fetching.leases import LeaseLost
-from webapp.services.ingest.process import pending_ids, process_raw
+from webapp.services.ingest.rows import pending_ids, process_raw
 
 
 @pytest.fixture(

@@ -32,7 +32,7 @@ from webapp.queue import get_queue
 from webapp.services.fetching import fetch as fetch_service
 from webapp.services.fetching.schedule import enqueue_fetch, request_fetch
 from webapp.services.fetching.status import fetch_log
-from webapp.services.ingest.process import reprocess
+from webapp.services.ingest.rows import reprocess
 from worker.jobs import schedule_fetches, sweep
 
 FETCH_SCRIPT = (

@@ -44,8 +44,8 @@ from webapp.models import (
     RawMessageBody,
 )
 from webapp.services import contacts as contact_service
-from webapp.services.ingest import held as held_service
-from webapp.services.ingest.process import process_raw
+from webapp.services.ingest import release
+from webapp.services.ingest.rows import process_raw
 from webapp.services.outgoing import notify
 
 
@@ -391,7 +391,7 @@ def test_filtering_release_and_merge_on_postgresql(tmp_path, monkeypatch):
             )
             assert held.mail_decision.startswith("confirmation mail sent")
             assert "today already" in again.mail_decision
-            case = held_service.confirm_sender(db, held.id, by="the sender (confirmation link)")
+            case = release.confirm_sender(db, held.id, by="the sender (confirmation link)")
             assert case.subject == "Hi"
             db.expire_all()
             assert db.get(HeldMessage, again.id).state == "released"

@@ -22,7 +22,8 @@ from webapp.models import (
     RawMessage,
     RawMessageBody,
 )
-from webapp.services.ingest.process import MAX_ATTEMPTS, process_pending, process_raw, reprocess
+from webapp.services.ingest.batch import process_pending
+from webapp.services.ingest.rows import MAX_ATTEMPTS, process_raw, reprocess
 
 _uids = itertools.count(1)
 

@@ -15,7 +15,7 @@ from tests.postgres import COVERED, fresh_database, postgres_answers
 from tests.test_ingest import store
 from webapp.db import new_session, utcnow
 from webapp.models import Case, Contact, Counter, Mailbox, Message, RawMessage
-from webapp.services.ingest.process import process_ids
+from webapp.services.ingest.batch import process_ids
 
 
 def _mailbox(db) -> Mailbox:
@@ -121,16 +121,16 @@ def test_a_batch_finds_what_its_own_earlier_messages_filed(database_url):
 def test_a_message_rolled_back_mid_batch_takes_back_the_contact_it_made(database_url, monkeypatch):
     """The first mail of a new sender fails after its contact was made: the savepoint takes
     the contact back, and the sender's next mail in the same batch makes it again."""
-    from webapp.services.ingest import filing
+    from webapp.services.ingest import route
 
-    real = filing._attachments
+    real = route.add_attachments
 
     def failing(db, mailbox, message, parsed):
         if parsed.subject == "Poison":
             raise ValueError("a bug in filing")
         return real(db, mailbox, message, parsed)
 
-    monkeypatch.setattr(filing, "_attachments", failing)
+    monkeypatch.setattr(route, "add_attachments", failing)
     with new_session(database_url) as db:
         box = _mailbox(db)
         ids = [store(db, box, email("Poison", sender="new@c.example")),
@@ -184,24 +184,24 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(
 ):
     """Reprocess (another run) finishes a row while the fetch's batch is still open: the
     batch does not overwrite it or file it twice, and its other rows are filed."""
-    from webapp.services.ingest import filing
+    from webapp.services.ingest import route
 
     url = postgres_url
     with new_session(url) as db:
         box = _mailbox(db)
         ids = [store(db, box, email("First", sender="ann@a.example")),
                store(db, box, email("Second", sender="bob@b.example"))]  # fmt: skip
-    real = filing.file_message
+    real = route.file_message
 
-    def other_run_finishes_the_first(db, mailbox, raw, parsed, own=None):
+    def other_run_finishes_the_first(db, found, mailbox, raw, parsed):
         if parsed.subject == "Second":  # the first row is filed in the open batch by now
             with new_session(url) as other:
                 other.exec(update(RawMessage).where(RawMessage.id == ids[0])
                            .values(state="failed", error="set by another run"))  # fmt: skip
                 other.commit()
-        return real(db, mailbox, raw, parsed, own=own)
+        return real(db, found, mailbox, raw, parsed)
 
-    monkeypatch.setattr(filing, "file_message", other_run_finishes_the_first)
+    monkeypatch.setattr(route, "file_message", other_run_finishes_the_first)
     with new_session(url) as db:
         counts = process_ids(db, ids)
         first = db.get(RawMessage, ids[0])

@@ -10,7 +10,7 @@ from tests.fetch_support import email, make_mailbox, raws, update_mailbox
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import FetchLease, FetchRun
-from webapp.services.ingest import process as ingest
+from webapp.services.ingest import parse_ahead
 
 
 def _fact(page: str, name: str) -> str:
@@ -32,7 +32,7 @@ def test_counts_log_and_a_failed_message_that_reprocess_fixes(
     box = make_mailbox(app_env, dovecot, mail_user)
     url = f"/mailboxes/{box}"
     # a small header limit for the fetch (the worker runs in this process)
-    monkeypatch.setattr(ingest, "DEFAULT_LIMITS", ParseLimits(max_header_bytes=2000))
+    monkeypatch.setattr(parse_ahead, "DEFAULT_LIMITS", ParseLimits(max_header_bytes=2000))
     assert _post(admin, f"{url}/fetch", url).status_code == 302
     run_worker()
 
@@ -51,7 +51,7 @@ def test_counts_log_and_a_failed_message_that_reprocess_fixes(
 
     # without its CSRF token Reprocess is refused
     assert admin.post(f"{url}/messages/{raw_id}/reprocess").status_code == 400
-    monkeypatch.setattr(ingest, "DEFAULT_LIMITS", DEFAULT_LIMITS)
+    monkeypatch.setattr(parse_ahead, "DEFAULT_LIMITS", DEFAULT_LIMITS)
     resp = _post(admin, f"{url}/messages/{raw_id}/reprocess", url)
     assert resp.status_code == 302 and resp.headers["Location"].endswith(url)
     page = admin.get(url).get_data(as_text=True)

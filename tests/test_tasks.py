@@ -28,7 +28,7 @@ from webapp.models import (
 )
 from webapp.models.mailbox import DEFAULT_MARKER
 from webapp.services import tasks as task_service
-from webapp.services.ingest import process as ingest
+from webapp.services.ingest import rows as ingest
 
 ASSIGNEE = "bob@example.org"
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -34,3 +35,10 @@ def get_engine(url: str) -> Engine:
 
 def new_session(url: str) -> Session:
     return Session(get_engine(url), expire_on_commit=False)
+
+
+def insert_ignore(db: Session, table):
+    """INSERT … ON CONFLICT DO NOTHING for the session's database (SQLite or PostgreSQL)."""
+    dialect = db.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing()

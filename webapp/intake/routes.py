@@ -21,6 +21,7 @@ from webapp.models import Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import HeldMessage
 from webapp.services.ingest import held as held_service
+from webapp.services.ingest import release as release_service
 from webapp.services.outgoing import confirm
 
 bp = Blueprint("intake", __name__)
@@ -135,7 +136,7 @@ def release(held_id: int):
     if held.reason not in held_states.HOLD_REASONS:
         abort(404)
     try:
-        case = held_service.release(g.db, held.id, by=g.user.email)
+        case = release_service.release(g.db, held.id, by=g.user.email)
     except held_service.ReleaseRefused as exc:
         g.db.rollback()
         return _row_response(_get(held_id), str(exc), ok=False)
@@ -195,7 +196,9 @@ def confirm_post(token: str):
     case = None
     if state == "confirm":
         try:
-            case = held_service.confirm_sender(g.db, held.id, by="the sender (confirmation link)")
+            case = release_service.confirm_sender(
+                g.db, held.id, by="the sender (confirmation link)"
+            )
             state = "confirmed"
         except held_service.ReleaseRefused:
             g.db.rollback()

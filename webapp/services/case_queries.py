@@ -17,7 +17,7 @@ from sqlmodel import Session, col, func, select
 
 from webapp.models import Attachment, Case, Contact, Mailbox, Message, RawMessage
 from webapp.services.fetching.status import FAILED_STATES
-from webapp.services.ingest.filing import (
+from webapp.services.ingest.attachments import (
     KEPT_ATTACHMENTS,
     NOT_KEPT_ATTACHMENTS_OFF,
     NOT_KEPT_BEYOND_LIMIT,

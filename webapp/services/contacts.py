@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import insert_ignore, utcnow
 from webapp.models import Case, CaseParticipant, Contact, Message
 from webapp.models.contact import email_key
 from webapp.models.intake import ContactAlias
-from webapp.services.fetching.leases import insert_ignore
 
 PER_PAGE = 50
 

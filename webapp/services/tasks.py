@@ -14,7 +14,7 @@ from datetime import date
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import insert_ignore, utcnow
 from webapp.mail.parse import ParsedMessage
 from webapp.mail.reply import extract_reply
 from webapp.mail.send import subject_with_token
@@ -30,7 +30,6 @@ from webapp.models import (
 )
 from webapp.models import task as kinds
 from webapp.models.contact import email_key
-from webapp.services.fetching.leases import insert_ignore
 from webapp.services.outgoing import outbox
 
 ASSIGNMENT_KIND = "task_assignment"  # OutboxMessage.kind of the assignment email

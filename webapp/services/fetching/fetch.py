@@ -34,8 +34,8 @@ from webapp.services.fetching.status import (
     mailbox_status,
 )
 from webapp.services.fetching.verify import connect_with_refresh
-from webapp.services.ingest import process as ingest
-from webapp.services.ingest.process import reprocess
+from webapp.services.ingest import batch as ingest
+from webapp.services.ingest.rows import reprocess
 
 __all__ = [
     "FetchLogEntry",

@@ -16,10 +16,9 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from webapp.db import new_session, utcnow
+from webapp.db import insert_ignore, new_session, utcnow
 from webapp.models import FetchLease
 
 log = logging.getLogger(__name__)
@@ -39,13 +38,6 @@ class LeaseLost(Exception):
 def new_holder() -> str:
     """A name unique to this process and this run."""
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def insert_ignore(db: Session, table):
-    """INSERT … ON CONFLICT DO NOTHING for the session's database (SQLite or PostgreSQL)."""
-    dialect = db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing()
 
 
 def acquire(db: Session, mailbox_id: int, holder: str, ttl: timedelta | None = None) -> bool:

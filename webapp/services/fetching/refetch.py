@@ -11,7 +11,7 @@ from webapp.models import Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.services.fetching.leases import renew
 from webapp.services.fetching.store import too_large_reason
-from webapp.services.ingest import process as ingest
+from webapp.services.ingest.rows import process_raw
 
 
 def _waiting(db: Session, mailbox_id: int) -> list[RawMessage]:
@@ -108,5 +108,5 @@ def _apply(
     db.add(row)
     db.add(RawMessageBody(raw_message_id=row.id, data=fetched.raw))
     db.commit()
-    ingest.process_raw(db, row.id)
+    process_raw(db, row.id)
     return True

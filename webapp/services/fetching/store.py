@@ -17,12 +17,12 @@ from email.policy import compat32
 from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import insert_ignore, utcnow
 from webapp.mail.parse import decode_header_value
 from webapp.mail.sync import Fetched
 from webapp.models import FetchCursor, FetchRun, Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
-from webapp.services.fetching.leases import insert_ignore, renew
+from webapp.services.fetching.leases import renew
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,10 @@
-"""Held messages: release one into a case, discard it, or expire unconfirmed ones.
+"""Held and filtered messages: their rows, their changes of state, and the held pages.
 
-Every change of state is one conditional UPDATE (… WHERE state IN …), so a person
-pressing Release while the sender confirms, or the expiry sweep running meanwhile,
-can never file the same message twice: whoever changes the row first decides.
+Screening decides that a message stops (ingest/screening.py); this module writes the
+HeldMessage row. Releasing one into a case is routing (ingest/route.py, committed by
+ingest/release.py). Every change of state is one conditional UPDATE (… WHERE state IN …),
+so a person pressing Release while the sender confirms, or the expiry sweep running
+meanwhile, can never file the same message twice: whoever changes the row first decides.
 """
 
 from __future__ import annotations
@@ -13,19 +15,16 @@ from datetime import UTC, datetime, timedelta
 
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import func, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
-from webapp.mail.parse import ParseError, parse_message
+from webapp.mail.parse import ParsedMessage, ParseError, parse_message
 from webapp.models import Case, Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import intake as held_states
 from webapp.models import message as raw_states
-from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
-from webapp.services.ingest import filing
-from webapp.services.ingest import process as ingest
-from webapp.services.ingest.screening import original_ids, outgoing_case
+from webapp.services.ingest.parse_ahead import limits_for
+from webapp.services.ingest.screening import Verdict
 from webapp.services.outgoing import confirm
 
 RELEASABLE = (held_states.HELD, held_states.EXPIRED, held_states.DISCARDED)
@@ -43,27 +42,46 @@ def case_of(db: Session, raw_message_id: int) -> Case | None:
     return db.get(Case, message.case_id) if message is not None else None
 
 
-def file_held(
-    db: Session, held: HeldMessage, by: str, allowed: tuple[str, ...] = RELEASABLE
-) -> Case:
-    """File a held message into a case in the caller's transaction (flushed, not committed).
+def record(
+    db: Session,
+    existing: HeldMessage | None,
+    mailbox: Mailbox,
+    raw: RawMessage,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+) -> HeldMessage:
+    """Record a held or filtered message, as screening stopped it (flushed, not committed)."""
+    stop = verdict.stop
+    held = existing or HeldMessage(raw_message_id=raw.id, mailbox_id=mailbox.id)
+    held.sender = parsed.from_addr[:320]
+    held.sender_key = verdict.sender[:320]
+    held.sender_name = (parsed.from_name or "")[:200]
+    held.subject = (parsed.subject or "")[:1000]
+    held.reason, held.state, held.detail = stop.reason, stop.state, stop.detail
+    held.automated = verdict.automated[:200] if verdict.automated else None
+    held.backlog = raw.backlog
+    held.decided_at, held.decided_by = None, ""
+    db.add(held)
+    db.flush()
+    return held
 
-    The sender becomes a contact: a person or the sender has vouched for the address.
-    """
-    raw = db.get(RawMessage, held.raw_message_id)
-    body = db.get(RawMessageBody, held.raw_message_id)
-    mailbox = db.get(Mailbox, held.mailbox_id)
-    if raw is None or body is None or mailbox is None:
-        raise ReleaseRefused("The raw message or its mailbox is gone.")
-    try:
-        parsed = parse_message(body.data, ingest.limits_for(mailbox))
-    except ParseError as exc:
-        raise ReleaseRefused(f"The message cannot be read: {exc.reason}") from exc
-    if not mailbox.allow_new_case and not _answers_a_case(db, parsed):
-        raise ReleaseRefused(
-            "Allow New Case is off for this mailbox and the message answers no case."
-        )
-    # Refusals above change nothing: the caller's transaction may go on (a confirmation reply).
+
+def note_mail_decision(db: Session, held: HeldMessage, decision: str) -> None:
+    """Keep what was decided about an automatic mail (sent, or why not) on the row."""
+    held.mail_decision = decision[:500]
+    db.add(held)
+
+
+def released_on_reprocess(db: Session, held: HeldMessage) -> None:
+    """Reprocessed after the settings changed, the message goes through now."""
+    held.state = held_states.RELEASED
+    held.decided_at, held.decided_by = utcnow(), "reprocess"
+    db.add(held)
+
+
+def claim(db: Session, held: HeldMessage, by: str, allowed: tuple[str, ...]) -> None:
+    """Mark the message released if it is in one of the `allowed` states; ReleaseRefused if
+    someone else changed it first (the release sweep, a person, the sender)."""
     claimed = db.exec(
         update(HeldMessage)
         .where(col(HeldMessage.id) == held.id, col(HeldMessage.state).in_(allowed))
@@ -72,80 +90,24 @@ def file_held(
     db.refresh(held)
     if claimed != 1:
         raise ReleaseRefused(f"This message is {held.state} already.")
-    if email_key(parsed.from_addr) not in filing.own_addresses(db):
-        filing.find_contact(db, parsed, create=True)
-    ignored = filing.file_message(db, mailbox, raw, parsed)
-    if ignored:
-        raise ReleaseRefused(f"The message still cannot become a case: {ignored}")
-    db.exec(
-        update(RawMessage)
-        .where(col(RawMessage.id) == raw.id)
-        .values(state=raw_states.DONE, error=None, processed_at=utcnow())
+
+
+def senders_other_holds(db: Session, held: HeldMessage, limit: int = 50) -> list[HeldMessage]:
+    """The same sender's other messages awaiting confirmation (they wrote twice before
+    confirming once), oldest first."""
+    return list(
+        db.exec(
+            select(HeldMessage)
+            .where(
+                HeldMessage.sender_key == held.sender_key,
+                HeldMessage.reason == held_states.CONFIRMATION,
+                HeldMessage.state == held_states.HELD,
+                col(HeldMessage.id) != held.id,
+            )
+            .order_by(col(HeldMessage.id))
+            .limit(limit)
+        ).all()
     )
-    db.flush()
-    case = case_of(db, raw.id)
-    assert case is not None
-    return case
-
-
-def _answers_a_case(db: Session, parsed) -> bool:
-    sender = email_key(parsed.from_addr)
-    case = filing.thread_case(db, parsed, sender) or outgoing_case(db, original_ids(parsed))
-    return case is not None
-
-
-def release(db: Session, held_id: int, by: str, allowed: tuple[str, ...] = RELEASABLE) -> Case:
-    """Release a held message into a case and commit; raise ReleaseRefused when it cannot be."""
-    return _committed(db, held_id, lambda held: file_held(db, held, by, allowed))
-
-
-def confirm_sender(db: Session, held_id: int, by: str) -> Case:
-    """The sender confirmed (link): release this message and the sender's other ones; commits."""
-    return _committed(db, held_id, lambda held: file_confirmed(db, held, by))
-
-
-def file_confirmed(db: Session, held: HeldMessage, by: str) -> Case:
-    """File a confirmed message, then the same sender's other messages awaiting confirmation
-    (they wrote twice before confirming once); flushed, not committed."""
-    case = file_held(db, held, by, (held_states.HELD,))
-    others = db.exec(
-        select(HeldMessage)
-        .where(
-            HeldMessage.sender_key == held.sender_key,
-            HeldMessage.reason == held_states.CONFIRMATION,
-            HeldMessage.state == held_states.HELD,
-            col(HeldMessage.id) != held.id,
-        )
-        .order_by(col(HeldMessage.id))
-        .limit(50)
-    ).all()
-    for other in others:
-        try:
-            file_held(db, other, by, (held_states.HELD,))
-        except ReleaseRefused:
-            continue  # refused before changing anything: it stays held for a person
-    return case
-
-
-def _committed(db: Session, held_id: int, work) -> Case:
-    for attempt in (1, 2):
-        held = db.get(HeldMessage, held_id)
-        if held is None:
-            raise ReleaseRefused("This message no longer exists.")
-        try:
-            case = work(held)
-            db.commit()
-            return case
-        except ReleaseRefused:
-            db.rollback()
-            raise
-        except IntegrityError:
-            # A concurrent writer made the same contact, or filed this message: start again
-            # from what is committed now.
-            db.rollback()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 def discard(db: Session, held_id: int, by: str) -> bool:
@@ -256,7 +218,7 @@ def preview(db: Session, held: HeldMessage, limit: int = 20000) -> str:
     if body is None or mailbox is None:
         return ""
     try:
-        return parse_message(body.data, ingest.limits_for(mailbox)).text[:limit]
+        return parse_message(body.data, limits_for(mailbox)).text[:limit]
     except ParseError as exc:
         return f"(the message cannot be read: {exc.reason})"
 

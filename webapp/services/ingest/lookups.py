@@ -2,41 +2,35 @@
 
 Filing a message asks the same few questions: which case holds the Message-IDs it
 answers, is the sender a contact, was this raw message held before, does it answer
-one of our confirmation mails. Outside a fetch (Reprocess, a release from the web)
-each question is one query. A fetch files its new mail in windows of a few dozen
-messages: `BatchLookups` asks each question once for the whole window (one query per
-kind instead of one per message) and notes what filing adds meanwhile, so a reply
-filed after the message it answers, in the same window, still finds its case.
+one of our confirmation mails, which addresses are our own. `Lookups` asks each
+question with one query; it is what a message filed on its own uses (Reprocess, a
+release from the web, a row of a batch that is filed again alone). A fetch files its
+new mail in windows of a few dozen messages: `BatchLookups` asks each question once for
+the whole window (one query per kind instead of one per message) and notes what filing
+adds meanwhile, so a reply filed after the message it answers, in the same window,
+still finds its case.
 
-The cache lives in `Session.info` while a batch is filed, so everything filing calls
-(a held message released by a confirmation reply included) reads and updates it. It is
-dropped whenever a savepoint or the transaction rolls back: what it noted may be gone.
-It also holds back the writes that nothing reads before the batch commits
+The lookups are passed explicitly, from the batch (ingest/batch.py) or the row
+(ingest/rows.py) down through route.py to the modules that ask or write. The batch's
+cache is dropped whenever a savepoint or the transaction rolls back: what it noted may
+be gone. It also holds back the writes that nothing reads before the batch commits
 (participants, cases moved up the lists) and makes each of them in one statement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import contextmanager
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
-from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Message
+from webapp.db import insert_ignore, utcnow
+from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Mailbox, Message
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
-from webapp.services.fetching.leases import insert_ignore
 
-_KEY = "mailchannel.lookups"
 _CHUNK = 500  # values per IN (…): well under every database's limit on parameters
-
-
-def lookups(db: Session) -> Lookups:
-    """The batch cache when a window is being filed in this session, else direct queries."""
-    return db.info.get(_KEY) or Lookups(db)
 
 
 def _answered(
@@ -71,6 +65,14 @@ class Lookups:
 
     def case(self, case_id: int) -> Case | None:
         return self.db.get(Case, case_id)
+
+    def case_numbered(self, number: int) -> Case | None:
+        """The case with this number (the [#123] token of a subject)."""
+        return self.db.exec(select(Case).where(Case.number == number)).first()
+
+    def own(self) -> set[str]:
+        """Our mailboxes' addresses: mail from them is a loop, never a requester."""
+        return set(self.db.exec(select(Mailbox.email_key)).all())
 
     def template(self, template_id: int) -> EmailTemplate | None:
         return self.db.get(EmailTemplate, template_id)
@@ -195,8 +197,14 @@ class BatchLookups(Lookups):
 
     def __init__(self, db: Session) -> None:
         super().__init__(db)
+        self._own: set[str] | None = None  # for the whole batch: no rollback changes it
         self.invalidate()
         self.discard()
+
+    def own(self) -> set[str]:
+        if self._own is None:
+            self._own = super().own()
+        return self._own
 
     def discard(self) -> None:
         """The batch was rolled back: its held-back writes go, and what it noted."""
@@ -226,17 +234,6 @@ class BatchLookups(Lookups):
     def touch_case(self, case_id: int) -> None:
         self._touched.add(case_id)
 
-    @contextmanager
-    def suspended(self):
-        """Filing in the block queries and writes directly (a row filed on its own, with
-        savepoints); what it changed is not in this cache, which is forgotten after it."""
-        self.db.info.pop(_KEY, None)
-        try:
-            yield
-        finally:
-            self.invalidate()
-            self.db.info[_KEY] = self
-
     def invalidate(self) -> None:
         self._ids: set[str] = set()  # Message-IDs asked about
         self._cases: dict[str, int] = {}
@@ -246,15 +243,6 @@ class BatchLookups(Lookups):
         self._held: dict[int, HeldMessage | None] = {}
         self._case_rows: dict[int, Case] = {}  # held here: the session keeps only weak ones
         self._templates: dict[int, EmailTemplate | None] = {}
-
-    @contextmanager
-    def installed(self):
-        """Make this the session's lookups while the block runs."""
-        self.db.info[_KEY] = self
-        try:
-            yield self
-        finally:
-            self.db.info.pop(_KEY, None)
 
     def prefetch(self, ids: Iterable[str], senders: Iterable[str], raw_ids: Iterable[int]):
         """Ask once for everything a window of messages will ask."""

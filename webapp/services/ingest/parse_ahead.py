@@ -24,10 +24,18 @@ from collections.abc import Hashable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from webapp.mail.parse import ParsedMessage, ParseError, ParseLimits, TooLarge, parse_message
+from webapp.mail.parse import (
+    DEFAULT_LIMITS,
+    ParsedMessage,
+    ParseError,
+    ParseLimits,
+    TooLarge,
+    parse_message,
+)
 from webapp.mail.reply import extract_reply
+from webapp.models import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +53,13 @@ class Outcome:
     error: str | None = None
 
 
+def limits_for(mailbox: Mailbox) -> ParseLimits:
+    """The parse limits of a mailbox: its own raw size limit, the defaults for the rest."""
+    return replace(DEFAULT_LIMITS, max_raw_bytes=mailbox.max_message_bytes)
+
+
 def parse_one(data: bytes, limits: ParseLimits, marker: str | None) -> Outcome:
+    """Parse in this process, and find the reply above the quotes (End of Message Marker)."""
     try:
         parsed = parse_message(data, limits)
     except TooLarge as exc:

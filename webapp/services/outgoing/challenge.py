@@ -12,14 +12,13 @@ from datetime import timedelta
 from sqlmodel import Session, col, func, select
 
 from webapp.config import load_settings
-from webapp.db import utcnow
+from webapp.db import insert_ignore, utcnow
 from webapp.mail.authresults import check_sender
 from webapp.mail.parse import ParsedMessage
 from webapp.models import EmailTemplate, Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import HeldMessage, SenderChallenge
 from webapp.services import templating
-from webapp.services.fetching.leases import insert_ignore
 from webapp.services.filters import DEFAULT_CEILING, should_challenge
 from webapp.services.outgoing import confirm, outbox
 

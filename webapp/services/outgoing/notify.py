@@ -15,7 +15,6 @@ from webapp.db import utcnow
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
 from webapp.models.contact import email_key
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
-from webapp.services.ingest.lookups import lookups
 from webapp.services.outgoing import outbox
 from webapp.services.templating import render
 
@@ -138,15 +137,15 @@ def post_comment(
     return row
 
 
-def acknowledge_new_case(db: Session, mailbox: Mailbox, case: Case, message: Message) -> Decision:
+def acknowledge_new_case(
+    db: Session, mailbox: Mailbox, case: Case, message: Message, template: EmailTemplate | None
+) -> Decision:
     """Queue the Auto Acknowledgement for a case just opened by `message` (flushed, not committed).
 
+    `template` is the mailbox's Auto Acknowledgement Template, None when it has none.
     Never for automated or backlog messages, once per case, at most hourly per sender and
     mailbox, under the ceiling of automatic mails: filters.should_auto_ack decides.
     """
-    template = (
-        lookups(db).template(mailbox.auto_ack_template_id) if mailbox.auto_ack_template_id else None
-    )
     sender = email_key(message.from_address)
     if template is not None and not (mailbox.smtp_host or "").strip():
         decision = Decision(False, "outgoing mail (SMTP) is not set up for this mailbox")

@@ -32,13 +32,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
-from webapp.db import utcnow
+from webapp.db import insert_ignore, utcnow
 from webapp.mail.send import build_message, subject_with_token
 from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.models.contact import email_key
 from webapp.queue import get_queue
-from webapp.services.fetching.leases import insert_ignore
 from webapp.services.filters import DEFAULT_CEILING
 from webapp.services.outgoing.delivery import SEND_JOB_TIMEOUT
 

@@ -1,0 +1,89 @@
+"""Which case a message answers: a question only, nothing is written here.
+
+A reply is matched by In-Reply-To/References to a message we hold, or by the case
+token ([#123]) in the subject only when the sender already takes part in that case:
+a stranger (or a forged From of a stranger) quoting someone else's case number
+opens a new case instead of writing into theirs. A bounce or a read report is
+matched by the Message-ID of our own mail that it carries.
+"""
+
+from __future__ import annotations
+
+import re
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from webapp.mail.parse import ParsedMessage
+from webapp.models import Case
+from webapp.services.ingest.lookups import Lookups
+
+CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
+# Parts of a delivery or read report that carry (the headers of) the original message.
+ORIGINAL_PARTS = {
+    "message/rfc822",
+    "message/global",
+    "message/rfc822-headers",
+    "message/global-headers",
+    "text/rfc822-headers",
+}
+REPORT_PARTS = {"message/disposition-notification", "message/delivery-status"}
+_ANGLE_ID = re.compile(r"<([^<>\s]+)>")
+
+
+def thread_ids(parsed: ParsedMessage) -> list[str]:
+    """The Message-IDs a message answers, nearest first: In-Reply-To, then References."""
+    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
+    return [i[:998] for i in dict.fromkeys(ids)][:100]
+
+
+def thread_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | None:
+    """The case this message answers, or None for a new thread."""
+    ids = thread_ids(parsed)
+    if ids:
+        by_id = found.message_cases(ids)
+        for message_id in ids:
+            if message_id in by_id:
+                return found.case(by_id[message_id])
+    for match in CASE_TOKEN.finditer(parsed.subject or ""):
+        case = found.case_numbered(int(match.group(1)))
+        if case is not None and sender and found.participant(case.id, sender):
+            return case
+    return None
+
+
+def original_ids(parsed: ParsedMessage) -> list[str]:
+    """Message-IDs this message refers to: In-Reply-To, References, and in a delivery or
+    read report the original message's Message-ID (RFC 3464 / RFC 8098 parts)."""
+    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
+    for item in parsed.attachments if parsed.is_report else ():
+        if item.content_type in ORIGINAL_PARTS:
+            headers = BytesHeaderParser(policy=compat32).parsebytes(item.data[:65536])
+            ids.extend(_ANGLE_ID.findall(" ".join(headers.get_all("message-id") or [])))
+        elif item.content_type in REPORT_PARTS:
+            text = item.data[:65536].decode("utf-8", "replace")
+            for line in text.splitlines():
+                if line.lower().startswith("original-message-id:"):
+                    ids.extend(_ANGLE_ID.findall(line))
+    normalised = [i if i.startswith("<") else f"<{i}>" for i in ids]
+    return [i[:998] for i in dict.fromkeys(normalised)][:100]
+
+
+def outgoing_case(found: Lookups, ids: list[str]) -> Case | None:
+    """The case of a message we hold or sent, by its Message-ID (a reply or a bounce)."""
+    if not ids:
+        return None
+    by_id = {**found.outbox_cases(ids), **found.message_cases(ids)}
+    for message_id in ids:
+        if message_id in by_id:
+            return found.case(by_id[message_id])
+    return None
+
+
+def answered_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | None:
+    """The case a message answers by its headers, its case token, or as a reply to our mail."""
+    return thread_case(found, parsed, sender) or outgoing_case(found, original_ids(parsed))
+
+
+def confirmation_ids(parsed: ParsedMessage) -> list[str]:
+    """The Message-IDs under which a reply may answer one of our confirmation mails."""
+    return [*parsed.in_reply_to, *parsed.references][:100]
