@@ -50,10 +50,11 @@ def _chunks(values: list, size: int = _CHUNK):
 
 
 class Lookups:
-    """One query per question."""
+    """One query per question (our own addresses: once per object)."""
 
     def __init__(self, db: Session) -> None:
         self.db = db
+        self._own: set[str] | None = None  # for this object's life: no rollback changes it
 
     def message_cases(self, ids: list[str]) -> dict[str, int]:
         """Message-ID → case of the messages we hold with these Message-IDs."""
@@ -72,7 +73,9 @@ class Lookups:
 
     def own(self) -> set[str]:
         """Our mailboxes' addresses: mail from them is a loop, never a requester."""
-        return set(self.db.exec(select(Mailbox.email_key)).all())
+        if self._own is None:
+            self._own = set(self.db.exec(select(Mailbox.email_key)).all())
+        return self._own
 
     def template(self, template_id: int) -> EmailTemplate | None:
         return self.db.get(EmailTemplate, template_id)
@@ -197,14 +200,8 @@ class BatchLookups(Lookups):
 
     def __init__(self, db: Session) -> None:
         super().__init__(db)
-        self._own: set[str] | None = None  # for the whole batch: no rollback changes it
         self.invalidate()
         self.discard()
-
-    def own(self) -> set[str]:
-        if self._own is None:
-            self._own = super().own()
-        return self._own
 
     def discard(self) -> None:
         """The batch was rolled back: its held-back writes go, and what it noted."""
