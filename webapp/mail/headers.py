@@ -27,6 +27,8 @@ from webapp.mail.charsets import (
 if TYPE_CHECKING:
     from webapp.mail.parse import ParsedMessage
 
+# Control characters but TAB: in an outgoing header value they could start a new header.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")
 # Header names kept in ParsedMessage.headers; repeated headers are joined with "\n".
 HEADERS_OF_INTEREST = (
     "auto-submitted",
@@ -227,6 +229,11 @@ def _word_bytes(encoding: str, payload: str) -> bytes | None:
         return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
     except (binascii.Error, UnicodeError, ValueError):
         return None
+
+
+def one_line(value: str) -> str:
+    """An outgoing header value on one line: each run of control characters becomes a space."""
+    return CONTROL_CHARACTERS.sub(" ", value)
 
 
 def _unfold(value: str) -> str:

@@ -38,12 +38,12 @@ from webapp.mail.errors import (
     plaintext_refused,
     xoauth2_missing,
 )
+from webapp.mail.headers import CONTROL_CHARACTERS, one_line
 
 SECURITY = ("starttls", "ssl", "none")
 AUTO_SUBMITTED = ("auto-replied", "auto-generated")
 _REPLY_LIMIT = 300
 _MAX_REFERENCES = 20
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")  # all but TAB
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _MSG_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+$")  # printable ASCII without < and >
 _ID_HEADERS = ("message-id", "in-reply-to", "references")
@@ -51,9 +51,6 @@ _RESERVED = {
     "from", "to", "bcc", "resent-bcc", "subject", "date", "mime-version", "content-type",
     "content-transfer-encoding", "auto-submitted", "x-auto-response-suppress", *_ID_HEADERS,
 }  # fmt: skip
-_TOKEN = re.compile(r"\[#(\d{1,9})\]")
-_LEADING_TOKEN = re.compile(r"^\s*\[#\d{1,9}\]\s*")
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*", re.I)
 
 
 class SmtpFailure(MailError):
@@ -152,9 +149,9 @@ def build_message(
 ) -> EmailMessage:  # fmt: skip
     """A ready-to-send message; CR/LF in any header value becomes a space (no injection)."""
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = Address(display_name=_one_line(from_name or ""), addr_spec=_addr(from_addr))
-    msg["To"] = Address(display_name=_one_line(to_name or ""), addr_spec=_addr(to_addr))
-    msg["Subject"] = _one_line(subject)
+    msg["From"] = Address(display_name=one_line(from_name or ""), addr_spec=_addr(from_addr))
+    msg["To"] = Address(display_name=one_line(to_name or ""), addr_spec=_addr(to_addr))
+    msg["Subject"] = one_line(subject)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(domain=_domain(message_id_domain))
     parent = next(iter(_ids(in_reply_to or "")), None)
@@ -171,24 +168,20 @@ def build_message(
     for name, value in (extra_headers or {}).items():
         if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
             raise ValueError(f"{name!r} cannot be set as an extra header")
-        msg[name] = _one_line(value)
-    marker = _one_line(marker or "").strip()
+        msg[name] = one_line(value)
+    marker = one_line(marker or "").strip()
     msg.set_content(f"{marker}\n\n{text}" if marker else text)
     if html is not None:
         msg.add_alternative(_html_with_marker(html, marker), subtype="html")
     return msg
 
 
-def _one_line(value: str) -> str:
-    return _CONTROL.sub(" ", value)
-
-
 def _addr(value: str) -> str:
-    return _one_line(value).strip()
+    return one_line(value).strip()
 
 
 def _domain(value: str) -> str:
-    domain = _one_line(value).strip().strip(".")
+    domain = one_line(value).strip().strip(".")
     if not domain or " " in domain:
         raise ValueError(f"{value!r} is not a domain for Message-IDs")
     return domain.encode("idna").decode("ascii")
@@ -196,7 +189,7 @@ def _domain(value: str) -> str:
 
 def _ids(value: str) -> list[str]:
     """Message ids in a header value, each as <id>; malformed ones are dropped."""
-    value = _one_line(value)
+    value = one_line(value)
     found = re.findall(r"<([^<>]*)>", value) or value.split()
     return [f"<{i.strip()}>" for i in found if _MSG_ID.match(i.strip())]
 
@@ -220,36 +213,6 @@ def _html_with_marker(html: str, marker: str) -> str:
     if body:
         return html[: body.end()] + paragraph + html[body.end() :]
     return paragraph + html
-
-
-# -- case tokens in subjects -----------------------------------------------------------
-
-
-def case_token(number: int) -> str:
-    """[#123]: the case number as it appears in subjects."""
-    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-        raise ValueError(f"a case number is a positive integer, not {number!r}")
-    return f"[#{number}]"
-
-
-def subject_with_token(subject: str, number: int) -> str:
-    """The subject with this case's token once, after a single "Re:" when it is a reply."""
-    token = case_token(number)
-    rest, reply = _one_line(subject).strip(), False
-    while True:
-        if match := _REPLY_PREFIX.match(rest):
-            reply = True
-        elif not (match := _LEADING_TOKEN.match(rest)):
-            break
-        rest = rest[match.end() :]
-    rest = " ".join(rest.replace(token, " ").split())
-    return " ".join(part for part in ("Re:" if reply else "", token, rest) if part)
-
-
-def find_case_token(subject: str | None) -> int | None:
-    """The case number of the first [#123] token in the subject, or None."""
-    match = _TOKEN.search(subject or "")
-    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 # -- sending ---------------------------------------------------------------------------
@@ -284,7 +247,11 @@ def _check_envelope(envelope_from: str, recipients: list[str]) -> None:
     if not recipients:
         raise ValueError("send_message needs at least one recipient")
     for address in [envelope_from, *recipients]:
-        if _CONTROL.search(address) or re.search(r"[\s<>]", address) or "@" not in address:
+        if (
+            CONTROL_CHARACTERS.search(address)
+            or re.search(r"[\s<>]", address)
+            or "@" not in address
+        ):
             raise ValueError(f"{address!r} is not a bare envelope address")
 
 

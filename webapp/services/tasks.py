@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.mail.parse import ParsedMessage
 from webapp.mail.reply import extract_reply
-from webapp.mail.send import subject_with_token
+from webapp.mail.thread import subject_with_token
 from webapp.models import (
     Case,
     Mailbox,
