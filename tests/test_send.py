@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from tests.servers.smtp import CapturingSMTPServer
 from tests.servers.tls import TestCA
+from webapp.mail.compose import build_message
 from webapp.mail.errors import (
     AuthFailed,
     ConnectionRefused,
@@ -31,7 +32,6 @@ from webapp.mail.send import (
     PermanentFailure,
     SmtpSettings,
     TemporaryFailure,
-    build_message,
     send_message,
 )
 

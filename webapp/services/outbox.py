@@ -33,7 +33,7 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
 from webapp.db import utcnow
-from webapp.mail.send import build_message
+from webapp.mail.compose import build_message
 from webapp.mail.thread import subject_with_token
 from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
