@@ -17,11 +17,10 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 
 from webapp.mail.headers import one_line
+from webapp.mail.thread import header_ids, reference_chain
 
 AUTO_SUBMITTED = ("auto-replied", "auto-generated")
-_MAX_REFERENCES = 20
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
-_MSG_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+$")  # printable ASCII without < and >
 _ID_HEADERS = ("message-id", "in-reply-to", "references")
 _RESERVED = {
     "from", "to", "bcc", "resent-bcc", "subject", "date", "mime-version", "content-type",
@@ -59,10 +58,10 @@ def build_message(
     msg["Subject"] = one_line(subject)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = new_message_id(message_id_domain)
-    parent = next(iter(_ids(in_reply_to or "")), None)
+    parent = next(iter(header_ids(in_reply_to or "")), None)
     if parent:
         msg["In-Reply-To"] = parent
-    chain = _reference_chain(references, parent)
+    chain = reference_chain(references, parent)
     if chain:
         msg["References"] = " ".join(chain)
     if auto_submitted:
@@ -95,24 +94,6 @@ def _domain(value: str) -> str:
     if not domain or " " in domain:
         raise ValueError(f"{value!r} is not a domain for Message-IDs")
     return domain.encode("idna").decode("ascii")
-
-
-def _ids(value: str) -> list[str]:
-    """Message ids in a header value, each as <id>; malformed ones are dropped."""
-    value = one_line(value)
-    found = re.findall(r"<([^<>]*)>", value) or value.split()
-    return [f"<{i.strip()}>" for i in found if _MSG_ID.match(i.strip())]
-
-
-def _reference_chain(references: Iterable[str], parent: str | None) -> list[str]:
-    chain: list[str] = []
-    for value in [*references, parent or ""]:
-        chain += [i for i in _ids(value) if i not in chain]
-    if parent and chain[-1] != parent:
-        chain = [i for i in chain if i != parent] + [parent]
-    if len(chain) > _MAX_REFERENCES:  # RFC 5322: keep the thread's root and the recent tail
-        chain = chain[:1] + chain[-(_MAX_REFERENCES - 1) :]
-    return chain
 
 
 def _html_with_marker(html: str, marker: str) -> str:
