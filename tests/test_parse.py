@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from webapp.mail import parse as parse_module
+from webapp.mail.charsets import decode_bytes
 from webapp.mail.parse import (
     Attachment,
     ParsedMessage,
     ParseError,
     ParseLimits,
     TooLarge,
-    decode_bytes,
     parse_message,
 )
 

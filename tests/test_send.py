@@ -19,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from tests.servers.smtp import CapturingSMTPServer
 from tests.servers.tls import TestCA
+from webapp.mail.compose import build_message
 from webapp.mail.errors import (
     AuthFailed,
     ConnectionRefused,
@@ -31,11 +32,7 @@ from webapp.mail.send import (
     PermanentFailure,
     SmtpSettings,
     TemporaryFailure,
-    build_message,
-    case_token,
-    find_case_token,
     send_message,
-    subject_with_token,
 )
 
 USER, PASSWORD, TOKEN = "desk@example.com", "s3cret-pass", "ya29.token-value"
@@ -461,20 +458,6 @@ def test_non_ascii_goes_out_seven_bit() -> None:
 def test_no_auto_headers_for_agent_replies() -> None:
     msg = message()
     assert msg["Auto-Submitted"] is None and msg["X-Auto-Response-Suppress"] is None
-
-
-def test_case_tokens() -> None:
-    assert case_token(123) == "[#123]"
-    assert subject_with_token("Printer jammed", 123) == "[#123] Printer jammed"
-    assert subject_with_token("[#123] Printer jammed", 123) == "[#123] Printer jammed"
-    assert subject_with_token("RE: Re: AW: Printer jammed", 123) == "Re: [#123] Printer jammed"
-    assert subject_with_token("Re: [#123] Printer jammed", 123) == "Re: [#123] Printer jammed"
-    assert subject_with_token("Printer [#123] jammed", 123) == "[#123] Printer jammed"
-    assert subject_with_token("", 7) == "[#7]"
-    assert find_case_token("Re: [#123] Printer") == 123
-    assert find_case_token("Printer jammed") is None and find_case_token(None) is None
-    with pytest.raises(ValueError):
-        case_token(0)
 
 
 def test_every_failure_is_a_mail_error() -> None:

@@ -1,4 +1,4 @@
-"""Outgoing mail: build a message with our headers, send it over SMTP, classify failures.
+"""Outgoing mail: send a built message (mail/compose.py) over SMTP, classify failures.
 
 TLS is always verified. A server that offers no AUTH gets the mail without a login (a
 local relay); 4xx replies, timeouts and dropped connections are TemporaryFailure (send
@@ -11,20 +11,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy as copy_module
-import html as html_lib
 import io
 import re
 import smtplib
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.generator import BytesGenerator
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
 
+from webapp.mail.compose import new_message_id
 from webapp.mail.connect import tls_context
 from webapp.mail.errors import (
     PORT_HINTS,
@@ -38,22 +34,10 @@ from webapp.mail.errors import (
     plaintext_refused,
     xoauth2_missing,
 )
+from webapp.mail.headers import CONTROL_CHARACTERS
 
 SECURITY = ("starttls", "ssl", "none")
-AUTO_SUBMITTED = ("auto-replied", "auto-generated")
 _REPLY_LIMIT = 300
-_MAX_REFERENCES = 20
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")  # all but TAB
-_HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
-_MSG_ID = re.compile(r"^[\x21-\x3b\x3d\x3f-\x7e]+$")  # printable ASCII without < and >
-_ID_HEADERS = ("message-id", "in-reply-to", "references")
-_RESERVED = {
-    "from", "to", "bcc", "resent-bcc", "subject", "date", "mime-version", "content-type",
-    "content-transfer-encoding", "auto-submitted", "x-auto-response-suppress", *_ID_HEADERS,
-}  # fmt: skip
-_TOKEN = re.compile(r"\[#(\d{1,9})\]")
-_LEADING_TOKEN = re.compile(r"^\s*\[#\d{1,9}\]\s*")
-_REPLY_PREFIX = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|ynt)\s*(?:\[\d+\])?\s*:\s*", re.I)
 
 
 class SmtpFailure(MailError):
@@ -81,23 +65,6 @@ class PermanentFailure(SmtpFailure):
     """A 5xx reply: the message will not be accepted, do not retry it."""
 
     kind = "smtp_permanent"
-
-
-class _Policy(EmailPolicy):
-    """email.policy.SMTP with 7-bit bodies; Message-ID headers fold only between ids."""
-
-    def fold(self, name: str, value: str) -> str:
-        if name.lower() in _ID_HEADERS:
-            return f"{name}: " + f"{self.linesep} ".join(str(value).split()) + self.linesep
-        return super().fold(name, value)
-
-    def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() in _ID_HEADERS:
-            return self.fold(name, value).encode("ascii", "surrogateescape")
-        return super().fold_binary(name, value)
-
-
-POLICY = _Policy(linesep="\r\n", cte_type="7bit")
 
 
 @dataclass(repr=False)
@@ -141,117 +108,6 @@ class SendResult:
     refused: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
-# -- building ------------------------------------------------------------------------
-
-
-def build_message(
-    *, from_addr: str, from_name: str, to_addr: str, to_name: str, subject: str, text: str,
-    html: str | None = None, message_id_domain: str, in_reply_to: str | None = None,
-    references: Iterable[str] = (), auto_submitted: str | None = None, marker: str | None = None,
-    extra_headers: Mapping[str, str] | None = None,
-) -> EmailMessage:  # fmt: skip
-    """A ready-to-send message; CR/LF in any header value becomes a space (no injection)."""
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = Address(display_name=_one_line(from_name or ""), addr_spec=_addr(from_addr))
-    msg["To"] = Address(display_name=_one_line(to_name or ""), addr_spec=_addr(to_addr))
-    msg["Subject"] = _one_line(subject)
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=_domain(message_id_domain))
-    parent = next(iter(_ids(in_reply_to or "")), None)
-    if parent:
-        msg["In-Reply-To"] = parent
-    chain = _reference_chain(references, parent)
-    if chain:
-        msg["References"] = " ".join(chain)
-    if auto_submitted:
-        if auto_submitted not in AUTO_SUBMITTED:
-            raise ValueError(f"auto_submitted must be one of {AUTO_SUBMITTED}")
-        msg["Auto-Submitted"] = auto_submitted
-        msg["X-Auto-Response-Suppress"] = "All"  # Exchange: no out-of-office answers to us
-    for name, value in (extra_headers or {}).items():
-        if not _HEADER_NAME.match(name) or name.lower() in _RESERVED:
-            raise ValueError(f"{name!r} cannot be set as an extra header")
-        msg[name] = _one_line(value)
-    marker = _one_line(marker or "").strip()
-    msg.set_content(f"{marker}\n\n{text}" if marker else text)
-    if html is not None:
-        msg.add_alternative(_html_with_marker(html, marker), subtype="html")
-    return msg
-
-
-def _one_line(value: str) -> str:
-    return _CONTROL.sub(" ", value)
-
-
-def _addr(value: str) -> str:
-    return _one_line(value).strip()
-
-
-def _domain(value: str) -> str:
-    domain = _one_line(value).strip().strip(".")
-    if not domain or " " in domain:
-        raise ValueError(f"{value!r} is not a domain for Message-IDs")
-    return domain.encode("idna").decode("ascii")
-
-
-def _ids(value: str) -> list[str]:
-    """Message ids in a header value, each as <id>; malformed ones are dropped."""
-    value = _one_line(value)
-    found = re.findall(r"<([^<>]*)>", value) or value.split()
-    return [f"<{i.strip()}>" for i in found if _MSG_ID.match(i.strip())]
-
-
-def _reference_chain(references: Iterable[str], parent: str | None) -> list[str]:
-    chain: list[str] = []
-    for value in [*references, parent or ""]:
-        chain += [i for i in _ids(value) if i not in chain]
-    if parent and chain[-1] != parent:
-        chain = [i for i in chain if i != parent] + [parent]
-    if len(chain) > _MAX_REFERENCES:  # RFC 5322: keep the thread's root and the recent tail
-        chain = chain[:1] + chain[-(_MAX_REFERENCES - 1) :]
-    return chain
-
-
-def _html_with_marker(html: str, marker: str) -> str:
-    if not marker:
-        return html
-    paragraph = f'<p style="color:#888888">{html_lib.escape(marker)}</p>'
-    body = re.search(r"<body[^>]*>", html, re.I)
-    if body:
-        return html[: body.end()] + paragraph + html[body.end() :]
-    return paragraph + html
-
-
-# -- case tokens in subjects -----------------------------------------------------------
-
-
-def case_token(number: int) -> str:
-    """[#123]: the case number as it appears in subjects."""
-    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-        raise ValueError(f"a case number is a positive integer, not {number!r}")
-    return f"[#{number}]"
-
-
-def subject_with_token(subject: str, number: int) -> str:
-    """The subject with this case's token once, after a single "Re:" when it is a reply."""
-    token = case_token(number)
-    rest, reply = _one_line(subject).strip(), False
-    while True:
-        if match := _REPLY_PREFIX.match(rest):
-            reply = True
-        elif not (match := _LEADING_TOKEN.match(rest)):
-            break
-        rest = rest[match.end() :]
-    rest = " ".join(rest.replace(token, " ").split())
-    return " ".join(part for part in ("Re:" if reply else "", token, rest) if part)
-
-
-def find_case_token(subject: str | None) -> int | None:
-    """The case number of the first [#123] token in the subject, or None."""
-    match = _TOKEN.search(subject or "")
-    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
-
-
 # -- sending ---------------------------------------------------------------------------
 
 
@@ -263,7 +119,7 @@ def send_message(
     recipients = list(dict.fromkeys(recipients))
     _check_envelope(envelope_from, recipients)
     if msg["Message-ID"] is None:
-        msg["Message-ID"] = make_msgid(domain=_domain(envelope_from.rpartition("@")[2] or s.host))
+        msg["Message-ID"] = new_message_id(envelope_from.rpartition("@")[2] or s.host)
     utf8 = not (envelope_from.isascii() and all(r.isascii() for r in recipients))
     data = _flatten(msg, utf8)
     context = tls_context(s.ca_bundle)
@@ -284,7 +140,11 @@ def _check_envelope(envelope_from: str, recipients: list[str]) -> None:
     if not recipients:
         raise ValueError("send_message needs at least one recipient")
     for address in [envelope_from, *recipients]:
-        if _CONTROL.search(address) or re.search(r"[\s<>]", address) or "@" not in address:
+        if (
+            CONTROL_CHARACTERS.search(address)
+            or re.search(r"[\s<>]", address)
+            or "@" not in address
+        ):
             raise ValueError(f"{address!r} is not a bare envelope address")
 
 

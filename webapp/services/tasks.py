@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from webapp.db import insert_ignore, utcnow
 from webapp.mail.parse import ParsedMessage
 from webapp.mail.reply import extract_reply
-from webapp.mail.send import subject_with_token
+from webapp.mail.thread import capped_ids, nearest_first, subject_with_token
 from webapp.models import (
     Case,
     Mailbox,
@@ -33,7 +33,6 @@ from webapp.models.contact import email_key
 from webapp.services.outgoing import outbox
 
 ASSIGNMENT_KIND = "task_assignment"  # OutboxMessage.kind of the assignment email
-_MAX_IDS = 100
 
 
 # -- creating and changing tasks -------------------------------------------------------
@@ -207,8 +206,7 @@ def answered_task(db: Session, parsed: ParsedMessage) -> Task | None:
     A message answering the case's conversation (a comment we sent, a message we filed)
     is not a task reply, even when its References also name a task email further up.
     """
-    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
-    ids = [i[:998] for i in dict.fromkeys(ids) if i][:_MAX_IDS]
+    ids = capped_ids(i for i in nearest_first(parsed) if i)
     if not ids:
         return None
     tasks = db.exec(select(Task).where(col(Task.assignment_message_id).in_(ids))).all()

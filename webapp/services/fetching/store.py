@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, update
 from sqlmodel import Session, col, select
 
 from webapp.db import insert_ignore, utcnow
-from webapp.mail.parse import decode_header_value
+from webapp.mail.headers import decode_header_value
 from webapp.mail.sync import Fetched
 from webapp.models import FetchCursor, FetchRun, Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.mail.parse import ParseLimits
 from webapp.mail.sync import Fetched
+from webapp.mail.thread import answered_ids, confirmation_ids
 from webapp.models import Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.models.contact import email_key
@@ -229,9 +230,9 @@ def _prefetch(found: BatchLookups, window: list[int], outcomes: dict[int, Outcom
         parsed = outcome.parsed
         if parsed is None:
             continue
-        ids += matching.thread_ids(parsed)
+        ids += answered_ids(parsed)
         ids += matching.original_ids(parsed)
-        ids += matching.confirmation_ids(parsed)
+        ids += confirmation_ids(parsed)
         senders.append(email_key(parsed.from_addr))
     found.prefetch(ids, senders, window)
 

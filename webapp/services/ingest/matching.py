@@ -14,10 +14,10 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from webapp.mail.parse import ParsedMessage
+from webapp.mail.thread import answered_ids, capped_ids, case_numbers, nearest_first
 from webapp.models import Case
 from webapp.services.ingest.lookups import Lookups
 
-CASE_TOKEN = re.compile(r"\[#(\d{1,9})\]")
 # Parts of a delivery or read report that carry (the headers of) the original message.
 ORIGINAL_PARTS = {
     "message/rfc822",
@@ -30,22 +30,16 @@ REPORT_PARTS = {"message/disposition-notification", "message/delivery-status"}
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
 
 
-def thread_ids(parsed: ParsedMessage) -> list[str]:
-    """The Message-IDs a message answers, nearest first: In-Reply-To, then References."""
-    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
-    return [i[:998] for i in dict.fromkeys(ids)][:100]
-
-
 def thread_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | None:
     """The case this message answers, or None for a new thread."""
-    ids = thread_ids(parsed)
+    ids = answered_ids(parsed)
     if ids:
         by_id = found.message_cases(ids)
         for message_id in ids:
             if message_id in by_id:
                 return found.case(by_id[message_id])
-    for match in CASE_TOKEN.finditer(parsed.subject or ""):
-        case = found.case_numbered(int(match.group(1)))
+    for number in case_numbers(parsed.subject):
+        case = found.case_numbered(number)
         if case is not None and sender and found.participant(case.id, sender):
             return case
     return None
@@ -54,7 +48,7 @@ def thread_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | No
 def original_ids(parsed: ParsedMessage) -> list[str]:
     """Message-IDs this message refers to: In-Reply-To, References, and in a delivery or
     read report the original message's Message-ID (RFC 3464 / RFC 8098 parts)."""
-    ids = [*parsed.in_reply_to, *reversed(parsed.references)]
+    ids = nearest_first(parsed)
     for item in parsed.attachments if parsed.is_report else ():
         if item.content_type in ORIGINAL_PARTS:
             headers = BytesHeaderParser(policy=compat32).parsebytes(item.data[:65536])
@@ -64,8 +58,7 @@ def original_ids(parsed: ParsedMessage) -> list[str]:
             for line in text.splitlines():
                 if line.lower().startswith("original-message-id:"):
                     ids.extend(_ANGLE_ID.findall(line))
-    normalised = [i if i.startswith("<") else f"<{i}>" for i in ids]
-    return [i[:998] for i in dict.fromkeys(normalised)][:100]
+    return capped_ids(i if i.startswith("<") else f"<{i}>" for i in ids)
 
 
 def outgoing_case(found: Lookups, ids: list[str]) -> Case | None:
@@ -82,8 +75,3 @@ def outgoing_case(found: Lookups, ids: list[str]) -> Case | None:
 def answered_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | None:
     """The case a message answers by its headers, its case token, or as a reply to our mail."""
     return thread_case(found, parsed, sender) or outgoing_case(found, original_ids(parsed))
-
-
-def confirmation_ids(parsed: ParsedMessage) -> list[str]:
-    """The Message-IDs under which a reply may answer one of our confirmation mails."""
-    return [*parsed.in_reply_to, *parsed.references][:100]

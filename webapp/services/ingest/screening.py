@@ -26,13 +26,14 @@ from dataclasses import dataclass
 
 from webapp.mail.automation import automation_reason
 from webapp.mail.parse import ParsedMessage
+from webapp.mail.thread import confirmation_ids
 from webapp.models import Case, Mailbox
 from webapp.models import intake as held_states
 from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
 from webapp.services.filters import intake_action, sender_decision
 from webapp.services.ingest.lookups import Lookups
-from webapp.services.ingest.matching import confirmation_ids, original_ids, outgoing_case
+from webapp.services.ingest.matching import original_ids, outgoing_case
 from webapp.services.validation import SenderFilterError, SenderRule, parse_sender_filter
 
 _MACHINE = re.compile(r"^(mailer-daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply)\b", re.I)

@@ -15,6 +15,7 @@ from webapp.config import load_settings
 from webapp.db import insert_ignore, utcnow
 from webapp.mail.authresults import check_sender
 from webapp.mail.parse import ParsedMessage
+from webapp.mail.thread import MAX_REFERENCES, reply_references
 from webapp.models import EmailTemplate, Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import HeldMessage, SenderChallenge
@@ -152,11 +153,11 @@ def _refusal(db: Session, mailbox: Mailbox, held: HeldMessage, now) -> str | Non
 
 def _enqueue(db, mailbox, held, parsed, *, subject, text, kind, key) -> str:
     """Queue one automatic reply in the outbox; its Message-ID (a reply to it comes back)."""
-    references = [*parsed.references, *([parsed.message_id] if parsed.message_id else [])]
+    references = reply_references(parsed.references, parsed.message_id)
     row = outbox.enqueue(
         db, mailbox, to_addr=held.sender, to_name=held.sender_name, subject=subject, text=text,
         kind=kind, idempotency_key=key, in_reply_to=parsed.message_id,
-        references=references[-20:], auto_submitted="auto-replied",
+        references=references[-MAX_REFERENCES:], auto_submitted="auto-replied",
     )  # fmt: skip
     return row.message_id
 

@@ -18,8 +18,9 @@ from sqlmodel import Session, col
 
 from webapp import crypto
 from webapp.db import utcnow
+from webapp.mail.compose import POLICY
 from webapp.mail.errors import AuthFailed, MailError
-from webapp.mail.send import POLICY, PermanentFailure, SendResult, SmtpSettings, send_message
+from webapp.mail.send import PermanentFailure, SendResult, SmtpSettings, send_message
 from webapp.models import Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services import oauth

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
+from webapp.mail.thread import reply_references
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
 from webapp.models.contact import email_key
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
@@ -184,7 +185,7 @@ def acknowledge_new_case(
     except Exception as exc:  # never let a broken template stop a message becoming a case
         log.warning("auto acknowledgement template %s does not render: %s", template.id, exc)
         return Decision(False, f"the Auto Acknowledgement Template does not render: {exc}")
-    references = [*message.references_ids.split(), message.message_id or ""]
+    references = reply_references(message.references_ids.split(), message.message_id)
     outbox.enqueue(
         db, mailbox, to_addr=message.from_address, to_name=name, subject=subject, text=body,
         kind=AUTO_ACK, case_id=case.id, idempotency_key=f"{AUTO_ACK}:{mailbox.id}:{case.number}",

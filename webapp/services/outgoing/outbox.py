@@ -33,7 +33,8 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, func, select
 
 from webapp.db import insert_ignore, utcnow
-from webapp.mail.send import build_message, subject_with_token
+from webapp.mail.compose import build_message
+from webapp.mail.thread import subject_with_token
 from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.models.contact import email_key
