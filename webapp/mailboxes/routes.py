@@ -22,12 +22,11 @@ from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
-from webapp.oauth.routes import session_nonces
+from webapp.oauth.nonces import session_nonces
 from webapp.services import fetch as fetch_service
 from webapp.services import fetch_status, oauth, verify
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.presets import DEFAULT_PORTS, preset_values
-from worker.jobs import enqueue_verification
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -96,7 +95,7 @@ def _edit(mailbox: Mailbox | None):
         saved = mailbox_service.save_mailbox(g.db, mailbox, data)
         if data["auth_type"] == "oauth" and data.get("auth_code"):
             _exchange_pasted_code(saved, data["auth_code"])
-        start_verification(saved)
+        _start_verification(saved)
         if htmx:
             return "", 204, {"HX-Redirect": url_for(".setup", mailbox_id=saved.id)}
         return redirect(url_for(".setup", mailbox_id=saved.id))
@@ -161,12 +160,9 @@ def validate_field(field: str, mailbox_id: int | None = None):
     return field_row(target, form)
 
 
-def start_verification(mailbox: Mailbox) -> None:
+def _start_verification(mailbox: Mailbox) -> None:
     settings = _settings()
-    job_id = None
-    if settings.redis_url:
-        job_id = enqueue_verification(mailbox.id, settings.redis_url, settings.queue_name)
-    verify.mark_pending(g.db, mailbox, job_id)
+    verify.request_verification(g.db, mailbox, settings.redis_url, settings.queue_name)
 
 
 @bp.app_template_filter("fetch_stale")
@@ -209,7 +205,7 @@ def setup(mailbox_id: int):
 
 @bp.route("/<int:mailbox_id>/verify", methods=["POST"])
 def reverify(mailbox_id: int):
-    start_verification(_get(mailbox_id))
+    _start_verification(_get(mailbox_id))
     return redirect(url_for(".setup", mailbox_id=mailbox_id))
 
 
