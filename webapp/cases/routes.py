@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
 
 from flask import Blueprint, abort, g, make_response, render_template, request, send_file
 from sqlmodel import col, select
@@ -30,16 +29,6 @@ FRAME_PAGE = (
 )
 _SIMPLE_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@bp.app_template_filter("utc")
-def utc_filter(value: datetime | None, empty: str = "—") -> str:
-    """A stored time as "YYYY-MM-DD HH:MM UTC" (SQLite gives them back naive, in UTC)."""
-    if value is None:
-        return empty
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M") + " UTC"
 
 
 @bp.after_request

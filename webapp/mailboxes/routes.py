@@ -72,7 +72,12 @@ def _page(form: MailboxForm, mailbox: Mailbox | None, status: int = 200):
 @bp.route("/")
 def index():
     rows = g.db.exec(select(Mailbox).order_by(Mailbox.name)).all()
-    return render_template("mailboxes/index.html", mailboxes=rows)
+    return render_template("mailboxes/index.html", mailboxes=rows, stale=_stale(rows))
+
+
+def _stale(rows: list[Mailbox]) -> set[int]:
+    """The mailboxes whose badge says "not fetching" (no success for 3 fetch intervals)."""
+    return {m.id for m in rows if fetch_status.is_stale(m)}
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -163,12 +168,6 @@ def validate_field(field: str, mailbox_id: int | None = None):
 def _start_verification(mailbox: Mailbox) -> None:
     settings = _settings()
     verify.request_verification(g.db, mailbox, settings.redis_url, settings.queue_name)
-
-
-@bp.app_template_filter("fetch_stale")
-def fetch_stale(mailbox: Mailbox) -> bool:
-    """The badge: fetching is on but nothing was fetched successfully for 3 intervals."""
-    return fetch_status.is_stale(mailbox)
 
 
 def _fetch_context(mailbox: Mailbox) -> dict:
@@ -292,8 +291,9 @@ def toggle(mailbox_id: int):
     g.db.commit()
     flash(f"{mailbox.name} is {'enabled' if mailbox.enabled else 'disabled'}.", "ok")
     if htmx:
-        row = get_template_attribute("mailboxes/index.html", "mailbox_row")
-        return row(mailbox)
+        return render_block(
+            "mailboxes/index.html", "mailbox_row", m=mailbox, stale=_stale([mailbox])
+        )
     return redirect(
         request.referrer
         if request.referrer and request.referrer.startswith(request.host_url)
