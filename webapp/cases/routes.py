@@ -8,9 +8,12 @@ import re
 from flask import Blueprint, abort, g, make_response, render_template, request, send_file
 from sqlmodel import col, select
 
+from webapp.comments.forms import new_comment_key
 from webapp.mail.sanitize import sanitize_html
 from webapp.models import Attachment, Case, Contact, Mailbox, Message
-from webapp.services import case_queries
+from webapp.services import case_queries, outbox
+from webapp.services import tasks as task_service
+from webapp.tasks.forms import TaskForm
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -90,6 +93,10 @@ def show(case_id: int):
         mailbox=mailbox,
         attachments=case_queries.attachments_by_message(g.db, [m.id for m in messages]),
         remote_images={m.id for m in messages if case_queries.has_remote_images(m.html)},
+        outgoing=outbox.for_case(g.db, case.id),
+        comment_key=new_comment_key(),
+        tasks=task_service.tasks_of_case(g.db, case.id),
+        task_form=TaskForm(formdata=None),
     )
 
 

@@ -24,7 +24,7 @@ from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
 from webapp.oauth.nonces import session_nonces
 from webapp.services import fetch as fetch_service
-from webapp.services import fetch_status, oauth, verify
+from webapp.services import fetch_status, oauth, outbox, verify
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 
@@ -184,7 +184,9 @@ def _fetch_context(mailbox: Mailbox) -> dict:
 
 @bp.route("/<int:mailbox_id>")
 def show(mailbox_id: int):
-    return render_template("mailboxes/show.html", **_fetch_context(_get(mailbox_id)))
+    mailbox = _get(mailbox_id)
+    sent = outbox.mailbox_summary(g.db, mailbox.id)
+    return render_template("mailboxes/show.html", sent=sent, **_fetch_context(mailbox))
 
 
 @bp.route("/<int:mailbox_id>/fetch-status")

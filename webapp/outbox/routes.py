@@ -29,23 +29,6 @@ PER_PAGE = 50
 MACROS = "outbox/_macros.html"
 
 
-@bp.app_template_global()
-def case_outbox(case: Case) -> list[OutboxMessage]:
-    """A case's outgoing mail, for cases/_outbox.html."""
-    return outbox.for_case(g.db, case.id)
-
-
-@bp.app_template_global()
-def mailbox_outbox(mailbox_id: int, limit: int = 10) -> dict:
-    """A mailbox's latest outgoing mail and how many need attention, for mailboxes/_outbox.html."""
-    latest, total = outbox.listing(g.db, mailbox_id=mailbox_id, per_page=limit)
-    trouble = sum(
-        outbox.listing(g.db, mailbox_id=mailbox_id, state=state, per_page=1)[1]
-        for state in states.NEEDS_ATTENTION
-    )
-    return {"rows": latest, "total": total, "trouble": trouble}
-
-
 def _get(outbox_id: int) -> OutboxMessage:
     row = g.db.get(OutboxMessage, outbox_id)
     if row is None:
