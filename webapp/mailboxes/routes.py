@@ -143,10 +143,10 @@ def form_fragment(part: str, mailbox_id: int | None = None):
             form.port.raw_data = [str(form.port.data)]
         if form.provider.data in ("gmail", "outlook"):
             _apply_preset(form)
-    if part not in ("connection",):
+    if part != "connection":
         abort(404)
     return render_block(
-        FORM_PAGE, part, form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
+        FORM_PAGE, "connection", form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
     )
 
 
@@ -161,7 +161,7 @@ def validate_field(field: str, mailbox_id: int | None = None):
     target = form[field]
     target.validate(form)
     target.errors = list(target.errors) + form.field_errors(field)
-    field_row = get_template_attribute("_form.html", "field_row")
+    field_row = get_template_attribute("_macros.html", "field_row")
     return field_row(target, form)
 
 

@@ -26,6 +26,7 @@ from webapp.models import outbox as outbox_states
 from webapp.services import outbox
 from webapp.services import tasks as task_service
 from webapp.tasks.forms import TaskForm
+from webapp.urls import local_path
 
 bp = Blueprint("tasks", __name__)
 
@@ -74,13 +75,6 @@ def _tasks_view(case: Case, form: TaskForm | None = None, status: int = 200, not
     if htmx:
         return render_block(PAGE, "tasks", **ctx), status
     return render_template(PAGE, **ctx), status
-
-
-def _safe_next(target: str | None) -> str | None:
-    # Only local paths: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
 
 
 @bp.route("/cases/<int:case_id>/tasks", methods=["GET"], endpoint="case_tasks")
@@ -153,7 +147,7 @@ def _after_change(task: Task, message: str):
     if htmx:
         return _tasks_view(_case(task.case_id), notice=("ok", message))
     flash(message, "ok")
-    return redirect(_safe_next(request.form.get("next")) or _case_page(task.case_id))
+    return redirect(local_path(request.form.get("next")) or _case_page(task.case_id))
 
 
 @bp.route("/tasks")
