@@ -324,7 +324,7 @@ def test_the_task_list_puts_open_first_and_pages(desk):
         db.commit()
     client = desk["client"]
     first = client.get("/tasks").get_data(as_text=True)
-    assert "60 tasks" in first and "Page 1 of 2" in first and "Tasks</a>" in first
+    assert "60 tasks" in first and "page 1 of 2" in first and "Tasks</a>" in first
     states = re.findall(r'class="badge task-(open|done)', first)
     assert len(states) == 50 and states[:30] == ["open"] * 30 and set(states[30:]) == {"done"}
     assert f'href="/cases/{case.id}"' in first and "p0@example.org" in first

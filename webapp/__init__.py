@@ -10,6 +10,7 @@ from webapp import crypto
 from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.extensions import csrf, htmx
+from webapp.filters import register_filters
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -32,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     csrf.init_app(app)
     htmx.init_app(app)
+    register_filters(app)
 
     @app.before_request
     def _open_session():

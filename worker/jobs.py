@@ -11,7 +11,6 @@ from webapp import crypto
 from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.models import Mailbox
-from webapp.queue import get_queue
 from webapp.services import oauth
 from webapp.services.fetching import fetch, schedule, verify
 from webapp.services.outgoing import delivery, outbox
@@ -33,13 +32,6 @@ def verify_mailbox(mailbox_id: int) -> dict:
         if mailbox is None:
             return {"state": "gone"}
         return {"state": mailbox.verify_state, "count": mailbox.message_count}
-
-
-def enqueue_verification(mailbox_id: int, redis_url: str, queue_name: str) -> str:
-    job = get_queue(redis_url, queue_name).enqueue(
-        "worker.jobs.verify_mailbox", mailbox_id, job_timeout=120, result_ttl=600, failure_ttl=3600
-    )
-    return job.id
 
 
 def fetch_mailbox(mailbox_id: int) -> dict:
@@ -72,8 +64,7 @@ def sweep() -> int:
     with db:
         for mailbox in db.exec(select(Mailbox).where(Mailbox.verify_state == "pending")):
             if verify.is_stuck(mailbox) and settings.redis_url:
-                job_id = enqueue_verification(mailbox.id, settings.redis_url, settings.queue_name)
-                verify.mark_pending(db, mailbox, job_id)
+                verify.request_verification(db, mailbox, settings.redis_url, settings.queue_name)
                 count += 1
         if settings.redis_url:
             count += schedule.sweep_fetches(db, settings.redis_url, settings.queue_name)

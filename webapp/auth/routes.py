@@ -7,6 +7,7 @@ from flask import Blueprint, Flask, flash, g, redirect, render_template, request
 from webapp.auth.forms import FirstAdminForm, LoginForm
 from webapp.models import User
 from webapp.services import users
+from webapp.urls import local_path
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -55,13 +56,6 @@ def first_admin():
     return render_template("auth/first_admin.html", form=form), status
 
 
-def _safe_next(target: str | None) -> str:
-    # Only local paths: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("mailboxes.index")
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if not users.has_users(g.db):
@@ -72,7 +66,7 @@ def login():
         result = users.authenticate(g.db, form.email.data, form.password.data)
         if result.user is not None:
             _start_session(result.user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(local_path(request.args.get("next")) or url_for("mailboxes.index"))
         error = result.error
     status = 422 if request.method == "POST" else 200
     return render_template("auth/login.html", form=form, error=error), status

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import UTC, datetime
 
 from flask import Blueprint, abort, g, make_response, render_template, request, send_file
 from sqlmodel import col, select
 
+from webapp.comments.forms import new_comment_key
 from webapp.mail.sanitize import sanitize_html
 from webapp.models import Attachment, Case, Contact, Mailbox, Message
 from webapp.services import case_queries
+from webapp.services import tasks as task_service
+from webapp.services.outgoing import outbox
+from webapp.tasks.forms import TaskForm
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
@@ -30,16 +33,6 @@ FRAME_PAGE = (
 )
 _SIMPLE_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@bp.app_template_filter("utc")
-def utc_filter(value: datetime | None, empty: str = "—") -> str:
-    """A stored time as "YYYY-MM-DD HH:MM UTC" (SQLite gives them back naive, in UTC)."""
-    if value is None:
-        return empty
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M") + " UTC"
 
 
 @bp.after_request
@@ -101,6 +94,10 @@ def show(case_id: int):
         mailbox=mailbox,
         attachments=case_queries.attachments_by_message(g.db, [m.id for m in messages]),
         remote_images={m.id for m in messages if case_queries.has_remote_images(m.html)},
+        outgoing=outbox.for_case(g.db, case.id),
+        comment_key=new_comment_key(),
+        tasks=task_service.tasks_of_case(g.db, case.id),
+        task_form=TaskForm(formdata=None),
     )
 
 

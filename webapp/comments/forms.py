@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, TextAreaField
 from wtforms.validators import InputRequired, Length
@@ -14,3 +16,8 @@ class CommentForm(FlaskForm):
     )
     key = HiddenField()  # one per rendered form: a double submit sends one email
     next = HiddenField()  # the page to go back to without JavaScript
+
+
+def new_comment_key() -> str:
+    """A fresh idempotency key for one rendered comment form."""
+    return uuid.uuid4().hex

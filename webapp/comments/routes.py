@@ -1,14 +1,12 @@
 """Comments: an agent's answer on a case page, emailed to the case's contact via the outbox.
 
-The case page includes cases/_comment_form.html with `case` in its context. The form
-posts normally (then back to the case page); with HTMX the answer is a fresh form, the
-case's Outgoing mail section (out of band) and the new comment appended to the
-conversation (out of band), plus an HX-Trigger "case-updated" event.
+The case page shows the form in its block "comment_form" (cases/_comment_form.html). The
+form posts normally (then back to the case page); with HTMX the answer is the case page's
+blocks: a fresh form, the Outgoing mail section (out of band) and the new comment appended
+to the conversation (out of band), plus an HX-Trigger "case-updated" event.
 """
 
 from __future__ import annotations
-
-import uuid
 
 from flask import (
     Blueprint,
@@ -21,34 +19,20 @@ from flask import (
     render_template,
     url_for,
 )
+from jinja2_fragments.flask import render_block
 from redis.exceptions import RedisError
-from werkzeug.routing import BuildError
 
-from webapp.comments.forms import CommentForm
+from webapp.comments.forms import CommentForm, new_comment_key
 from webapp.extensions import htmx
 from webapp.models import Case, Message, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services.outgoing import notify, outbox
+from webapp.urls import local_path
 
 bp = Blueprint("comments", __name__)
 
-FORM = "cases/_comment_form.html"
-
-
-@bp.app_template_global()
-def new_comment_key() -> str:
-    """A fresh idempotency key for one rendered comment form."""
-    return uuid.uuid4().hex
-
-
-def safe_next(value: str | None, case_id: int) -> str:
-    """A local path to return to (never another site), else the case page."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    try:
-        return url_for("cases.show", case_id=case_id)
-    except BuildError:
-        return url_for("outbox.index")
+CASE_PAGE = "cases/show.html"
+RETRY_PAGE = "comments/retry.html"
 
 
 def ring(row: OutboxMessage) -> str:
@@ -73,7 +57,7 @@ def add(case_id: int):
     if case is None:
         abort(404)
     form = CommentForm()
-    back = safe_next(form.next.data, case.id)
+    back = local_path(form.next.data) or url_for("cases.show", case_id=case.id)
     if form.validate_on_submit():
         try:
             row = notify.post_comment(
@@ -98,19 +82,24 @@ def add(case_id: int):
         "comment_next": back,
     }
     if htmx:
-        return render_template(FORM, **ctx), 422
-    return render_template("comments/retry.html", **ctx), 422
+        return render_block(RETRY_PAGE, "comment_form", **ctx), 422
+    return render_template(RETRY_PAGE, **ctx), 422
 
 
 def _fragments(case: Case, row: OutboxMessage, notice: str, back: str):
     """A fresh form, the Outgoing mail section and the new comment, for HTMX."""
     message = g.db.get(Message, row.case_message_id) if row.case_message_id else None
-    html = render_template(FORM, case=case, comment_notice=notice, comment_next=back)
-    html += render_template("cases/_outbox.html", case=case, oob=True)
+    html = render_block(
+        CASE_PAGE, "comment_form", case=case, comment_key=new_comment_key(),
+        comment_notice=notice, comment_next=back,
+    )  # fmt: skip
+    html += render_block(
+        CASE_PAGE, "outbox", case=case, outgoing=outbox.for_case(g.db, case.id), oob=True
+    )
     if message is not None:
-        html += render_template(
-            "comments/_appended.html", case=case, message=message, attachments={},
-            remote_images=set(),
+        html += render_block(
+            CASE_PAGE, "message", case=case, message=message, attachments={},
+            remote_images=set(), oob=True,
         )  # fmt: skip
     resp = make_response(html)
     resp.headers["HX-Trigger"] = "case-updated"

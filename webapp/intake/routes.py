@@ -8,12 +8,12 @@ from flask import (
     current_app,
     flash,
     g,
-    get_template_attribute,
     redirect,
     render_template,
     request,
     url_for,
 )
+from jinja2_fragments.flask import render_block
 from sqlmodel import select
 
 from webapp.extensions import htmx
@@ -23,6 +23,7 @@ from webapp.models.intake import HeldMessage
 from webapp.services.ingest import held as held_service
 from webapp.services.ingest import release as release_service
 from webapp.services.outgoing import confirm
+from webapp.urls import local_path
 
 bp = Blueprint("intake", __name__)
 
@@ -55,14 +56,6 @@ def _get(held_id: int) -> HeldMessage:
 
 def _mailboxes() -> dict[int, str]:
     return dict(g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all())
-
-
-def _back(default: str) -> str:
-    """Where to go after an action: the local page the form names, else the default."""
-    target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
 
 
 @bp.route("/held")
@@ -124,10 +117,12 @@ def for_raw(raw_id: int):
 def _row_response(held: HeldMessage, note: str, ok: bool):
     """HTMX: the list row again, with what happened; without JS: back to the page."""
     if htmx:
-        row = get_template_attribute("intake/_rows.html", "held_row")
-        return row(held, _mailboxes(), held_states.REASON_LABELS, note=note, ok=ok)
+        return render_block(
+            "intake/held.html", "held_row", h=held, mailboxes=_mailboxes(),
+            labels=held_states.REASON_LABELS, note=note, ok=ok,
+        )  # fmt: skip
     flash(note, "ok" if ok else "error")
-    return redirect(_back(url_for(".show", held_id=held.id)))
+    return redirect(local_path(request.form.get("next")) or url_for(".show", held_id=held.id))
 
 
 @bp.route("/held/<int:held_id>/release", methods=["POST"])

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import binascii
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email import utils as email_utils
 from email.message import Message
-from typing import TYPE_CHECKING
 
 from webapp.mail.charsets import (
     clean_text,
@@ -23,9 +23,6 @@ from webapp.mail.charsets import (
     decode_bytes,
     has_surrogates,
 )
-
-if TYPE_CHECKING:
-    from webapp.mail.parse import ParsedMessage
 
 # Control characters but TAB: in an outgoing header value they could start a new header.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]+")
@@ -45,7 +42,25 @@ HEADERS_OF_INTEREST = (
 )
 
 
-def read_headers(msg: Message, out: ParsedMessage, notes: list[str]) -> None:
+@dataclass
+class HeaderFields:
+    """What a message's header block says, decoded (mail/parse.py's ParsedMessage has these)."""
+
+    message_id: str | None = None
+    in_reply_to: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    subject: str = ""
+    from_name: str = ""
+    from_addr: str = ""
+    reply_to: str | None = None
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    date: datetime | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    from_addr_normalized: str = ""
+
+
+def read_headers(msg: Message, out: HeaderFields, notes: list[str]) -> None:
     """Fill out's header fields from msg; what had to be guessed goes to notes."""
     raw: dict[str, list[str]] = {}
     has_8bit = False

@@ -16,14 +16,13 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from email import policy as email_policy
 from email.feedparser import BytesFeedParser
 from email.generator import BytesGenerator
 from email.message import Message
 
 from webapp.mail.charsets import clean_text, declared_charset, decode_8bit, decode_bytes
-from webapp.mail.headers import attachment_filename, mime_view, read_headers
+from webapp.mail.headers import HeaderFields, attachment_filename, mime_view, read_headers
 from webapp.mail.sanitize import strip_html_to_text
 
 
@@ -62,25 +61,15 @@ class Attachment:
 
 
 @dataclass
-class ParsedMessage:
-    message_id: str | None = None
-    in_reply_to: list[str] = field(default_factory=list)
-    references: list[str] = field(default_factory=list)
-    subject: str = ""
-    from_name: str = ""
-    from_addr: str = ""
-    reply_to: str | None = None
-    to: list[str] = field(default_factory=list)
-    cc: list[str] = field(default_factory=list)
-    date: datetime | None = None
+class ParsedMessage(HeaderFields):
+    """A parsed message: its header fields (mail/headers.py), its texts and attachments."""
+
     text: str = ""
     html: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
     defects: list[str] = field(default_factory=list)
     is_report: bool = False
     report_type: str | None = None
-    from_addr_normalized: str = ""
     # The reply above the quotes (mail/reply.py), when parse_ahead computed it already.
     reply_text: str | None = None
 

@@ -22,14 +22,14 @@ from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
-from webapp.oauth.routes import session_nonces
+from webapp.oauth.nonces import session_nonces
 from webapp.services import mailboxes as mailbox_service
 from webapp.services import oauth
 from webapp.services.fetching import fetch as fetch_service
 from webapp.services.fetching import status as fetch_status
 from webapp.services.fetching import verify
+from webapp.services.outgoing import outbox
 from webapp.services.presets import DEFAULT_PORTS, preset_values
-from worker.jobs import enqueue_verification
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -75,7 +75,12 @@ def _page(form: MailboxForm, mailbox: Mailbox | None, status: int = 200):
 @bp.route("/")
 def index():
     rows = g.db.exec(select(Mailbox).order_by(Mailbox.name)).all()
-    return render_template("mailboxes/index.html", mailboxes=rows)
+    return render_template("mailboxes/index.html", mailboxes=rows, stale=_stale(rows))
+
+
+def _stale(rows: list[Mailbox]) -> set[int]:
+    """The mailboxes whose badge says "not fetching" (no success for 3 fetch intervals)."""
+    return {m.id for m in rows if fetch_status.is_stale(m)}
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -98,7 +103,7 @@ def _edit(mailbox: Mailbox | None):
         saved = mailbox_service.save_mailbox(g.db, mailbox, data)
         if data["auth_type"] == "oauth" and data.get("auth_code"):
             _exchange_pasted_code(saved, data["auth_code"])
-        start_verification(saved)
+        _start_verification(saved)
         if htmx:
             return "", 204, {"HX-Redirect": url_for(".setup", mailbox_id=saved.id)}
         return redirect(url_for(".setup", mailbox_id=saved.id))
@@ -141,10 +146,10 @@ def form_fragment(part: str, mailbox_id: int | None = None):
             form.port.raw_data = [str(form.port.data)]
         if form.provider.data in ("gmail", "outlook"):
             _apply_preset(form)
-    if part not in ("connection",):
+    if part != "connection":
         abort(404)
     return render_block(
-        FORM_PAGE, part, form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
+        FORM_PAGE, "connection", form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
     )
 
 
@@ -159,22 +164,13 @@ def validate_field(field: str, mailbox_id: int | None = None):
     target = form[field]
     target.validate(form)
     target.errors = list(target.errors) + form.field_errors(field)
-    field_row = get_template_attribute("_form.html", "field_row")
+    field_row = get_template_attribute("_macros.html", "field_row")
     return field_row(target, form)
 
 
-def start_verification(mailbox: Mailbox) -> None:
+def _start_verification(mailbox: Mailbox) -> None:
     settings = _settings()
-    job_id = None
-    if settings.redis_url:
-        job_id = enqueue_verification(mailbox.id, settings.redis_url, settings.queue_name)
-    verify.mark_pending(g.db, mailbox, job_id)
-
-
-@bp.app_template_filter("fetch_stale")
-def fetch_stale(mailbox: Mailbox) -> bool:
-    """The badge: fetching is on but nothing was fetched successfully for 3 intervals."""
-    return fetch_status.is_stale(mailbox)
+    verify.request_verification(g.db, mailbox, settings.redis_url, settings.queue_name)
 
 
 def _fetch_context(mailbox: Mailbox) -> dict:
@@ -191,7 +187,9 @@ def _fetch_context(mailbox: Mailbox) -> dict:
 
 @bp.route("/<int:mailbox_id>")
 def show(mailbox_id: int):
-    return render_template("mailboxes/show.html", **_fetch_context(_get(mailbox_id)))
+    mailbox = _get(mailbox_id)
+    sent = outbox.mailbox_summary(g.db, mailbox.id)
+    return render_template("mailboxes/show.html", sent=sent, **_fetch_context(mailbox))
 
 
 @bp.route("/<int:mailbox_id>/fetch-status")
@@ -211,7 +209,7 @@ def setup(mailbox_id: int):
 
 @bp.route("/<int:mailbox_id>/verify", methods=["POST"])
 def reverify(mailbox_id: int):
-    start_verification(_get(mailbox_id))
+    _start_verification(_get(mailbox_id))
     return redirect(url_for(".setup", mailbox_id=mailbox_id))
 
 
@@ -298,8 +296,9 @@ def toggle(mailbox_id: int):
     g.db.commit()
     flash(f"{mailbox.name} is {'enabled' if mailbox.enabled else 'disabled'}.", "ok")
     if htmx:
-        row = get_template_attribute("mailboxes/index.html", "mailbox_row")
-        return row(mailbox)
+        return render_block(
+            "mailboxes/index.html", "mailbox_row", m=mailbox, stale=_stale([mailbox])
+        )
     return redirect(
         request.referrer
         if request.referrer and request.referrer.startswith(request.host_url)

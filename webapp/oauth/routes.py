@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, g, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, request, url_for
 
 from webapp.models import Mailbox
+from webapp.oauth.nonces import remember_nonce, session_nonces
 from webapp.services import oauth
+from webapp.services.fetching import verify
 
 bp = Blueprint("oauth", __name__)
-
-NONCES_KEPT = 5
-
-
-def remember_nonce(nonce: str) -> None:
-    session["oauth_nonces"] = (session.get("oauth_nonces", []) + [nonce])[-NONCES_KEPT:]
-
-
-def session_nonces() -> list[str]:
-    return list(session.get("oauth_nonces", []))
 
 
 @bp.route("/mailboxes/<int:mailbox_id>/authorize", methods=["POST"])
@@ -44,8 +36,6 @@ def authorize(mailbox_id: int):
 @bp.route("/oauth/callback")
 def callback():
     """The provider's redirect: exchange the code, then verify the mailbox with the new token."""
-    from webapp.mailboxes.routes import start_verification
-
     state = request.args.get("state", "")
     try:
         mailbox = oauth.complete_authorization(
@@ -65,5 +55,6 @@ def callback():
             else url_for("mailboxes.index")
         )
     flash("Authorized. Checking the mailbox with the new token…", "ok")
-    start_verification(mailbox)
+    settings = current_app.config["SETTINGS"]
+    verify.request_verification(g.db, mailbox, settings.redis_url, settings.queue_name)
     return redirect(url_for("mailboxes.setup", mailbox_id=mailbox.id))

@@ -8,42 +8,25 @@ from flask import (
     current_app,
     flash,
     g,
-    get_template_attribute,
     redirect,
     render_template,
     request,
     url_for,
 )
+from jinja2_fragments.flask import render_block
 from redis.exceptions import RedisError
 from sqlmodel import select
 
-from webapp.comments.routes import safe_next
 from webapp.extensions import htmx
 from webapp.models import Case, Mailbox, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services.outgoing import outbox
+from webapp.urls import local_path
 
 bp = Blueprint("outbox", __name__, url_prefix="/outbox")
 
 PER_PAGE = 50
-MACROS = "outbox/_macros.html"
-
-
-@bp.app_template_global()
-def case_outbox(case: Case) -> list[OutboxMessage]:
-    """A case's outgoing mail, for cases/_outbox.html."""
-    return outbox.for_case(g.db, case.id)
-
-
-@bp.app_template_global()
-def mailbox_outbox(mailbox_id: int, limit: int = 10) -> dict:
-    """A mailbox's latest outgoing mail and how many need attention, for mailboxes/_outbox.html."""
-    latest, total = outbox.listing(g.db, mailbox_id=mailbox_id, per_page=limit)
-    trouble = sum(
-        outbox.listing(g.db, mailbox_id=mailbox_id, state=state, per_page=1)[1]
-        for state in states.NEEDS_ATTENTION
-    )
-    return {"rows": latest, "total": total, "trouble": trouble}
+PAGE = "outbox/index.html"
 
 
 def _get(outbox_id: int) -> OutboxMessage:
@@ -74,16 +57,17 @@ def index():
     )
     mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
     return render_template(
-        "outbox/index.html", rows=rows, total=total, page=page, per_page=PER_PAGE,
+        PAGE, rows=rows, total=total, page=page, per_page=PER_PAGE, next_url=request.full_path,
         mailbox_id=mailbox_id, state=state, mailboxes=mailboxes, numbers=numbers,
         states=states.STATES,
     )  # fmt: skip
 
 
 def _row_response(row: OutboxMessage):
+    """The list page's block "outbox_row" alone (the row is on a case or mailbox page too)."""
     g.db.refresh(row)
-    macro = get_template_attribute(MACROS, "outbox_row")
-    return macro(row, request.form.get("next") or request.args.get("next") or "")
+    next_url = request.form.get("next") or request.args.get("next") or ""
+    return render_block(PAGE, "outbox_row", row=row, next_url=next_url, link=None)
 
 
 @bp.route("/<int:outbox_id>/row")
@@ -120,7 +104,7 @@ def _answer(row: OutboxMessage, note: str, category: str):
     if htmx:
         return _row_response(row)
     flash(note, category)
-    back = request.form.get("next") or ""
-    if not back and not row.case_id:
-        return redirect(url_for(".index"), 303)
-    return redirect(safe_next(back, row.case_id), 303)
+    back = local_path(request.form.get("next"))
+    if back is None and row.case_id:
+        back = url_for("cases.show", case_id=row.case_id)
+    return redirect(back or url_for(".index"), 303)

@@ -1,8 +1,7 @@
 """Tasks: add one to a case, mark it done or open again, list them all.
 
-The case page includes cases/_tasks.html with `case` in its context; the template
-globals below give it the tasks and an empty form. Every form posts normally; with
-HTMX the answer is the tasks fragment alone.
+The case page and tasks/case.html show a case's tasks in their block "tasks"
+(cases/_tasks.html). Every form posts normally; with HTMX the answer is that block alone.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from flask import (
     request,
     url_for,
 )
+from jinja2_fragments.flask import render_block
 from redis.exceptions import RedisError
-from werkzeug.routing import BuildError
 
 from webapp.extensions import htmx
 from webapp.models import Case, Mailbox, Task
@@ -27,31 +26,26 @@ from webapp.models import outbox as outbox_states
 from webapp.services import tasks as task_service
 from webapp.services.outgoing import outbox
 from webapp.tasks.forms import TaskForm
+from webapp.urls import local_path
 
 bp = Blueprint("tasks", __name__)
 
 PER_PAGE = 50
-FRAGMENT = "cases/_tasks.html"
+PAGE = "tasks/case.html"
 
 
-@bp.app_template_global()
-def case_tasks(case_id: int):
-    """(task, history) pairs of a case, for cases/_tasks.html."""
-    return task_service.tasks_of_case(g.db, case_id)
+def _tasks_context(case: Case, form: TaskForm | None = None, notice=None) -> dict:
+    """What the block "tasks" shows: the case's (task, history) pairs and the form to add one."""
+    return {
+        "case": case,
+        "tasks": task_service.tasks_of_case(g.db, case.id),
+        "task_form": form or TaskForm(formdata=None),
+        "task_notice": notice,
+    }
 
 
-@bp.app_template_global()
-def new_task_form() -> TaskForm:
-    return TaskForm(formdata=None)
-
-
-@bp.app_template_global()
-def case_url(case_id: int) -> str:
-    """The case page; this blueprint's task page for the case while there is no case page."""
-    try:
-        return url_for("cases.show", case_id=case_id)
-    except BuildError:
-        return url_for("tasks.case_tasks", case_id=case_id)
+def _case_page(case_id: int) -> str:
+    return url_for("cases.show", case_id=case_id) + "#case-tasks"
 
 
 @bp.after_request
@@ -76,18 +70,11 @@ def _task(task_id: int) -> Task:
 
 
 def _tasks_view(case: Case, form: TaskForm | None = None, status: int = 200, notice=None):
-    """The fragment for HTMX, else the full page with the same fragment in it."""
-    ctx = {"case": case, "task_form": form, "task_notice": notice}
+    """The block "tasks" for HTMX, else the whole page around it."""
+    ctx = _tasks_context(case, form, notice)
     if htmx:
-        return render_template(FRAGMENT, **ctx), status
-    return render_template("tasks/case.html", **ctx), status
-
-
-def _safe_next(target: str | None) -> str | None:
-    # Only local paths: never an open redirect.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+        return render_block(PAGE, "tasks", **ctx), status
+    return render_template(PAGE, **ctx), status
 
 
 @bp.route("/cases/<int:case_id>/tasks", methods=["GET"], endpoint="case_tasks")
@@ -114,7 +101,7 @@ def create(case_id: int):
     if htmx:
         return _tasks_view(case, notice=notice)
     flash(notice[1], notice[0])
-    return redirect(case_url(case.id) + "#case-tasks")
+    return redirect(_case_page(case.id))
 
 
 def _ring(task: Task) -> tuple[str, str]:
@@ -160,7 +147,7 @@ def _after_change(task: Task, message: str):
     if htmx:
         return _tasks_view(_case(task.case_id), notice=("ok", message))
     flash(message, "ok")
-    return redirect(_safe_next(request.form.get("next")) or case_url(task.case_id) + "#case-tasks")
+    return redirect(local_path(request.form.get("next")) or _case_page(task.case_id))
 
 
 @bp.route("/tasks")

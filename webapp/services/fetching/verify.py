@@ -13,6 +13,7 @@ from webapp.db import utcnow
 from webapp.mail.connect import ServerSettings, count_messages
 from webapp.mail.errors import AuthFailed, MailError
 from webapp.models import Mailbox
+from webapp.queue import get_queue
 from webapp.services import oauth
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,22 @@ def mark_pending(db: Session, mailbox: Mailbox, job_id: str | None) -> None:
     mailbox.last_error_kind = mailbox.last_error = mailbox.last_error_advice = None
     db.add(mailbox)
     db.commit()
+
+
+def enqueue_verification(mailbox_id: int, redis_url: str, queue_name: str) -> str:
+    """Queue Mailbox Setup's check; the job runs worker.jobs.verify_mailbox. Its id."""
+    job = get_queue(redis_url, queue_name).enqueue(
+        "worker.jobs.verify_mailbox", mailbox_id, job_timeout=120, result_ttl=600, failure_ttl=3600
+    )
+    return job.id
+
+
+def request_verification(
+    db: Session, mailbox: Mailbox, redis_url: str | None, queue_name: str
+) -> None:
+    """Check the mailbox again: pending now, and a job for a worker when there is a queue."""
+    job_id = enqueue_verification(mailbox.id, redis_url, queue_name) if redis_url else None
+    mark_pending(db, mailbox, job_id)
 
 
 def _step(db: Session, mailbox: Mailbox, text: str) -> None:

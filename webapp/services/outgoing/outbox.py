@@ -271,6 +271,16 @@ def for_case(db: Session, case_id: int) -> list[OutboxMessage]:
     return list(db.exec(query.order_by(col(OutboxMessage.id))).all())
 
 
+def mailbox_summary(db: Session, mailbox_id: int, limit: int = 10) -> dict:
+    """A mailbox's latest outgoing mail, its total, and how many need attention (the trouble)."""
+    latest, total = listing(db, mailbox_id=mailbox_id, per_page=limit)
+    trouble = sum(
+        listing(db, mailbox_id=mailbox_id, state=state, per_page=1)[1]
+        for state in states.NEEDS_ATTENTION
+    )
+    return {"rows": latest, "total": total, "trouble": trouble}
+
+
 def listing(
     db: Session, *, mailbox_id: int | None = None, state: str | None = None,
     page: int = 1, per_page: int = 50,
