@@ -304,7 +304,7 @@ def check_binaries() -> None:
 @contextlib.contextmanager
 def fresh_database(env: Env, kind: str) -> Iterator[str]:
     """A new, migrated database: SQLite in the temp dir or a new PostgreSQL database."""
-    from tests.conftest import migrate
+    from tests.helpers.databases import migrate
 
     env.db_counter += 1
     if kind == "sqlite":
@@ -317,7 +317,7 @@ def fresh_database(env: Env, kind: str) -> Iterator[str]:
 
             get_engine(url).dispose()
         return
-    from tests.postgres import fresh_database as pg_database
+    from tests.helpers.databases import fresh_database as pg_database
 
     with pg_database() as url:
         migrate(url)
@@ -327,7 +327,7 @@ def fresh_database(env: Env, kind: str) -> Iterator[str]:
 def make_mailbox(env: Env, database_url: str, box: Box) -> int:
     """A mailbox as the form makes it: its templates are the defaults (the Auto
     Acknowledgement is on; a first fetch's mail is all backlog, so none is sent)."""
-    from tests.fetch_support import make_mailbox as make
+    from tests.helpers.mailboxes import make_mailbox as make
     from webapp.db import new_session
     from webapp.services.mailboxes import default_template_ids
 
@@ -875,11 +875,19 @@ PROFILE_KEYS = [
     ("webapp/services/fetching/store.py", "store_batch", "store: store_batch (raw rows + commit)"),
     ("webapp/services/fetching/store.py", "summary", "  store.summary (header peek)"),
     ("webapp/services/ingest/process.py", "process_ids", "process: ingest.process_ids"),
-    ("webapp/services/ingest/process.py", "_start_attempt", "  ingest._start_attempt (UPDATE + commit)"),
+    (
+        "webapp/services/ingest/process.py",
+        "_start_attempt",
+        "  ingest._start_attempt (UPDATE + commit)",
+    ),
     ("webapp/mail/parse.py", "parse_message", "  parse.parse_message"),
     ("webapp/services/ingest/process.py", "_file", "  ingest._file (filing + finish commit)"),
     ("webapp/services/ingest/filing.py", "file_message", "    filing.file_message"),
-    ("webapp/services/ingest/process.py", "_finish", "    ingest._finish (UPDATE + commit + refresh)"),
+    (
+        "webapp/services/ingest/process.py",
+        "_finish",
+        "    ingest._finish (UPDATE + commit + refresh)",
+    ),
     ("sqlalchemy/orm/session.py", "commit", "  all Session.commit"),
     ("<method 'commit' of 'sqlite3.Connection' objects>", "", "    sqlite3 COMMIT (fsync)"),
     ("sqlalchemy/orm/session.py", "flush", "  all Session.flush"),
@@ -895,7 +903,11 @@ REPOLL_KEYS = [
     ("webapp/services/fetching/leases.py", "acquire", "leases.acquire (+ commit)"),
     ("webapp/services/fetching/leases.py", "release", "leases.release (+ commit)"),
     ("webapp/services/fetching/leases.py", "__exit__", "LeaseKeeper.__exit__ (thread join)"),
-    ("webapp/services/ingest/process.py", "process_pending", "ingest.process_pending (leftovers query)"),
+    (
+        "webapp/services/ingest/process.py",
+        "process_pending",
+        "ingest.process_pending (leftovers query)",
+    ),
     ("webapp/services/fetching/run.py", "start_run", "fetch_run.start_run (+ commit)"),
     ("webapp/mail/connect.py", "open_imap", "open_imap (TCP + TLS + LOGIN)"),
     ("webapp/mail/connect.py", "tls_context", "  connect.tls_context (load CA bundle)"),
@@ -904,7 +916,11 @@ REPOLL_KEYS = [
     ("webapp/mail/sync.py", "_select", "ImapFolder._select (SELECT)"),
     ("webapp/services/fetching/store.py", "cursor_for", "store.cursor_for"),
     ("webapp/services/fetching/refetch.py", "refetch_imap", "refetch.refetch_imap"),
-    ("webapp/services/fetching/fetch.py", "_pending_server_actions", "fetch._pending_server_actions"),
+    (
+        "webapp/services/fetching/fetch.py",
+        "_pending_server_actions",
+        "fetch._pending_server_actions",
+    ),
     ("webapp/services/fetching/store.py", "advance_to", "store.advance_to (+ commit)"),
     ("webapp/mail/sync.py", "close", "ImapFolder.close (LOGOUT)"),
     ("webapp/services/fetching/run.py", "finish", "fetch_run.finish (log row, mailbox, commits)"),
@@ -1148,7 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
     check_binaries()
     db_kinds = ["sqlite"]
     if args.postgres:
-        from tests.postgres import postgres_answers
+        from tests.helpers.databases import postgres_answers
 
         if postgres_answers():
             db_kinds.append("postgresql")

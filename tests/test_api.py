@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import csrf_from
-from tests.helpers import mailbox_data
+from tests.helpers.web import csrf_from, mailbox_data
 
 
 def _ui_token(admin, name="reporting") -> str:

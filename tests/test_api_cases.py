@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import csrf_from, migrate
-from tests.fetch_support import email, make_mailbox
-from tests.postgres import COVERED, fresh_database, postgres_answers
-from tests.test_cases_ui import bulk_cases, count_statements, fetch_now, html_email
+from tests.helpers.databases import (
+    COVERED,
+    count_statements,
+    fresh_database,
+    migrate,
+    postgres_answers,
+)
+from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.messages import email, html_email
+from tests.helpers.rows import bulk_cases
+from tests.helpers.web import csrf_from, fetch_now
 from webapp.db import get_engine, new_session
 from webapp.models import Mailbox
 from webapp.services import users

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from tests.fetch_support import fetch, make_mailbox
+from tests.helpers.mailboxes import fetch, make_mailbox
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -93,7 +93,7 @@ def test_with_attachments_off_none_are_kept(admin, app, app_env, dovecot, mail_u
 def test_attachment_limit_is_a_form_field(admin, app):
     from sqlmodel import select
 
-    from tests.helpers import mailbox_data
+    from tests.helpers.web import mailbox_data
     from webapp.db import new_session
     from webapp.models import Mailbox
 

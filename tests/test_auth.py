@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, get_csrf
+from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, get_csrf
 
 
 def test_first_visit_offers_to_create_the_first_admin(client):

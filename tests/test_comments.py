@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import ADMIN_EMAIL
-from tests.fetch_support import email, fetch
-from tests.outbox_support import (
-    CASE_RESPONSE_TEMPLATE,
-    MARKER,
-    case_page,
-    comment,
-    conversation,
-    desk,
-    first_text_line,
-    open_case,
-    parsed,
-    rows,
-    text_body,
-)
+from tests.helpers.mailboxes import desk, fetch, open_case, replying_desk
+from tests.helpers.messages import MARKER, email, first_text_line, parsed, text_body
+from tests.helpers.rows import messages_of, outbox_rows
+from tests.helpers.web import ADMIN_EMAIL, case_page, comment
 from webapp.db import new_session
 from webapp.models import Case, Contact
-
-
-def _desk(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
-    return desk(app_env, dovecot, mail_user, smtp_server,
-                case_response_template_id=CASE_RESPONSE_TEMPLATE, **fields)  # fmt: skip
 
 
 def test_the_case_page_has_a_comment_form_that_works_without_javascript(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     page = case_page(admin, case.id)
     form = re.search(r'<form id="comment-form"[^>]*>', page).group(0)
@@ -46,7 +30,7 @@ def test_the_case_page_has_a_comment_form_that_works_without_javascript(
 def test_a_comment_is_one_email_to_the_contact_in_the_thread_with_the_template(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user, message_id="<first@ada.example>")
     # the contact writes again on the case; the comment answers this latest message
     mail_user.deliver(
@@ -78,7 +62,7 @@ def test_a_comment_is_one_email_to_the_contact_in_the_thread_with_the_template(
     assert msg["In-Reply-To"] == "<second@ada.example>"
     assert msg["References"].split() == ["<first@ada.example>", "<second@ada.example>"]
     assert msg["Auto-Submitted"] is None and msg["X-Auto-Response-Suppress"] is None
-    (row,) = rows(app_env)
+    (row,) = outbox_rows(app_env)
     assert (
         row.state == "sent"
         and row.message_id == msg["Message-ID"]
@@ -86,7 +70,7 @@ def test_a_comment_is_one_email_to_the_contact_in_the_thread_with_the_template(
     )
 
     # the comment is in the conversation, marked as ours, with the Message-ID we sent
-    out = conversation(app_env, case.id)[-1]
+    out = messages_of(app_env, case.id)[-1]
     assert out.direction == "out" and out.message_id == msg["Message-ID"]
     assert out.text == "We ordered a new drum.\nIt arrives on Friday."
     page = case_page(admin, case.id)
@@ -106,7 +90,7 @@ def test_a_comment_is_one_email_to_the_contact_in_the_thread_with_the_template(
     mail_user.deliver(email("Re: thanks", sender="ada@example.org", to=mail_user.email,
                             in_reply_to=second["Message-ID"]))  # fmt: skip
     fetch(app_env, box)
-    assert conversation(app_env, case.id)[-1].subject == "Re: thanks"
+    assert messages_of(app_env, case.id)[-1].subject == "Re: thanks"
 
 
 def test_without_a_template_the_comment_goes_as_written(
@@ -124,7 +108,7 @@ def test_without_a_template_the_comment_goes_as_written(
 def test_cr_lf_in_the_subject_and_names_adds_no_header_and_no_recipient(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     with new_session(app_env["DATABASE_URL"]) as db:
         stored = db.get(Case, case.id)
@@ -152,19 +136,19 @@ def test_cr_lf_in_the_subject_and_names_adds_no_header_and_no_recipient(
 def test_a_double_submit_sends_one_email(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     for _ in range(2):
         assert comment(admin, case.id, "Once only.", key="same-form").status_code == 303
     run_worker()
-    assert len(smtp_server.wait_for(1)) == 1 and len(rows(app_env)) == 1
-    assert [m.direction for m in conversation(app_env, case.id)] == ["in", "out"]
+    assert len(smtp_server.wait_for(1)) == 1 and len(outbox_rows(app_env)) == 1
+    assert [m.direction for m in messages_of(app_env, case.id)] == ["in", "out"]
 
 
 def test_htmx_comment_returns_the_form_the_outbox_and_the_new_message(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     resp = comment(admin, case.id, "Via HTMX.", htmx=True)
     html = resp.get_data(as_text=True)
@@ -184,11 +168,11 @@ def test_htmx_comment_returns_the_form_the_outbox_and_the_new_message(
 def test_an_empty_comment_is_refused_and_nothing_is_sent(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     resp = comment(admin, case.id, "   ", htmx=True)
     assert resp.status_code == 422 and "Write the comment first." in resp.get_data(as_text=True)
     resp = comment(admin, case.id, "")
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422 and "Write the comment first." in page and "<html" in page
-    assert rows(app_env) == []
+    assert outbox_rows(app_env) == []

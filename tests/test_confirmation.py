@@ -12,22 +12,18 @@ import time
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from tests.conftest import csrf_from
-from tests.fetch_support import email, fetch, update_mailbox
-from tests.intake_support import (
-    AUTHSERV,
+from tests.helpers.mailboxes import deliver_and_fetch, desk, fetch, send_due, update_mailbox
+from tests.helpers.messages import AUTHSERV, email, failed, link_in, parsed, verified
+from tests.helpers.rows import (
     all_cases,
     case_of_raw,
     contact,
     contact_keys,
-    deliver_and_fetch,
-    failed,
     held_of,
-    link_in,
+    outbox_rows,
     raw_by_subject,
-    verified,
 )
-from tests.outbox_support import desk, parsed, rows, send_due
+from tests.helpers.web import csrf_from
 from webapp.services.outgoing import confirm
 
 
@@ -74,7 +70,7 @@ def test_the_confirmation_flow_end_to_end(
         "held silently: this sender got a confirmation mail today already"
     )
     send_due(run_worker)
-    assert len(smtp_server.messages) == 1 and len(rows(app_env, kind="confirmation")) == 1
+    assert len(smtp_server.messages) == 1 and len(outbox_rows(app_env, kind="confirmation")) == 1
 
     # the public page, without a login: GET shows a button and changes nothing
     sender_browser = app.test_client()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from tests.conftest import csrf_from
-from tests.fetch_support import make_mailbox
-from tests.intake_support import case_of_raw, contact, contact_keys, deliver_and_fetch
+from tests.helpers.mailboxes import deliver_and_fetch, make_mailbox
+from tests.helpers.rows import case_of_raw, contact, contact_keys
+from tests.helpers.web import csrf_from
 from webapp.db import new_session
 from webapp.models import Case, CaseParticipant, Contact, ContactAlias, Message
 
@@ -123,7 +123,7 @@ def test_a_merged_address_counts_as_known_for_filtering(admin, app_env, dovecot,
     page = admin.get(f"/contacts/{keep.id}/merge?other={other.id}").get_data(as_text=True)
     admin.post(f"/contacts/{keep.id}/merge",
                data={"csrf_token": csrf_from(page), "other": other.id, "confirm": "yes"})  # fmt: skip
-    from tests.fetch_support import update_mailbox
+    from tests.helpers.mailboxes import update_mailbox
 
     update_mailbox(app_env, box, create_new_contact=False)
     again = deliver_and_fetch(app_env, box, mail_user, "Three", sender="kim@two.example")

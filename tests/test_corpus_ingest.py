@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import migrate
-from tests.fetch_support import counts, fetch, make_mailbox, raws, runs
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.mailboxes import fetch, make_mailbox
+from tests.helpers.rows import counts, raws, runs
 from webapp.config import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"

@@ -9,19 +9,9 @@ from imapclient import IMAPClient
 from rq.job import Job
 from sqlmodel import select
 
-from tests.fetch_support import (
-    cases_by_subject,
-    contacts,
-    counts,
-    email,
-    fetch,
-    mailbox,
-    make_mailbox,
-    messages_of,
-    raws,
-    runs,
-    update_mailbox,
-)
+from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import cases_by_subject, contacts, counts, mailbox, messages_of, raws, runs
 from webapp.db import new_session, utcnow
 from webapp.mail.connect import tls_context
 from webapp.models import Case, FetchCursor, Mailbox, Message, RawMessage

@@ -13,9 +13,8 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from tests.conftest import migrate
-from tests.fetch_support import email
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.messages import email
 from webapp.db import new_session, utcnow
 from webapp.mail.sync import Fetched
 from webapp.models import Case, FetchLease, FetchRun, Mailbox, Message, RawMessage

@@ -6,15 +6,9 @@ import poplib
 
 import pytest
 
-from tests.fetch_support import (
-    cases_by_subject,
-    counts,
-    email,
-    fetch,
-    make_mailbox,
-    messages_of,
-    raws,
-)
+from tests.helpers.mailboxes import fetch, make_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import cases_by_subject, counts, messages_of, raws
 from webapp.mail.connect import tls_context
 
 
@@ -79,7 +73,7 @@ def test_pop3_message_left_on_the_server_by_a_crash_is_deleted_next_time(
     mail_user.deliver(email("Pop crash"))
     box = make_mailbox(app_env, dovecot, mail_user, protocol="pop3s")
     fetch(app_env, box)  # committed, not deleted: as if the worker died before QUIT
-    from tests.fetch_support import update_mailbox
+    from tests.helpers.mailboxes import update_mailbox
 
     update_mailbox(app_env, box, delete_after_fetch=True)
     result = fetch(app_env, box)

@@ -13,17 +13,10 @@ import pytest
 from rq.job import Job
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import (
-    counts,
-    email,
-    fetch,
-    make_mailbox,
-    raws,
-    runs,
-    snapshot,
-    update_mailbox,
-)
+from tests.helpers.databases import migrate
+from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import counts, raws, runs, snapshot
 from webapp.config import PROJECT_ROOT
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits

@@ -15,23 +15,27 @@ import re
 import pytest
 from sqlmodel import select
 
-from tests.conftest import ADMIN_EMAIL, csrf_from, migrate
-from tests.fetch_support import email, fetch, update_mailbox
-from tests.intake_support import (
-    AUTHSERV,
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.mailboxes import (
+    AUTO_ACK_TEMPLATE,
+    deliver_and_fetch,
+    desk,
+    fetch,
+    send_due,
+    update_mailbox,
+)
+from tests.helpers.messages import AUTHSERV, bounce, email, parsed, verified
+from tests.helpers.rows import (
     all_cases,
-    bounce,
     case_of_raw,
     contact,
     contact_keys,
-    deliver_and_fetch,
     held_of,
     held_rows,
+    outbox_rows,
     raw_by_subject,
-    verified,
 )
-from tests.outbox_support import AUTO_ACK_TEMPLATE, desk, parsed, rows, send_due
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.web import ADMIN_EMAIL, csrf_from
 from webapp.db import new_session
 from webapp.models import (
     Case,
@@ -288,7 +292,7 @@ def test_an_out_of_office_and_a_bounce_get_no_automatic_mail(
     assert case_of_raw(app_env, dsn2.id) is not None
     assert "mailer-daemon@mx.example.net" not in contact_keys(app_env)  # a machine: no contact
     send_due(run_worker)
-    assert smtp_server.messages == [] and rows(app_env) == []
+    assert smtp_server.messages == [] and outbox_rows(app_env) == []
 
 
 def test_a_bounce_of_our_own_mail_lands_on_its_case(

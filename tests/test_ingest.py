@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from tests.fetch_support import email
+from tests.helpers.messages import email
+from tests.helpers.rows import store
 from webapp.db import new_session
 from webapp.mail.parse import DEFAULT_LIMITS
 from webapp.models import (
@@ -20,11 +19,8 @@ from webapp.models import (
     Mailbox,
     Message,
     RawMessage,
-    RawMessageBody,
 )
 from webapp.services.ingest.process import MAX_ATTEMPTS, process_pending, process_raw, reprocess
-
-_uids = itertools.count(1)
 
 
 @pytest.fixture
@@ -46,23 +42,6 @@ def box(db) -> Mailbox:
     db.add(mailbox)
     db.commit()
     return mailbox
-
-
-def store(db, mailbox: Mailbox, raw: bytes, backlog: bool = False) -> int:
-    row = RawMessage(
-        mailbox_id=mailbox.id,
-        folder="INBOX",
-        uidvalidity=1,
-        uid=next(_uids),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        size=len(raw),
-        backlog=backlog,
-    )
-    db.add(row)
-    db.flush()
-    db.add(RawMessageBody(raw_message_id=row.id, data=raw))
-    db.commit()
-    return row.id
 
 
 def ingest(db, mailbox, raw: bytes, **kwargs) -> RawMessage:

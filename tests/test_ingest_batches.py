@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import create_engine, text, update
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import email
-from tests.postgres import COVERED, fresh_database, postgres_answers
-from tests.test_ingest import store
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.messages import email
+from tests.helpers.rows import store
 from webapp.db import new_session, utcnow
 from webapp.models import Case, Contact, Counter, Mailbox, Message, RawMessage
 from webapp.services.ingest.process import process_ids

@@ -7,8 +7,7 @@ import re
 import pytest
 from sqlmodel import select
 
-from tests.conftest import csrf_from
-from tests.helpers import mailbox_data
+from tests.helpers.web import csrf_from, mailbox_data
 from webapp.db import new_session
 from webapp.models import Mailbox
 

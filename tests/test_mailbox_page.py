@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from tests.conftest import csrf_from
-from tests.fetch_support import email, make_mailbox, raws, update_mailbox
+from tests.helpers.mailboxes import make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import raws
+from tests.helpers.web import csrf_from
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
 from webapp.models import FetchLease, FetchRun

@@ -9,8 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import webapp.models  # noqa: F401
-from tests.conftest import migrate
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
 
 
 def _check(url: str) -> None:

@@ -10,8 +10,10 @@ import time
 
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import counts, email, make_mailbox, raws, snapshot
+from tests.helpers.databases import migrate
+from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.messages import MARKER, email
+from tests.helpers.rows import counts, raws, snapshot
 from webapp.config import PROJECT_ROOT
 from webapp.db import new_session
 from webapp.mail.parse import DEFAULT_LIMITS
@@ -19,8 +21,6 @@ from webapp.models import Message
 from webapp.services.fetching import fetch as fetch_service
 from webapp.services.ingest import parse_ahead
 from webapp.services.ingest.parse_ahead import ParseAhead
-
-MARKER = "##- Please type your reply above this line -##"
 
 
 def _deliver(user, count: int) -> None:

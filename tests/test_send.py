@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import base64
-import email
 import json
 import pickle
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from email import policy
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from tests.helpers.messages import MARKER, parsed
 from tests.servers.smtp import CapturingSMTPServer
 from tests.servers.tls import TestCA
 from webapp.mail.errors import (
@@ -39,7 +38,6 @@ from webapp.mail.send import (
 )
 
 USER, PASSWORD, TOKEN = "desk@example.com", "s3cret-pass", "ya29.token-value"
-MARKER = "##- Please type your reply above this line -##"
 
 
 def message(**overrides: Any) -> Any:
@@ -62,10 +60,6 @@ def settings(port: int, security: str = "none", **extra: Any) -> SmtpSettings:
 
 def send(s: SmtpSettings, msg: Any = None, to: list[str] | None = None) -> Any:
     return send_message(s, msg or message(), "desk@example.com", to or ["ada@example.org"])
-
-
-def parsed(data: bytes) -> Any:
-    return email.message_from_bytes(data, policy=policy.default)
 
 
 # -- small servers this file needs besides CapturingSMTPServer ---------------------------

@@ -8,8 +8,8 @@ import socket
 import pytest
 from sqlmodel import select
 
-from tests.conftest import csrf_from
-from tests.helpers import mailbox_data
+from tests.helpers.rows import mailbox_of
+from tests.helpers.web import csrf_from, mailbox_data
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox
 
@@ -31,11 +31,6 @@ def _save(admin, dovecot, user, **overrides) -> tuple[int, str]:
     return int(re.search(r"/mailboxes/(\d+)/setup", location).group(1)), location
 
 
-def _box(app, box_id) -> Mailbox:
-    with new_session(app.config["SETTINGS"].database_url) as db:
-        return db.get(Mailbox, box_id)
-
-
 def test_save_then_setup_shows_the_message_count(admin, app, dovecot, mail_user, run_worker):
     for i in range(3):
         mail_user.deliver(MESSAGE % i)
@@ -55,7 +50,7 @@ def test_save_then_setup_shows_the_message_count(admin, app, dovecot, mail_user,
     token = csrf_from(page)
     resp = admin.post(f"/mailboxes/{box_id}/continue", data={"csrf_token": token})
     assert resp.status_code == 302
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.setup_complete and box.enabled and box.status == "active"
 
 
@@ -82,7 +77,7 @@ def test_wrong_password_says_the_login_was_rejected(admin, app, dovecot, mail_us
     box_id, setup_url = _save(admin, dovecot, mail_user, password="not-the-password")
     run_worker()
     page = admin.get(setup_url).get_data(as_text=True)
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.verify_state == "error" and box.last_error_kind == "auth"
     assert box.last_error in page and box.last_error_advice in page
     assert "not-the-password" not in page
@@ -106,7 +101,7 @@ def test_wrong_port_says_the_connection_was_refused(admin, app, dovecot, mail_us
     )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.last_error_kind == "connection_refused"
     assert str(closed_port) in admin.get(setup_url).get_data(as_text=True)
 
@@ -115,7 +110,7 @@ def test_untrusted_certificate_is_refused(admin, app, dovecot, mail_user, run_wo
     monkeypatch.delenv("MAIL_CA_BUNDLE")  # the worker no longer trusts the test CA
     box_id, setup_url = _save(admin, dovecot, mail_user)
     run_worker()
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.last_error_kind == "tls_untrusted"
     assert "MAIL_CA_BUNDLE" in box.last_error_advice or "certificate" in box.last_error.lower()
 
@@ -182,7 +177,7 @@ def test_plain_ports_upgrade_with_starttls(
     )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.verify_state == "ok" and box.plaintext_warning is False
 
 

@@ -11,9 +11,10 @@ from email import policy
 import pytest
 from sqlmodel import col, select
 
-from tests.conftest import csrf_from, migrate
-from tests.fetch_support import email, fetch, make_mailbox, update_mailbox
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.web import csrf_from
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import parse_message
 from webapp.models import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import csrf_from
+from tests.helpers.web import csrf_from
 from webapp.services.templating import render, template_errors
 
 

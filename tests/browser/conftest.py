@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.conftest import migrate
+from tests.helpers.databases import migrate
 from webapp.config import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"

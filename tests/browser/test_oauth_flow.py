@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
-from tests.browser.test_setup_flow import (
+from tests.helpers.browser import (
     SWAP_TIMEOUT,
     VERIFY_TIMEOUT,
     assert_clean,
