@@ -31,6 +31,34 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(
+    params=[
+        "SQLite",
+        pytest.param(
+            "PostgreSQL",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432"
+                ),
+            ],
+        ),
+    ]
+)
+def any_db(request, tmp_path):
+    """A migrated database of each kind, SQLite and (when one answers) PostgreSQL: for what must hold
+    on both, such as leases and uniqueness."""
+    if request.param == "SQLite":
+        url = f"sqlite:///{tmp_path / 'any.db'}"
+        migrate(url)
+        yield url
+    else:
+        with fresh_database() as url:
+            migrate(url)
+            yield url
+    COVERED.add(request.param)
+
+
 @pytest.fixture
 def app_env(tmp_path, database_url, redis_url, test_ca, monkeypatch) -> dict:
     """The environment the web app and the in-process worker share, as in production."""

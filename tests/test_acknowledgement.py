@@ -17,9 +17,9 @@ from tests.helpers.mailboxes import (
     smtp_fields,
 )
 from tests.helpers.messages import MARKER, email, first_text_line, parsed, text_body
-from tests.helpers.rows import outbox_rows, raws
+from tests.helpers.rows import all_cases, outbox_rows, raws
 from webapp.db import new_session, utcnow
-from webapp.models import Case, Mailbox, OutboxMessage
+from webapp.models import Mailbox, OutboxMessage
 
 CORPUS = Path(__file__).parent / "data" / "mail"
 
@@ -27,11 +27,6 @@ CORPUS = Path(__file__).parent / "data" / "mail"
 def _desk(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
     return desk(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE,
                 **fields)  # fmt: skip
-
-
-def _cases(app_env) -> list[Case]:
-    with new_session(app_env["DATABASE_URL"]) as db:
-        return list(db.exec(select(Case).order_by(Case.id)).all())
 
 
 def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
@@ -58,7 +53,7 @@ def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
     fetch(app_env, box)
     send_due(run_worker)
     assert (
-        len(_cases(app_env)) == 1
+        len(all_cases(app_env)) == 1
         and len(smtp_server.messages) == 1
         and len(outbox_rows(app_env)) == 1
     )
@@ -84,7 +79,7 @@ def test_at_most_one_acknowledgement_per_sender_and_mailbox_per_hour(
         "ada@example.org",
         "bob@example.org",
     ]
-    assert len(_cases(app_env)) == 3
+    assert len(all_cases(app_env)) == 3
     _age_outbox(app_env, hours=1.01)  # an hour later Ada gets one again
     open_case(app_env, box, mail_user, subject="Third question")
     send_due(run_worker)
@@ -96,7 +91,9 @@ def test_backlog_gets_no_acknowledgement(app_env, dovecot, mail_user, smtp_serve
     box = _desk(app_env, dovecot, mail_user, smtp_server, initial_fetch_done=False)
     fetch(app_env, box)  # the first fetch: everything already there is backlog
     send_due(run_worker)
-    assert len(_cases(app_env)) == 1 and outbox_rows(app_env) == [] and smtp_server.messages == []
+    assert (
+        len(all_cases(app_env)) == 1 and outbox_rows(app_env) == [] and smtp_server.messages == []
+    )
     open_case(app_env, box, mail_user, subject="New after turning on")
     send_due(run_worker)
     assert len(smtp_server.wait_for(1)) == 1

@@ -13,7 +13,6 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
 from tests.helpers.messages import email
 from webapp.db import new_session, utcnow
 from webapp.mail.sync import Fetched
@@ -21,33 +20,6 @@ from webapp.models import Case, FetchLease, FetchRun, Mailbox, Message, RawMessa
 from webapp.services.fetching import leases, store
 from webapp.services.fetching.leases import LeaseLost
 from webapp.services.ingest.process import pending_ids, process_raw
-
-
-@pytest.fixture(
-    params=[
-        "SQLite",
-        pytest.param(
-            "PostgreSQL",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(
-                    not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432"
-                ),
-            ],
-        ),
-    ]
-)
-def any_db(request, tmp_path):
-    """A migrated database of each kind: leases and uniqueness must hold on both."""
-    if request.param == "SQLite":
-        url = f"sqlite:///{tmp_path / 'any.db'}"
-        migrate(url)
-        yield url
-    else:
-        with fresh_database() as url:
-            migrate(url)
-            yield url
-    COVERED.add(request.param)
 
 
 def _bare_mailbox(url: str) -> int:

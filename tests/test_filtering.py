@@ -8,8 +8,6 @@ on its case; every decision is recorded and shown on the held and filtered pages
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import re
 
 import pytest
@@ -34,6 +32,7 @@ from tests.helpers.rows import (
     held_rows,
     outbox_rows,
     raw_by_subject,
+    store,
 )
 from tests.helpers.web import ADMIN_EMAIL, csrf_from
 from webapp.db import new_session
@@ -44,18 +43,11 @@ from webapp.models import (
     HeldMessage,
     Mailbox,
     Message,
-    RawMessage,
-    RawMessageBody,
 )
 from webapp.services import contacts as contact_service
 from webapp.services.ingest import held as held_service
 from webapp.services.ingest.process import process_raw
 from webapp.services.outgoing import notify
-
-
-def _box(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
-    return desk(app_env, dovecot, mail_user, smtp_server, **fields)
-
 
 # -- Sender Email Address Filter ----------------------------------------------------
 
@@ -63,7 +55,7 @@ def _box(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
 def test_a_block_rule_filters_the_message_and_creates_nothing(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server,
+    box = desk(app_env, dovecot, mail_user, smtp_server,
                sender_filter="block: *@spam.example\nblock: mallory@evil.example")  # fmt: skip
     spam = deliver_and_fetch(app_env, box, mail_user, "Cheap pills", sender="Sp <x@Spam.Example>")
     evil = deliver_and_fetch(app_env, box, mail_user, "Hello", sender="MALLORY@evil.example")
@@ -88,7 +80,7 @@ def test_a_block_rule_filters_the_message_and_creates_nothing(
 
 
 def test_block_wins_over_allow_and_over_a_known_contact(app_env, dovecot, mail_user, smtp_server):
-    box = _box(app_env, dovecot, mail_user, smtp_server)
+    box = desk(app_env, dovecot, mail_user, smtp_server)
     first = deliver_and_fetch(app_env, box, mail_user, "Before the rule",
                               sender="bob@partner.example", message_id="<bob1@x>")  # fmt: skip
     assert first.state == "done"  # bob is a contact now
@@ -108,7 +100,7 @@ def test_block_wins_over_allow_and_over_a_known_contact(app_env, dovecot, mail_u
 
 
 def test_an_allow_rule_makes_every_other_sender_unknown(app_env, dovecot, mail_user, smtp_server):
-    box = _box(app_env, dovecot, mail_user, smtp_server, create_new_contact=False,
+    box = desk(app_env, dovecot, mail_user, smtp_server, create_new_contact=False,
                sender_filter="# partners only\nallow: @partner.example")  # fmt: skip
     partner = deliver_and_fetch(
         app_env, box, mail_user, "From a partner", sender="p@partner.example"
@@ -130,7 +122,7 @@ def test_an_allow_rule_makes_every_other_sender_unknown(app_env, dovecot, mail_u
 def test_allow_new_case_off_logs_new_threads_and_keeps_replies(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server)
+    box = desk(app_env, dovecot, mail_user, smtp_server)
     opened = deliver_and_fetch(app_env, box, mail_user, "Open before", message_id="<ob@x>")
     update_mailbox(app_env, box, allow_new_case=False)
     new = deliver_and_fetch(app_env, box, mail_user, "A new thread", sender="ann@example.org")
@@ -157,7 +149,7 @@ def test_allow_new_case_off_can_tell_a_person_but_never_a_machine(
         db.add(template)
         db.commit()
         template_id = template.id
-    box = _box(app_env, dovecot, mail_user, smtp_server, allow_new_case=False,
+    box = desk(app_env, dovecot, mail_user, smtp_server, allow_new_case=False,
                no_new_case_template_id=template_id)  # fmt: skip
     person = deliver_and_fetch(app_env, box, mail_user, "Please help",
                                sender="Ann Example <ann@example.org>", message_id="<ph@x>")  # fmt: skip
@@ -185,7 +177,7 @@ def test_allow_new_case_off_can_tell_a_person_but_never_a_machine(
 def test_create_new_contact_off_holds_unknown_senders_for_release_or_discard(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server)
+    box = desk(app_env, dovecot, mail_user, smtp_server)
     known = deliver_and_fetch(app_env, box, mail_user, "Known first", sender="ada@example.org")
     update_mailbox(app_env, box, create_new_contact=False)
     from_known = deliver_and_fetch(app_env, box, mail_user, "Known again", sender="ADA@example.org")
@@ -237,7 +229,7 @@ def test_create_new_contact_off_holds_unknown_senders_for_release_or_discard(
 def test_reprocess_applies_changed_settings_to_a_filtered_message(
     admin, app_env, dovecot, mail_user, smtp_server
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server, sender_filter="block: @example.net")
+    box = desk(app_env, dovecot, mail_user, smtp_server, sender_filter="block: @example.net")
     raw = deliver_and_fetch(app_env, box, mail_user, "Wrongly blocked", sender="kim@example.net")
     held = held_of(app_env, raw.id)
     assert held.state == "filtered"
@@ -255,7 +247,7 @@ def test_reprocess_applies_changed_settings_to_a_filtered_message(
 
 
 def test_mail_from_our_own_mailbox_is_a_loop_and_filtered(app_env, dovecot, mail_user, smtp_server):
-    box = _box(app_env, dovecot, mail_user, smtp_server)
+    box = desk(app_env, dovecot, mail_user, smtp_server)
     raw = deliver_and_fetch(app_env, box, mail_user, "Looping", sender=mail_user.email.upper())
     assert raw.state == "ignored" and "our own mailbox" in raw.error
     held = held_of(app_env, raw.id)
@@ -266,7 +258,7 @@ def test_mail_from_our_own_mailbox_is_a_loop_and_filtered(app_env, dovecot, mail
 def test_an_out_of_office_and_a_bounce_get_no_automatic_mail(
     app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE,
+    box = desk(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE,
                confirm_unknown_senders=True, authserv_id=AUTHSERV)  # fmt: skip
     ooo = deliver_and_fetch(app_env, box, mail_user, "Out of office: Printer",
                             sender="ooo@example.org",
@@ -298,7 +290,7 @@ def test_an_out_of_office_and_a_bounce_get_no_automatic_mail(
 def test_a_bounce_of_our_own_mail_lands_on_its_case(
     app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _box(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE)
+    box = desk(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE)
     opened = deliver_and_fetch(app_env, box, mail_user, "Printer jammed",
                                sender="Ada <ada@badhost.example>")  # fmt: skip
     case = case_of_raw(app_env, opened.id)
@@ -334,7 +326,7 @@ def test_a_bounce_of_our_own_mail_lands_on_its_case(
 def test_backlog_messages_are_held_silently(app_env, dovecot, mail_user, smtp_server, run_worker):
     mail_user.deliver(email("Old mail", sender="old@example.org", to=mail_user.email,
                             extra=verified()))  # fmt: skip
-    box = _box(app_env, dovecot, mail_user, smtp_server, initial_fetch_done=False,
+    box = desk(app_env, dovecot, mail_user, smtp_server, initial_fetch_done=False,
                confirm_unknown_senders=True, authserv_id=AUTHSERV)  # fmt: skip
     fetch(app_env, box)
     raw = raw_by_subject(app_env, "Old mail")
@@ -349,7 +341,7 @@ def test_backlog_messages_are_held_silently(app_env, dovecot, mail_user, smtp_se
 
 
 def test_the_pages_need_a_login_and_csrf(app, admin, app_env, dovecot, mail_user, smtp_server):
-    box = _box(app_env, dovecot, mail_user, smtp_server, create_new_contact=False)
+    box = desk(app_env, dovecot, mail_user, smtp_server, create_new_contact=False)
     raw = deliver_and_fetch(app_env, box, mail_user, "Hold me", sender="h@example.net")
     held = held_of(app_env, raw.id)
     stranger = app.test_client()
@@ -410,15 +402,7 @@ def test_filtering_release_and_merge_on_postgresql(tmp_path, monkeypatch):
     COVERED.add("PostgreSQL")
 
 
-_pg_uids = itertools.count(1)
-
-
 def _ingest(db, box: Mailbox, raw: bytes) -> int:
-    row = RawMessage(mailbox_id=box.id, folder="INBOX", uidvalidity=1, uid=next(_pg_uids),
-                     sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))  # fmt: skip
-    db.add(row)
-    db.flush()
-    db.add(RawMessageBody(raw_message_id=row.id, data=raw))
-    db.commit()
-    process_raw(db, row.id)
-    return row.id
+    raw_id = store(db, box, raw)
+    process_raw(db, raw_id)
+    return raw_id

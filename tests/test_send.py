@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from tests.helpers.messages import MARKER, parsed
+from tests.servers.dovecot import free_ports
 from tests.servers.smtp import CapturingSMTPServer
 from tests.servers.tls import TestCA
 from webapp.mail.errors import (
@@ -86,15 +87,10 @@ class XOAuthHandler:
         return "250 2.0.0 Ok: queued as XO1"
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def xoauth_server(test_ca: TestCA) -> Iterator[tuple[XOAuthHandler, int]]:
     """STARTTLS, then AUTH (XOAUTH2 among PLAIN and LOGIN) before any mail."""
-    handler, port = XOAuthHandler(), free_port()
+    handler, port = XOAuthHandler(), free_ports(1)[0]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(test_ca.cert_pem), str(test_ca.key_pem))
     controller = Controller(
@@ -116,7 +112,9 @@ def implicit_tls_server(cert: Any, key: Any) -> tuple[Controller, list[Envelope]
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
-    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=free_ports(1)[0], ssl_context=context
+    )
     return controller, received
 
 
@@ -328,7 +326,7 @@ def test_server_reply_is_truncated(smtp_server: CapturingSMTPServer) -> None:
 
 def test_connection_refused() -> None:
     with pytest.raises(ConnectionRefused):
-        send(settings(free_port()))
+        send(settings(free_ports(1)[0]))
 
 
 def test_no_greeting_is_a_connection_timeout() -> None:

@@ -11,7 +11,6 @@ from email import policy
 import pytest
 from sqlmodel import col, select
 
-from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
 from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.web import csrf_from
@@ -339,33 +338,6 @@ def test_the_case_page_shows_the_task_form(desk):
     for label in ("Title", "Assignee email", "Due date"):
         assert f">{label}</label>" in html
     assert f'action="/cases/{desk["case"].id}/tasks"' in html and "hx-post" in html
-
-
-@pytest.fixture(
-    params=[
-        "SQLite",
-        pytest.param(
-            "PostgreSQL",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.skipif(
-                    not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432"
-                ),
-            ],
-        ),
-    ]
-)
-def any_db(request, tmp_path):
-    """A migrated database of each kind: the reply's uniqueness must hold on both."""
-    if request.param == "SQLite":
-        url = f"sqlite:///{tmp_path / 'any.db'}"
-        migrate(url)
-        yield url
-    else:
-        with fresh_database() as url:
-            migrate(url)
-            yield url
-    COVERED.add(request.param)
 
 
 def test_task_replies_on_each_database(any_db):
