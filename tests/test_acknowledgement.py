@@ -38,13 +38,16 @@ def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
     (sent,) = smtp_server.wait_for(1)
     assert sent.rcpt_tos == ["ada@example.org"]
     msg = parsed(sent.data)
-    assert msg["Auto-Submitted"] == "auto-replied" and msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Auto-Response-Suppress"] == "All"
     assert msg["Subject"] == f"[#{case.number}] We received your message: VPN down"
     assert msg["In-Reply-To"] == "<vpn1@ada.example>"
     assert first_text_line(msg) == MARKER
     assert f"Your message is now case {case.number}" in text_body(msg)
     (row,) = outbox_rows(app_env)
-    assert row.kind == "auto_ack" and row.case_id == case.id and row.state == "sent"
+    assert row.kind == "auto_ack"
+    assert row.case_id == case.id
+    assert row.state == "sent"
 
     # the contact answers on the case (after the hour, even): a comment, no acknowledgement
     _age_outbox(app_env, hours=2)
@@ -52,11 +55,9 @@ def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
                             in_reply_to="<vpn1@ada.example>"))  # fmt: skip
     fetch(app_env, box)
     send_due(run_worker)
-    assert (
-        len(all_cases(app_env)) == 1
-        and len(smtp_server.messages) == 1
-        and len(outbox_rows(app_env)) == 1
-    )
+    assert len(all_cases(app_env)) == 1
+    assert len(smtp_server.messages) == 1
+    assert len(outbox_rows(app_env)) == 1
 
 
 def _age_outbox(app_env, hours: float) -> None:
@@ -91,9 +92,9 @@ def test_backlog_gets_no_acknowledgement(app_env, dovecot, mail_user, smtp_serve
     box = _desk(app_env, dovecot, mail_user, smtp_server, initial_fetch_done=False)
     fetch(app_env, box)  # the first fetch: everything already there is backlog
     send_due(run_worker)
-    assert (
-        len(all_cases(app_env)) == 1 and outbox_rows(app_env) == [] and smtp_server.messages == []
-    )
+    assert len(all_cases(app_env)) == 1
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []
     open_case(app_env, box, mail_user, subject="New after turning on")
     send_due(run_worker)
     assert len(smtp_server.wait_for(1)) == 1
@@ -110,7 +111,8 @@ def test_out_of_office_and_bounces_get_no_acknowledgement(
     fetch(app_env, box)
     send_due(run_worker)
     assert {r.state for r in raws(app_env, box)} <= {"done", "ignored"}  # kept and processed …
-    assert outbox_rows(app_env) == [] and smtp_server.messages == []  # … but nobody is answered
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []  # … but nobody is answered
 
 
 def test_no_acknowledgement_without_a_template_or_outgoing_mail(
@@ -125,7 +127,8 @@ def test_no_acknowledgement_without_a_template_or_outgoing_mail(
         db.commit()
     open_case(app_env, box, mail_user, subject="Another", sender="bob@example.org")
     send_due(run_worker)
-    assert outbox_rows(app_env) == [] and smtp_server.messages == []
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []
 
 
 def test_the_ceiling_of_automatic_mail_stops_acknowledgements(

@@ -63,7 +63,8 @@ def test_seven_attachments_five_kept_inline_image_not_counted(
     page = admin.get("/cases/").get_data(as_text=True)
     case_url = re.search(r'href="(/cases/\d+)"', page).group(1)
     case_page = admin.get(case_url).get_data(as_text=True)
-    assert "doc6.pdf" in case_page and "only the first 5 attachments" in case_page
+    assert "doc6.pdf" in case_page
+    assert "only the first 5 attachments" in case_page
 
 
 def test_size_limit_and_attachments_off(admin, app, app_env, dovecot, mail_user):

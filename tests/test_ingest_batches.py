@@ -208,7 +208,8 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(
         messages = db.exec(select(Message)).all()
         cases = db.exec(select(Case.subject)).all()
     assert counts == {"failed": 1, "done": 1}
-    assert (first.state, first.error) == ("failed", "set by another run")
+    assert first.state == "failed"
+    assert first.error == "set by another run"
     assert [m.raw_message_id for m in messages] == [ids[1]]
     assert cases == ["Second"]
 

@@ -59,7 +59,8 @@ def assert_clean_text(error: MailError, *secrets: str) -> None:
     text = f"{error} {error.message} {error.advice} {error.kind}"
     for word in (*secrets, *SERVER_WORDS):
         assert word not in text, f"{word!r} leaked into {text!r}"
-    assert error.message and error.advice
+    assert error.message
+    assert error.advice
 
 
 def closed_port() -> int:
@@ -247,7 +248,8 @@ def test_no_credentials(dovecot, mail_user, test_ca):
 
 def test_settings_repr_hides_secrets():
     s = ServerSettings("imaps", "h", 993, "u", password="hunter2", access_token="tok-123")
-    assert "hunter2" not in repr(s) and "tok-123" not in repr(s)
+    assert "hunter2" not in repr(s)
+    assert "tok-123" not in repr(s)
     with pytest.raises(ValueError):
         ServerSettings("smtp", "h", 25, "u")
 
@@ -255,12 +257,10 @@ def test_settings_repr_hides_secrets():
 def test_errors_pickle_with_their_fields():
     error = TlsFailed("m", "a", kind="tls_hostname")
     copy = pickle.loads(pickle.dumps(error))
-    assert (type(copy), copy.message, copy.advice, copy.kind) == (
-        TlsFailed,
-        "m",
-        "a",
-        "tls_hostname",
-    )
+    assert type(copy) is TlsFailed
+    assert copy.message == "m"
+    assert copy.advice == "a"
+    assert copy.kind == "tls_hostname"
     assert str(copy) == "m"
 
 
@@ -286,7 +286,8 @@ def test_plaintext_fallback_is_flagged(plain_dovecot, protocol):
     user = plain_dovecot.new_user()
     user.deliver(MESSAGE)
     result = count_messages(settings_for(plain_dovecot, user, protocol, None))
-    assert (result.count, result.plaintext) == (1, True)
+    assert result.count == 1
+    assert result.plaintext is True
 
 
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])

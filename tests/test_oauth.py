@@ -27,29 +27,31 @@ def test_get_authorization_code_callback_and_setup_shows_the_count(
     box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()
     page = admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)
-    assert "This mailbox is not authorized yet." in page and "Get Authorization Code" in page
+    assert "This mailbox is not authorized yet." in page
+    assert "Get Authorization Code" in page
 
     callback = authorize(admin, box_id)
     sent = oauth_server.last_authorize_params
-    assert sent["code_challenge_method"] == "S256" and sent["code_challenge"]
+    assert sent["code_challenge_method"] == "S256"
+    assert sent["code_challenge"]
     assert sent["login_hint"] == oauth_mail_user.email
     assert sent["redirect_uri"] == "http://127.0.0.1:5000/oauth/callback"
     assert "code_verifier" not in sent
 
     resp = admin.get(callback)
-    assert resp.status_code == 302 and resp.headers["Location"] == f"/mailboxes/{box_id}/setup"
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == f"/mailboxes/{box_id}/setup"
     box = mailbox_of(app, box_id)
-    assert (
-        box.access_token_enc
-        and box.refresh_token_enc
-        and box.oauth_account == oauth_mail_user.email
-    )
+    assert box.access_token_enc
+    assert box.refresh_token_enc
+    assert box.oauth_account == oauth_mail_user.email
     with new_session(app.config["SETTINGS"].database_url) as db:
         assert db.exec(select(OAuthAuthorization)).all() == []  # the pending record is gone
     run_worker()
     page = admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)
     assert "3 messages in this mailbox" in page
-    assert oauth_mail_user.email in page and "Authorized account" in page
+    assert oauth_mail_user.email in page
+    assert "Authorized account" in page
     # The tokens never reach the page.
     assert crypto.decrypt(box.access_token_enc) not in page
 
@@ -72,7 +74,8 @@ def test_google_asks_for_offline_access(
         db.commit()
     authorize(admin, box_id)
     sent = oauth_server.last_authorize_params
-    assert sent["access_type"] == "offline" and sent["prompt"] == "consent"
+    assert sent["access_type"] == "offline"
+    assert sent["prompt"] == "consent"
 
 
 def test_provider_error_comes_back_as_a_message_and_saves_nothing(
@@ -101,7 +104,8 @@ def test_expired_state_is_refused(
         db.add(pending)
         db.commit()
     page = admin.get(callback, follow_redirects=True).get_data(as_text=True)
-    assert "expired" in page and mailbox_of(app, box_id).access_token_enc is None
+    assert "expired" in page
+    assert mailbox_of(app, box_id).access_token_enc is None
 
 
 def test_state_from_another_session_is_refused(
@@ -156,7 +160,8 @@ def test_pasted_redirect_url_is_exchanged_once(
     resp = admin.post(f"/mailboxes/{box_id}/edit", data=data, follow_redirects=True)
     assert "The pasted authorization code was exchanged" in resp.get_data(as_text=True)
     box = mailbox_of(app, box_id)
-    assert box.access_token_enc and box.auth_code_enc is None
+    assert box.access_token_enc
+    assert box.auth_code_enc is None
     run_worker()
     assert "1 message in this mailbox" in admin.get(f"/mailboxes/{box_id}/setup").get_data(
         as_text=True
@@ -187,13 +192,15 @@ def test_expiring_token_is_refreshed_and_the_rotated_refresh_token_kept(
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     second = mailbox_of(app, box_id)
-    assert oauth_server.refresh_count == 1 and second.verify_state == "ok"
+    assert oauth_server.refresh_count == 1
+    assert second.verify_state == "ok"
     assert crypto.decrypt(second.refresh_token_enc) != crypto.decrypt(first.refresh_token_enc)
     # The rotated refresh token is the one used next time (the old one is now revoked).
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    assert oauth_server.refresh_count == 2 and mailbox_of(app, box_id).verify_state == "ok"
+    assert oauth_server.refresh_count == 2
+    assert mailbox_of(app, box_id).verify_state == "ok"
 
 
 def test_a_token_rejected_by_the_server_is_refreshed_once_before_giving_up(
@@ -203,7 +210,8 @@ def test_a_token_rejected_by_the_server_is_refreshed_once_before_giving_up(
     oauth_server.expire_access_tokens(oauth_mail_user.email)  # revoked early: expiry time says fine
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    assert oauth_server.refresh_count == 1 and mailbox_of(app, box_id).verify_state == "ok"
+    assert oauth_server.refresh_count == 1
+    assert mailbox_of(app, box_id).verify_state == "ok"
 
 
 def test_revoked_refresh_token_means_reauthorization_needed(
@@ -215,9 +223,11 @@ def test_revoked_refresh_token_means_reauthorization_needed(
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     box = mailbox_of(app, box_id)
-    assert box.reauth_needed and box.status == "re-authorization needed"
+    assert box.reauth_needed
+    assert box.status == "re-authorization needed"
     listing = admin.get("/mailboxes/").get_data(as_text=True)
-    assert "re-authorization needed" in listing and "Re-authorize" in listing
+    assert "re-authorization needed" in listing
+    assert "Re-authorize" in listing
     page = admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
     assert "Re-authorization needed." in page
     api_token = (
@@ -226,7 +236,8 @@ def test_revoked_refresh_token_means_reauthorization_needed(
     item = admin.get(
         "/api/v1/mailboxes", headers={"Authorization": f"Bearer {api_token}"}
     ).get_json()["items"][0]
-    assert item["status"] == "re-authorization needed" and item["oauth"]["reauth_needed"] is True
+    assert item["status"] == "re-authorization needed"
+    assert item["oauth"]["reauth_needed"] is True
     # No retry loop: a further check does not ask the provider again.
     requests_before = len(oauth_server.token_requests)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
@@ -257,7 +268,8 @@ def test_two_workers_refreshing_at_once_refresh_once(
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert errors == [] and len(set(results)) == 1
+    assert errors == []
+    assert len(set(results)) == 1
     assert oauth_server.refresh_count == 1
 
 
@@ -315,10 +327,12 @@ def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
     admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
     run_worker()
     box = mailbox_of(app, box_id)
-    assert box.reauth_needed and box.status == "re-authorization needed"
+    assert box.reauth_needed
+    assert box.status == "re-authorization needed"
     with new_session(url) as db:
         last = db.exec(select(FetchRun).order_by(FetchRun.id.desc())).first()
-        assert last.state == "error" and last.error_kind == "reauth_needed"
+        assert last.state == "error"
+        assert last.error_kind == "reauth_needed"
     requests_before = len(oauth_server.token_requests)
     admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
     run_worker()
@@ -378,10 +392,8 @@ def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
         as_text=True
     )
     assert "issued for another mailbox" in page
-    assert (
-        mailbox_of(app, first).access_token_enc is None
-        and mailbox_of(app, second).access_token_enc is None
-    )
+    assert mailbox_of(app, first).access_token_enc is None
+    assert mailbox_of(app, second).access_token_enc is None
     assert "authorization_code" not in oauth_server.token_requests  # nothing was exchanged
 
 
@@ -395,7 +407,8 @@ def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     box = mailbox_of(app, box_id)
-    assert box.reauth_needed and "Client Secret may have expired" in box.oauth_error
+    assert box.reauth_needed
+    assert "Client Secret may have expired" in box.oauth_error
     assert "Client Secret may have expired" in admin.get(f"/mailboxes/{box_id}").get_data(
         as_text=True
     )
@@ -411,7 +424,8 @@ def test_a_passing_provider_outage_is_retried_later(
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     box = mailbox_of(app, box_id)
-    assert not box.reauth_needed and box.verify_state == "error"
+    assert not box.reauth_needed
+    assert box.verify_state == "error"
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     assert mailbox_of(app, box_id).verify_state == "ok"

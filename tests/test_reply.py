@@ -365,7 +365,8 @@ def test_talon_expected_reply_text(name):
     # talon keeps signatures ("Sent from my iPhone"); we drop them, so ours is its start.
     assert reply == "Hello"
     assert expected.startswith(reply)
-    assert "wrote:" not in reply and ">" not in reply
+    assert "wrote:" not in reply
+    assert ">" not in reply
 
 
 @needs_corpus

@@ -52,7 +52,8 @@ def test_clear_and_uidvalidity_change(dovecot, mail_user, test_ca):
     second, count = status()
     dovecot.set_uidvalidity_change(mail_user.email)
     third, count = status()
-    assert first < second < third and count == 2
+    assert first < second < third
+    assert count == 2
     dovecot.clear(mail_user.email)
     assert status()[1] == 0
 
