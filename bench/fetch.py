@@ -304,7 +304,7 @@ def check_binaries() -> None:
 @contextlib.contextmanager
 def fresh_database(env: Env, kind: str) -> Iterator[str]:
     """A new, migrated database: SQLite in the temp dir or a new PostgreSQL database."""
-    from tests.conftest import migrate
+    from tests.helpers.databases import migrate
 
     env.db_counter += 1
     if kind == "sqlite":
@@ -317,7 +317,7 @@ def fresh_database(env: Env, kind: str) -> Iterator[str]:
 
             get_engine(url).dispose()
         return
-    from tests.postgres import fresh_database as pg_database
+    from tests.helpers.databases import fresh_database as pg_database
 
     with pg_database() as url:
         migrate(url)
@@ -327,7 +327,7 @@ def fresh_database(env: Env, kind: str) -> Iterator[str]:
 def make_mailbox(env: Env, database_url: str, box: Box) -> int:
     """A mailbox as the form makes it: its templates are the defaults (the Auto
     Acknowledgement is on; a first fetch's mail is all backlog, so none is sent)."""
-    from tests.fetch_support import make_mailbox as make
+    from tests.helpers.mailboxes import make_mailbox as make
     from webapp.db import new_session
     from webapp.services.mailboxes import default_template_ids
 
@@ -1156,7 +1156,7 @@ def main(argv: list[str] | None = None) -> int:
     check_binaries()
     db_kinds = ["sqlite"]
     if args.postgres:
-        from tests.postgres import postgres_answers
+        from tests.helpers.databases import postgres_answers
 
         if postgres_answers():
             db_kinds.append("postgresql")

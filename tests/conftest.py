@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from alembic import command
-from alembic.config import Config
 from cryptography.fernet import Fernet
 from rq import SimpleWorker
 
-from webapp.config import PROJECT_ROOT
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.oauth_fixtures"]
-
-ADMIN_EMAIL = "admin@example.com"
-ADMIN_PASSWORD = "correct horse battery"
-
-
-def migrate(database_url: str, revision: str = "head") -> None:
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.attributes["database_url"] = database_url
-    command.upgrade(cfg, revision)
 
 
 @pytest.fixture
 def database_url(tmp_path) -> str:
-    from tests.postgres import COVERED
-
     url = f"sqlite:///{tmp_path / 'test.db'}"
     migrate(url)
     COVERED.add("SQLite")
@@ -37,14 +23,40 @@ def database_url(tmp_path) -> str:
 @pytest.fixture
 def postgres_url():
     """A new PostgreSQL database, migrated to head; the test skips when none answers."""
-    from tests.postgres import COVERED, fresh_database, postgres_answers
-
     if not postgres_answers():
         pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
     with fresh_database() as url:
         migrate(url)
         COVERED.add("PostgreSQL")
         yield url
+
+
+@pytest.fixture(
+    params=[
+        "SQLite",
+        pytest.param(
+            "PostgreSQL",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(
+                    not postgres_answers(), reason="no PostgreSQL answers on 127.0.0.1:5432"
+                ),
+            ],
+        ),
+    ]
+)
+def any_db(request, tmp_path):
+    """A migrated database of each kind, SQLite and (when one answers) PostgreSQL: for what must hold
+    on both, such as leases and uniqueness."""
+    if request.param == "SQLite":
+        url = f"sqlite:///{tmp_path / 'any.db'}"
+        migrate(url)
+        yield url
+    else:
+        with fresh_database() as url:
+            migrate(url)
+            yield url
+    COVERED.add(request.param)
 
 
 @pytest.fixture
@@ -83,18 +95,6 @@ def runner(app):
     return app.test_cli_runner()
 
 
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
-        r'"X-CSRFToken": "([^"]+)"', html
-    )
-    assert match, "no CSRF token in the page"
-    return match.group(1)
-
-
-def get_csrf(client, url: str = "/auth/login") -> str:
-    return csrf_from(client.get(url).get_data(as_text=True))
-
-
 @pytest.fixture
 def admin(app, client):
     """An admin account, logged in with the test client."""
@@ -126,7 +126,5 @@ def run_worker(app, app_env, redis_server):
 
 
 def pytest_terminal_summary(terminalreporter):
-    from tests.postgres import COVERED
-
     covered = ", ".join(sorted(COVERED)) or "none"
     terminalreporter.write_line(f"databases covered by the database tests: {covered}")

@@ -7,21 +7,19 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from tests.fetch_support import email, fetch, make_mailbox, raws
-from tests.outbox_support import (
+from tests.helpers.mailboxes import (
     AUTO_ACK_TEMPLATE,
-    MARKER,
     desk,
-    first_text_line,
+    fetch,
+    make_mailbox,
     open_case,
-    parsed,
-    rows,
     send_due,
     smtp_fields,
-    text_body,
 )
+from tests.helpers.messages import MARKER, email, first_text_line, parsed, text_body
+from tests.helpers.rows import all_cases, outbox_rows, raws
 from webapp.db import new_session, utcnow
-from webapp.models import Case, Mailbox, OutboxMessage
+from webapp.models import Mailbox, OutboxMessage
 
 CORPUS = Path(__file__).parent / "data" / "mail"
 
@@ -29,11 +27,6 @@ CORPUS = Path(__file__).parent / "data" / "mail"
 def _desk(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
     return desk(app_env, dovecot, mail_user, smtp_server, auto_ack_template_id=AUTO_ACK_TEMPLATE,
                 **fields)  # fmt: skip
-
-
-def _cases(app_env) -> list[Case]:
-    with new_session(app_env["DATABASE_URL"]) as db:
-        return list(db.exec(select(Case).order_by(Case.id)).all())
 
 
 def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
@@ -45,13 +38,16 @@ def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
     (sent,) = smtp_server.wait_for(1)
     assert sent.rcpt_tos == ["ada@example.org"]
     msg = parsed(sent.data)
-    assert msg["Auto-Submitted"] == "auto-replied" and msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["X-Auto-Response-Suppress"] == "All"
     assert msg["Subject"] == f"[#{case.number}] We received your message: VPN down"
     assert msg["In-Reply-To"] == "<vpn1@ada.example>"
     assert first_text_line(msg) == MARKER
     assert f"Your message is now case {case.number}" in text_body(msg)
-    (row,) = rows(app_env)
-    assert row.kind == "auto_ack" and row.case_id == case.id and row.state == "sent"
+    (row,) = outbox_rows(app_env)
+    assert row.kind == "auto_ack"
+    assert row.case_id == case.id
+    assert row.state == "sent"
 
     # the contact answers on the case (after the hour, even): a comment, no acknowledgement
     _age_outbox(app_env, hours=2)
@@ -59,7 +55,9 @@ def test_a_new_case_is_acknowledged_once_and_a_reply_is_not(
                             in_reply_to="<vpn1@ada.example>"))  # fmt: skip
     fetch(app_env, box)
     send_due(run_worker)
-    assert len(_cases(app_env)) == 1 and len(smtp_server.messages) == 1 and len(rows(app_env)) == 1
+    assert len(all_cases(app_env)) == 1
+    assert len(smtp_server.messages) == 1
+    assert len(outbox_rows(app_env)) == 1
 
 
 def _age_outbox(app_env, hours: float) -> None:
@@ -82,7 +80,7 @@ def test_at_most_one_acknowledgement_per_sender_and_mailbox_per_hour(
         "ada@example.org",
         "bob@example.org",
     ]
-    assert len(_cases(app_env)) == 3
+    assert len(all_cases(app_env)) == 3
     _age_outbox(app_env, hours=1.01)  # an hour later Ada gets one again
     open_case(app_env, box, mail_user, subject="Third question")
     send_due(run_worker)
@@ -94,7 +92,9 @@ def test_backlog_gets_no_acknowledgement(app_env, dovecot, mail_user, smtp_serve
     box = _desk(app_env, dovecot, mail_user, smtp_server, initial_fetch_done=False)
     fetch(app_env, box)  # the first fetch: everything already there is backlog
     send_due(run_worker)
-    assert len(_cases(app_env)) == 1 and rows(app_env) == [] and smtp_server.messages == []
+    assert len(all_cases(app_env)) == 1
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []
     open_case(app_env, box, mail_user, subject="New after turning on")
     send_due(run_worker)
     assert len(smtp_server.wait_for(1)) == 1
@@ -111,7 +111,8 @@ def test_out_of_office_and_bounces_get_no_acknowledgement(
     fetch(app_env, box)
     send_due(run_worker)
     assert {r.state for r in raws(app_env, box)} <= {"done", "ignored"}  # kept and processed …
-    assert rows(app_env) == [] and smtp_server.messages == []  # … but nobody is answered
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []  # … but nobody is answered
 
 
 def test_no_acknowledgement_without_a_template_or_outgoing_mail(
@@ -126,7 +127,8 @@ def test_no_acknowledgement_without_a_template_or_outgoing_mail(
         db.commit()
     open_case(app_env, box, mail_user, subject="Another", sender="bob@example.org")
     send_due(run_worker)
-    assert rows(app_env) == [] and smtp_server.messages == []
+    assert outbox_rows(app_env) == []
+    assert smtp_server.messages == []
 
 
 def test_the_ceiling_of_automatic_mail_stops_acknowledgements(
@@ -143,7 +145,7 @@ def test_the_ceiling_of_automatic_mail_stops_acknowledgements(
                            auto_submitted="auto-replied")  # fmt: skip
         db.commit()
     open_case(app_env, box, mail_user)
-    assert [r.kind for r in rows(app_env)].count("auto_ack") == 0
+    assert [r.kind for r in outbox_rows(app_env)].count("auto_ack") == 0
 
 
 def test_our_two_mailboxes_mailing_each_other_do_not_loop(
@@ -163,7 +165,7 @@ def test_our_two_mailboxes_mailing_each_other_do_not_loop(
                          to=user_a.email))  # fmt: skip
     fetch(app_env, box_a)
     send_due(run_worker)
-    assert len(rows(app_env, mailbox_id=box_a)) == 1
+    assert len(outbox_rows(app_env, mailbox_id=box_a)) == 1
 
     # A's acknowledgement, as it would arrive in B's inbox (say Ada forwarded by redirect):
     # B does not answer it
@@ -172,7 +174,7 @@ def test_our_two_mailboxes_mailing_each_other_do_not_loop(
     user_b.deliver(ack)
     fetch(app_env, box_b)
     send_due(run_worker)
-    assert rows(app_env, mailbox_id=box_b) == []
+    assert outbox_rows(app_env, mailbox_id=box_b) == []
     assert [r.state for r in raws(app_env, box_b)] in (
         ["done"],
         ["ignored"],

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import csrf_from
-from tests.helpers import mailbox_data
+from tests.helpers.web import csrf_from, mailbox_data
 
 
 def _ui_token(admin, name="reporting") -> str:
@@ -17,7 +16,8 @@ def _ui_token(admin, name="reporting") -> str:
 def test_without_a_valid_token_the_api_answers_401(client):
     assert client.get("/api/v1/mailboxes").status_code == 401
     resp = client.get("/api/v1/mailboxes", headers={"Authorization": "Bearer nope"})
-    assert resp.status_code == 401 and "Bearer" in resp.headers["WWW-Authenticate"]
+    assert resp.status_code == 401
+    assert "Bearer" in resp.headers["WWW-Authenticate"]
 
 
 def test_mailboxes_listed_without_secrets(admin):
@@ -25,12 +25,17 @@ def test_mailboxes_listed_without_secrets(admin):
     token = _ui_token(admin)
     resp = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
     body = resp.get_json()
-    assert resp.status_code == 200 and body["total"] == 1
+    assert resp.status_code == 200
+    assert body["total"] == 1
     item = body["items"][0]
-    assert item["email_address"] == "support@example.com" and item["protocol"] == "imaps"
-    assert item["status"] == "verifying" and item["password_set"] is True
+    assert item["email_address"] == "support@example.com"
+    assert item["protocol"] == "imaps"
+    assert item["status"] == "verifying"
+    assert item["password_set"] is True
     raw = resp.get_data(as_text=True)
-    assert "top-secret-pw" not in raw and "password_enc" not in raw and "gAAAA" not in raw
+    assert "top-secret-pw" not in raw
+    assert "password_enc" not in raw
+    assert "gAAAA" not in raw
 
 
 def test_the_list_is_paginated(admin):
@@ -45,7 +50,8 @@ def test_the_list_is_paginated(admin):
         "/api/v1/mailboxes?page=2", headers={"Authorization": f"Bearer {token}"}
     ).get_json()
     assert first["total"] == second["total"] == 55
-    assert len(first["items"]) == 50 and len(second["items"]) == 5
+    assert len(first["items"]) == 50
+    assert len(second["items"]) == 5
     assert {i["id"] for i in first["items"]}.isdisjoint({i["id"] for i in second["items"]})
 
 
@@ -73,7 +79,8 @@ def test_create_token_command_prints_the_token_last(runner, client):
 
 def test_healthz_reports_database_and_redis(client):
     resp = client.get("/healthz")
-    assert resp.status_code == 200 and resp.get_json() == {
+    assert resp.status_code == 200
+    assert resp.get_json() == {
         "status": "ok",
         "database": "ok",
         "redis": "ok",
@@ -85,4 +92,5 @@ def test_healthz_fails_when_redis_is_gone(app_env, monkeypatch, tmp_path):
 
     monkeypatch.setenv("REDIS_URL", f"unix://{tmp_path}/nothing.sock")
     resp = create_app({"TESTING": True}).test_client().get("/healthz")
-    assert resp.status_code == 503 and resp.get_json()["redis"].startswith("error")
+    assert resp.status_code == 503
+    assert resp.get_json()["redis"].startswith("error")

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import csrf_from, migrate
-from tests.fetch_support import email, make_mailbox
-from tests.postgres import COVERED, fresh_database, postgres_answers
-from tests.test_cases_ui import bulk_cases, count_statements, fetch_now, html_email
+from tests.helpers.databases import (
+    COVERED,
+    count_statements,
+    fresh_database,
+    migrate,
+    postgres_answers,
+)
+from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.messages import email, html_email
+from tests.helpers.rows import bulk_cases
+from tests.helpers.web import csrf_from, fetch_now
 from webapp.db import get_engine, new_session
 from webapp.models import Mailbox
 from webapp.services import users
@@ -31,7 +38,8 @@ def test_without_a_valid_token_cases_and_contacts_answer_401(client):
     for path in ("/api/v1/cases", "/api/v1/contacts"):
         assert client.get(path).status_code == 401
         resp = client.get(path, headers={"Authorization": "Bearer wrong"})
-        assert resp.status_code == 401 and "Bearer" in resp.headers["WWW-Authenticate"]
+        assert resp.status_code == 401
+        assert "Bearer" in resp.headers["WWW-Authenticate"]
 
 
 def test_cases_with_their_messages_and_attachments(
@@ -59,19 +67,29 @@ def test_cases_with_their_messages_and_attachments(
     fetch_now(admin, box, run_worker)
 
     body = api("/api/v1/cases")
-    assert body["total"] == 2 and body["page"] == 1 and body["per_page"] == 50
+    assert body["total"] == 2
+    assert body["page"] == 1
+    assert body["per_page"] == 50
     printer, files = body["items"]
-    assert printer["number"] == 1 and printer["subject"] == "Printer on fire"
-    assert printer["status"] == "open" and printer["mailbox_id"] == box
+    assert printer["number"] == 1
+    assert printer["subject"] == "Printer on fire"
+    assert printer["status"] == "open"
+    assert printer["mailbox_id"] == box
     assert printer["contact"]["name"] == "Alice Smith"
     assert printer["contact"]["email"] == "alice@example.org"
-    assert printer["created_at"].endswith("+00:00") and printer["updated_at"]
+    assert printer["created_at"].endswith("+00:00")
+    assert printer["updated_at"]
     first, reply = printer["messages"]
-    assert first["message_id"] == "<a1@x>" and reply["message_id"] == "<a2@x>"
+    assert first["message_id"] == "<a1@x>"
+    assert reply["message_id"] == "<a2@x>"
     assert first["sender"] == {"name": "Alice Smith", "email": "alice@example.org"}
-    assert first["subject"] == "Printer on fire" and first["text"].strip() == "It burns."
-    assert first["date"] and first["attachments"] == [] and first["attachments_not_kept"] == []
-    assert reply["text"].strip() == "Still." and "> It burns." in reply["full_text"]
+    assert first["subject"] == "Printer on fire"
+    assert first["text"].strip() == "It burns."
+    assert first["date"]
+    assert first["attachments"] == []
+    assert first["attachments_not_kept"] == []
+    assert reply["text"].strip() == "Still."
+    assert "> It burns." in reply["full_text"]
 
     (message,) = files["messages"]
     assert message["message_id"] == "<html1@test.example>"
@@ -79,7 +97,8 @@ def test_cases_with_their_messages_and_attachments(
         "attachments"
     ]
     assert {a["name"] for a in message["attachments"]} == {"invoice.pdf", "logo.png"}
-    assert "html" not in message and "<script" not in str(body)
+    assert "html" not in message
+    assert "<script" not in str(body)
 
     assert api("/api/v1/cases?status=closed")["total"] == 0
     assert api(f"/api/v1/cases?mailbox_id={box}")["total"] == 2
@@ -88,7 +107,8 @@ def test_cases_with_their_messages_and_attachments(
     assert contacts["total"] == 2
     by_email = {c["email"]: c for c in contacts["items"]}
     assert by_email["alice@example.org"]["name"] == "Alice Smith"
-    assert by_email["alice@example.org"]["cases"] == 1 and by_email["bob@example.org"]["cases"] == 1
+    assert by_email["alice@example.org"]["cases"] == 1
+    assert by_email["bob@example.org"]["cases"] == 1
 
 
 def test_attachments_not_kept_come_with_their_reason(
@@ -115,8 +135,10 @@ def test_mailboxes_count_fetched_and_failed_messages(
     empty = make_mailbox(app_env, dovecot, dovecot.new_user())
     fetch_now(admin, box, run_worker)
     items = {m["id"]: m for m in api("/api/v1/mailboxes")["items"]}
-    assert (items[box]["messages_fetched"], items[box]["messages_failed"]) == (2, 1)
-    assert (items[empty]["messages_fetched"], items[empty]["messages_failed"]) == (0, 0)
+    assert items[box]["messages_fetched"] == 2
+    assert items[box]["messages_failed"] == 1
+    assert items[empty]["messages_fetched"] == 0
+    assert items[empty]["messages_failed"] == 0
 
 
 def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):
@@ -129,7 +151,8 @@ def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):
 
     with count_statements(app_env["DATABASE_URL"]) as first:
         page = api("/api/v1/cases")
-    assert page["total"] == 100_000 and len(page["items"]) == 50
+    assert page["total"] == 100_000
+    assert len(page["items"]) == 50
     assert [c["number"] for c in page["items"]] == list(range(1, 51))
     assert page["items"][0]["messages"][0]["message_id"] == "<bulk1@x>"
     assert page["items"][0]["contact"]["email"] == "c1@bulk.example"
@@ -145,8 +168,10 @@ def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):
 
     with count_statements(app_env["DATABASE_URL"]) as contacts:
         page = api("/api/v1/contacts?page=200")
-    assert page["total"] == 10_000 and len(page["items"]) == 50
-    assert page["items"][-1]["email"] == "c9999@bulk.example" and page["items"][-1]["cases"] == 10
+    assert page["total"] == 10_000
+    assert len(page["items"]) == 50
+    assert page["items"][-1]["email"] == "c9999@bulk.example"
+    assert page["items"][-1]["cases"] == 10
     assert len(contacts) <= 6, contacts
 
 
@@ -176,12 +201,15 @@ def test_100000_cases_on_postgresql(app_env, monkeypatch):
         )
         with count_statements(url) as ui:
             page = client.get("/cases/?page=2000").get_data(as_text=True)
-        assert page.count('<tr id="case-') == 50 and '">#1</a></td>' in page and len(ui) <= 6
+        assert page.count('<tr id="case-') == 50
+        assert '">#1</a></td>' in page
+        assert len(ui) <= 6
         with count_statements(url) as api_statements:
             body = client.get(
                 "/api/v1/cases?page=2000", headers={"Authorization": f"Bearer {token}"}
             ).get_json()
-        assert body["total"] == 100_000 and body["items"][-1]["number"] == 100_000
+        assert body["total"] == 100_000
+        assert body["items"][-1]["number"] == 100_000
         assert len(api_statements) <= 7
         body = client.get(
             "/api/v1/contacts?page=200", headers={"Authorization": f"Bearer {token}"}

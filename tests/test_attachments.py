@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from tests.fetch_support import fetch, make_mailbox
+from tests.helpers.mailboxes import fetch, make_mailbox
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -63,7 +63,8 @@ def test_seven_attachments_five_kept_inline_image_not_counted(
     page = admin.get("/cases/").get_data(as_text=True)
     case_url = re.search(r'href="(/cases/\d+)"', page).group(1)
     case_page = admin.get(case_url).get_data(as_text=True)
-    assert "doc6.pdf" in case_page and "only the first 5 attachments" in case_page
+    assert "doc6.pdf" in case_page
+    assert "only the first 5 attachments" in case_page
 
 
 def test_size_limit_and_attachments_off(admin, app, app_env, dovecot, mail_user):
@@ -93,7 +94,7 @@ def test_with_attachments_off_none_are_kept(admin, app, app_env, dovecot, mail_u
 def test_attachment_limit_is_a_form_field(admin, app):
     from sqlmodel import select
 
-    from tests.helpers import mailbox_data
+    from tests.helpers.web import mailbox_data
     from webapp.db import new_session
     from webapp.models import Mailbox
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, get_csrf
+from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, get_csrf
 
 
 def test_first_visit_offers_to_create_the_first_admin(client):
     resp = client.get("/mailboxes/")
-    assert resp.status_code == 302 and resp.headers["Location"].endswith("/auth/first-admin")
+    assert resp.status_code == 302
+    assert resp.headers["Location"].endswith("/auth/first-admin")
     page = client.get("/auth/first-admin").get_data(as_text=True)
-    assert "Create admin" in page and 'name="password2"' in page
+    assert "Create admin" in page
+    assert 'name="password2"' in page
 
 
 def test_first_admin_passwords_must_match_and_email_is_kept(client):
@@ -33,7 +35,8 @@ def test_after_the_first_admin_every_page_needs_a_login(admin, app):
     other = app.test_client()
     for path in ("/mailboxes/", "/mailboxes/new", "/templates/", "/tokens"):
         resp = other.get(path)
-        assert resp.status_code == 302 and "/auth/login" in resp.headers["Location"], path
+        assert resp.status_code == 302, path
+        assert "/auth/login" in resp.headers["Location"], path
     # the first-admin page is closed once an admin exists
     assert other.get("/auth/first-admin").headers["Location"].endswith("/auth/login")
 
@@ -46,9 +49,11 @@ def test_login_renews_the_session_and_sets_safe_cookies(admin, app):
         "/auth/login?next=/templates/",
         data={"csrf_token": token, "email": ADMIN_EMAIL.upper(), "password": ADMIN_PASSWORD},
     )
-    assert resp.status_code == 302 and resp.headers["Location"] == "/templates/"
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == "/templates/"
     cookie_header = resp.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie_header and "SameSite=Lax" in cookie_header
+    assert "HttpOnly" in cookie_header
+    assert "SameSite=Lax" in cookie_header
     assert "Secure" not in cookie_header  # EXTERNAL_URL is http in the tests
     assert browser.get_cookie("session").value != before
     assert browser.get("/templates/").status_code == 200

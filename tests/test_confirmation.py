@@ -12,22 +12,18 @@ import time
 
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from tests.conftest import csrf_from
-from tests.fetch_support import email, fetch, update_mailbox
-from tests.intake_support import (
-    AUTHSERV,
+from tests.helpers.mailboxes import deliver_and_fetch, desk, fetch, send_due, update_mailbox
+from tests.helpers.messages import AUTHSERV, email, failed, link_in, parsed, verified
+from tests.helpers.rows import (
     all_cases,
     case_of_raw,
     contact,
     contact_keys,
-    deliver_and_fetch,
-    failed,
     held_of,
-    link_in,
+    outbox_rows,
     raw_by_subject,
-    verified,
 )
-from tests.outbox_support import desk, parsed, rows, send_due
+from tests.helpers.web import csrf_from
 from webapp.services.outgoing import confirm
 
 
@@ -48,19 +44,23 @@ def test_the_confirmation_flow_end_to_end(
     raw = deliver_and_fetch(app_env, box, mail_user, "My laptop is broken",
                             sender="Eve Example <eve@example.org>", message_id="<eve1@example.org>",
                             extra=verified())  # fmt: skip
-    assert raw.state == "ignored" and raw.error.startswith("held: ")
+    assert raw.state == "ignored"
+    assert raw.error.startswith("held: ")
     assert "; confirmation mail sent to eve@example.org" in raw.error  # the fetch log says it all
     held = held_of(app_env, raw.id)
-    assert held.state == "held" and held.reason == "confirmation"
+    assert held.state == "held"
+    assert held.reason == "confirmation"
     assert held.mail_decision.startswith("confirmation mail sent to eve@example.org (spf=pass")
-    assert all_cases(app_env) == [] and contact_keys(app_env) == []
+    assert all_cases(app_env) == []
+    assert contact_keys(app_env) == []
 
     (sent,) = _challenge(smtp_server, run_worker)
     msg = parsed(sent.data)
     assert sent.rcpt_tos == ["eve@example.org"]
     assert msg["From"] == f"Support <{mail_user.email}>"  # replying to it comes back to us
     assert msg["Subject"] == "Please confirm your message: My laptop is broken"
-    assert msg["Auto-Submitted"] == "auto-replied" and msg["In-Reply-To"] == "<eve1@example.org>"
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["In-Reply-To"] == "<eve1@example.org>"
     assert msg["Message-ID"] == held_of(app_env, raw.id).mail_message_id
     body = msg.get_body(("plain",)).get_content()
     link = link_in(body)  # built from EXTERNAL_URL
@@ -74,26 +74,34 @@ def test_the_confirmation_flow_end_to_end(
         "held silently: this sender got a confirmation mail today already"
     )
     send_due(run_worker)
-    assert len(smtp_server.messages) == 1 and len(rows(app_env, kind="confirmation")) == 1
+    assert len(smtp_server.messages) == 1
+    assert len(outbox_rows(app_env, kind="confirmation")) == 1
 
     # the public page, without a login: GET shows a button and changes nothing
     sender_browser = app.test_client()
     page = sender_browser.get(path)
     text = page.get_data(as_text=True)
-    assert page.status_code == 200 and "Confirm your message" in text
-    assert f'action="{path}"' in text and 'method="post"' in text
+    assert page.status_code == 200
+    assert "Confirm your message" in text
+    assert f'action="{path}"' in text
+    assert 'method="post"' in text
     assert page.headers["Cache-Control"] == "no-store"
     assert sender_browser.get(path).status_code == 200  # a link scanner may GET it again
-    assert held_of(app_env, raw.id).state == "held" and all_cases(app_env) == []
+    assert held_of(app_env, raw.id).state == "held"
+    assert all_cases(app_env) == []
     assert contact_keys(app_env) == []
 
     # POST releases it into a case and creates the contact (name from the From header)
     resp = sender_browser.post(path, data={"csrf_token": csrf_from(text)})
-    assert resp.status_code == 200 and "Thank you" in resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert "Thank you" in resp.get_data(as_text=True)
     case = case_of_raw(app_env, raw.id)
-    assert case is not None and case.subject == "My laptop is broken"
+    assert case is not None
+    assert case.subject == "My laptop is broken"
     eve = contact(app_env, "eve@example.org")
-    assert eve is not None and eve.name == "Eve Example" and case.contact_id == eve.id
+    assert eve is not None
+    assert eve.name == "Eve Example"
+    assert case.contact_id == eve.id
     assert held_of(app_env, raw.id).state == "released"
     assert held_of(app_env, raw.id).decided_by == "the sender (confirmation link)"
     assert raw_by_subject(app_env, "My laptop is broken").state == "done"
@@ -102,7 +110,8 @@ def test_the_confirmation_flow_end_to_end(
 
     # the link again: already confirmed, nothing doubled
     again = sender_browser.post(path, data={"csrf_token": csrf_from(text)})
-    assert again.status_code == 200 and "Already confirmed" in again.get_data(as_text=True)
+    assert again.status_code == 200
+    assert "Already confirmed" in again.get_data(as_text=True)
     assert len(all_cases(app_env)) == 2
     # a known contact now: the next message goes straight to a case
     later = deliver_and_fetch(app_env, box, mail_user, "Thanks", sender="eve@example.org")
@@ -120,20 +129,23 @@ def test_a_forged_or_damaged_link_is_refused(
     forged = confirm.make_token(held.id, "not-our-secret")
     for token in (forged, "garbage", confirm.make_token(held.id, "test-secret-key") + "x"):
         resp = client.get(f"/confirm/{token}")
-        assert resp.status_code == 404 and "not valid" in resp.get_data(as_text=True)
+        assert resp.status_code == 404
+        assert "not valid" in resp.get_data(as_text=True)
     token = forged
     page = client.get(f"/confirm/{confirm.make_token(held.id, 'test-secret-key')}").get_data(
         as_text=True
     )
     resp = client.post(f"/confirm/{token}", data={"csrf_token": csrf_from(page)})
     assert resp.status_code == 404
-    assert held_of(app_env, raw.id).state == "held" and all_cases(app_env) == []
+    assert held_of(app_env, raw.id).state == "held"
+    assert all_cases(app_env) == []
     # a genuine signature for a message that never got a link (held silently) opens nothing
     silent = deliver_and_fetch(app_env, box, mail_user, "Silent", sender="s@example.org")
     held_silently = held_of(app_env, silent.id)
     assert held_silently.mail_sent_at is None
     resp = client.get(f"/confirm/{confirm.make_token(held_silently.id, 'test-secret-key')}")
-    assert resp.status_code == 404 and "not valid" in resp.get_data(as_text=True)
+    assert resp.status_code == 404
+    assert "not valid" in resp.get_data(as_text=True)
 
 
 class _TwoHoursAgo(TimestampSigner):
@@ -149,7 +161,8 @@ def test_a_link_signed_before_the_confirmation_mail_is_refused(app, app_env, dov
                             extra=verified())  # fmt: skip
     old = URLSafeTimedSerializer("test-secret-key", salt=confirm.SALT, signer=_TwoHoursAgo)
     resp = app.test_client().get(f"/confirm/{old.dumps(held_of(app_env, raw.id).id)}")
-    assert resp.status_code == 404 and "not valid" in resp.get_data(as_text=True)
+    assert resp.status_code == 404
+    assert "not valid" in resp.get_data(as_text=True)
 
 
 def test_an_expired_link_says_so(app, app_env, dovecot, mail_user, smtp_server, run_worker):
@@ -161,7 +174,8 @@ def test_an_expired_link_says_so(app, app_env, dovecot, mail_user, smtp_server, 
     token = old.dumps(held.id)
     client = app.test_client()
     resp = client.get(f"/confirm/{token}")
-    assert resp.status_code == 410 and "expired" in resp.get_data(as_text=True)
+    assert resp.status_code == 410
+    assert "expired" in resp.get_data(as_text=True)
     # the sweep (an RQ job, as the scheduler runs it) marks the hold expired after its time
     from webapp.queue import get_queue
 
@@ -175,7 +189,8 @@ def test_an_expired_link_says_so(app, app_env, dovecot, mail_user, smtp_server, 
     assert held_of(app_env, raw.id).state == "expired"
     assert "never confirmed" in raw_by_subject(app_env, "Too late").error
     resp = client.post(fresh, data={"csrf_token": csrf_from(page.get_data(as_text=True))})
-    assert resp.status_code == 410 and "expired" in resp.get_data(as_text=True)
+    assert resp.status_code == 410
+    assert "expired" in resp.get_data(as_text=True)
     assert all_cases(app_env) == []
 
 
@@ -207,7 +222,8 @@ def test_no_challenge_without_our_servers_authentication(
     none = deliver_and_fetch(app_env, box, mail_user, "No header at all", sender="d@example.org")
     for raw in (failing, other_server, unaligned, none):
         held = held_of(app_env, raw.id)
-        assert held.state == "held" and held.reason == "confirmation"
+        assert held.state == "held"
+        assert held.reason == "confirmation"
         assert held.mail_decision.startswith("held silently: SPF/DKIM did not pass"), (
             held.mail_decision
         )
@@ -223,7 +239,8 @@ def test_no_challenge_without_our_servers_authentication(
                               extra=verified())  # fmt: skip
     assert "no authserv-id is configured" in held_of(app_env, unset.id).mail_decision
     send_due(run_worker)
-    assert smtp_server.messages == [] and all_cases(app_env) == []
+    assert smtp_server.messages == []
+    assert all_cases(app_env) == []
 
 
 def test_no_challenge_to_machines(app_env, dovecot, mail_user, smtp_server, run_worker):
@@ -263,10 +280,12 @@ def test_replying_to_the_confirmation_mail_releases_but_an_auto_reply_does_not(
                               extra=verified())  # fmt: skip
     assert reply.state == "ignored"
     reply_row = held_of(app_env, reply.id)
-    assert reply_row.reason == "confirmation_reply" and reply_row.state == "filtered"
+    assert reply_row.reason == "confirmation_reply"
+    assert reply_row.state == "filtered"
     assert "was released into case" in reply_row.detail
     case = case_of_raw(app_env, raw.id)
-    assert case is not None and case.subject == "Need a hand"
+    assert case is not None
+    assert case.subject == "Need a hand"
     assert contact(app_env, "ray@example.org").name == "Ray"
     assert held_of(app_env, raw.id).decided_by == "the sender (reply to the confirmation mail)"
     assert raw_by_subject(app_env, "Need a hand").state == "done"

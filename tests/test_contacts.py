@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
-from tests.conftest import csrf_from
-from tests.fetch_support import make_mailbox
-from tests.intake_support import case_of_raw, contact, contact_keys, deliver_and_fetch
+from tests.helpers.mailboxes import deliver_and_fetch, make_mailbox
+from tests.helpers.rows import case_of_raw, contact, contact_keys
+from tests.helpers.web import csrf_from
 from webapp.db import new_session
 from webapp.models import Case, CaseParticipant, Contact, ContactAlias, Message
 
@@ -27,17 +27,26 @@ def test_the_list_searches_and_pages(admin, app_env):
             db.add(Contact(email=address, email_key=address.lower(), name=name))
         db.commit()
     page = admin.get("/contacts/").get_data(as_text=True)
-    assert "62 contacts" in page and "Person 000" in page and "Person 049" in page
-    assert "Person 050" not in page and 'rel="next"' in page
+    assert "62 contacts" in page
+    assert "Person 000" in page
+    assert "Person 049" in page
+    assert "Person 050" not in page
+    assert 'rel="next"' in page
     second = admin.get("/contacts/?page=2").get_data(as_text=True)
-    assert "Person 050" in second and "Zed Quux" in second and "Person 000" not in second
+    assert "Person 050" in second
+    assert "Zed Quux" in second
+    assert "Person 000" not in second
     found = admin.get("/contacts/?q=quux").get_data(as_text=True)
-    assert "1 contact " in found and "Zed Quux" in found and "Person" not in found
+    assert "1 contact " in found
+    assert "Zed Quux" in found
+    assert "Person" not in found
     by_address = admin.get("/contacts/?q=P059@").get_data(as_text=True)
-    assert "Person 059" in by_address and "Person 058" not in by_address
+    assert "Person 059" in by_address
+    assert "Person 058" not in by_address
     # LIKE wildcards in the search are taken literally
     literal = admin.get("/contacts/?q=100%25_").get_data(as_text=True)
-    assert "100%_sure@example.net" in literal and "Person" not in literal
+    assert "100%_sure@example.net" in literal
+    assert "Person" not in literal
     assert "No contact matches" in admin.get("/contacts/?q=nobody-at-all").get_data(as_text=True)
     assert "There is no page 9" in admin.get("/contacts/?page=9").get_data(as_text=True)
 
@@ -53,9 +62,11 @@ def test_editing_a_name(admin, app_env):
     assert contact(app_env, person.email_key).name == "Ada Lovelace"
     too_long = admin.post(f"/contacts/{person.id}",
                           data={"csrf_token": csrf_from(page), "name": "x" * 201})  # fmt: skip
-    assert too_long.status_code == 422 and "at most 200" in too_long.get_data(as_text=True)
+    assert too_long.status_code == 422
+    assert "at most 200" in too_long.get_data(as_text=True)
     no_csrf = admin.post(f"/contacts/{person.id}", data={"name": "Mallory"})
-    assert no_csrf.status_code == 400 and contact(app_env, person.email_key).name == "Ada Lovelace"
+    assert no_csrf.status_code == 400
+    assert contact(app_env, person.email_key).name == "Ada Lovelace"
     assert admin.get("/contacts/99999").status_code == 404
 
 
@@ -77,12 +88,12 @@ def test_merging_duplicates_moves_cases_messages_and_participation(
     assert f"/contacts/{keep.id}/merge?other=ada@home.example" in page
     review = admin.get(f"/contacts/{keep.id}/merge?other=ada@home.example")
     text = review.get_data(as_text=True)
-    assert review.status_code == 200 and "1 case and 2 messages" in text
+    assert review.status_code == 200
+    assert "1 case and 2 messages" in text
     assert contact(app_env, "ada@home.example") is not None  # reviewing changes nothing
     unknown = admin.get(f"/contacts/{keep.id}/merge?other=nobody@example.org")
-    assert unknown.status_code == 422 and "No contact has this address" in unknown.get_data(
-        as_text=True
-    )
+    assert unknown.status_code == 422
+    assert "No contact has this address" in unknown.get_data(as_text=True)
     itself = admin.get(f"/contacts/{keep.id}/merge?other=ada@work.example")
     assert itself.status_code == 422
 
@@ -101,9 +112,12 @@ def test_merging_duplicates_moves_cases_messages_and_participation(
         ).all()
         assert taking_part == ["ada@home.example", "ada@work.example", "bob@example.org"]
         (alias,) = db.exec(select(ContactAlias)).all()
-        assert alias.email_key == "ada@home.example" and alias.contact_id == keep.id
+        assert alias.email_key == "ada@home.example"
+        assert alias.contact_id == keep.id
     page = admin.get(f"/contacts/{keep.id}").get_data(as_text=True)
-    assert "Also writes from" in page and "ada@home.example" in page and "From home" in page
+    assert "Also writes from" in page
+    assert "ada@home.example" in page
+    assert "From home" in page
 
     # new mail from the merged-away address finds the kept contact, and makes none
     later = deliver_and_fetch(app_env, box, mail_user, "Home again", sender="ADA@home.example")
@@ -123,8 +137,9 @@ def test_a_merged_address_counts_as_known_for_filtering(admin, app_env, dovecot,
     page = admin.get(f"/contacts/{keep.id}/merge?other={other.id}").get_data(as_text=True)
     admin.post(f"/contacts/{keep.id}/merge",
                data={"csrf_token": csrf_from(page), "other": other.id, "confirm": "yes"})  # fmt: skip
-    from tests.fetch_support import update_mailbox
+    from tests.helpers.mailboxes import update_mailbox
 
     update_mailbox(app_env, box, create_new_contact=False)
     again = deliver_and_fetch(app_env, box, mail_user, "Three", sender="kim@two.example")
-    assert again.state == "done" and case_of_raw(app_env, again.id).contact_id == keep.id
+    assert again.state == "done"
+    assert case_of_raw(app_env, again.id).contact_id == keep.id

@@ -69,7 +69,8 @@ def test_message_parses_or_fails_with_a_reason(name, raw):
         value.encode("utf-8")  # no lone surrogates
         assert "\x00" not in value
     for attachment in msg.attachments:
-        assert attachment.filename and "/" not in attachment.filename
+        assert attachment.filename
+        assert "/" not in attachment.filename
         assert attachment.size == len(attachment.data)
 
 

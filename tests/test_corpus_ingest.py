@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import migrate
-from tests.fetch_support import counts, fetch, make_mailbox, raws, runs
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.mailboxes import fetch, make_mailbox
+from tests.helpers.rows import counts, raws, runs
 from webapp.config import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT.parent / "shared" / "corpus"
@@ -79,7 +79,8 @@ def test_every_corpus_message_is_ingested_or_failed_with_a_reason(
     assert set(states) <= {"done", "failed", "ignored"}, states
     assert all(r.error for r in rows if r.state != "done")
     got = counts(app_env, box)
-    assert got["messages"] == states["done"] and got["message_raw_ids"] == states["done"]
+    assert got["messages"] == states["done"]
+    assert got["message_raw_ids"] == states["done"]
     print(
         f"\ncorpus over {protocol}: {len(files)} files, {distinct} distinct messages, "
         f"{states['done']} ingested, {states['failed']} failed, {states['ignored']} ignored"

@@ -42,7 +42,8 @@ def test_keys_are_generated_once_into_the_instance_folder(tmp_path, monkeypatch)
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
     first, second = load_settings(), load_settings()
-    assert first.encryption_keys == second.encryption_keys and first.secret_key == second.secret_key
+    assert first.encryption_keys == second.encryption_keys
+    assert first.secret_key == second.secret_key
     assert (tmp_path / "encryption.key").stat().st_mode & 0o077 == 0
     assert first.database_url == f"sqlite:///{tmp_path / 'mailchannel.db'}"
 

@@ -9,19 +9,9 @@ from imapclient import IMAPClient
 from rq.job import Job
 from sqlmodel import select
 
-from tests.fetch_support import (
-    cases_by_subject,
-    contacts,
-    counts,
-    email,
-    fetch,
-    mailbox,
-    make_mailbox,
-    messages_of,
-    raws,
-    runs,
-    update_mailbox,
-)
+from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import cases_by_subject, contacts, counts, mailbox, messages_of, raws, runs
 from webapp.db import new_session, utcnow
 from webapp.mail.connect import tls_context
 from webapp.models import Case, FetchCursor, Mailbox, Message, RawMessage
@@ -64,16 +54,19 @@ def test_messages_become_cases_and_comments(app_env, dovecot, mail_user):
     _thread(mail_user)
     box = make_mailbox(app_env, dovecot, mail_user)
     result = fetch(app_env, box)
-    assert result["state"] == "ok" and result["new"] == 6
+    assert result["state"] == "ok"
+    assert result["new"] == 6
     cases = cases_by_subject(app_env)
     assert sorted(cases) == ["Let me in [#1]", "Login broken", "Printer on fire"]
     printer = cases["Printer on fire"]
-    assert printer.number == 1 and printer.requester_email == "alice@example.org"
+    assert printer.number == 1
+    assert printer.requester_email == "alice@example.org"
     thread = messages_of(app_env, printer.id)
     assert [m.message_id for m in thread] == ["<a1@x>", "<a2@x>", "<a3@x>", "<b1@x>"]
     assert [m.opened_case for m in thread] == [True, False, False, False]
     stranger = cases["Let me in [#1]"]
-    assert stranger.number == 3 and stranger.requester_email == "mallory@evil.example"
+    assert stranger.number == 3
+    assert stranger.requester_email == "mallory@evil.example"
     # one contact per address, whatever its case
     assert sorted(c.email_key for c in contacts(app_env)) == [
         "alice@example.org",
@@ -98,13 +91,16 @@ def test_a_second_fetch_adds_nothing_and_sends_no_fetch(app_env, dovecot, mail_u
 
     monkeypatch.setattr(IMAPClient, "fetch", counting_fetch)
     again = fetch(app_env, box)
-    assert again["state"] == "ok" and again["new"] == 0 and again["fetch_commands"] == 0
+    assert again["state"] == "ok"
+    assert again["new"] == 0
+    assert again["fetch_commands"] == 0
     assert sent == []  # an unchanged mailbox costs a SELECT, no FETCH
     assert counts(app_env, box)["cases"] == 3
     # new mail after the first fetch comes in, and only it is read
     mail_user.deliver(email("Question 3"))
     third = fetch(app_env, box)
-    assert third["new"] == 1 and counts(app_env, box)["cases"] == 4
+    assert third["new"] == 1
+    assert counts(app_env, box)["cases"] == 4
     assert runs(app_env, box)[-1].total == 1
 
 
@@ -116,10 +112,13 @@ def test_uidvalidity_change_gives_no_duplicates(app_env, dovecot, mail_user):
     dovecot.set_uidvalidity_change(mail_user.email)
     mail_user.deliver(email("After reset"))
     result = fetch(app_env, box)
-    assert result["state"] == "ok" and result["new"] == 1
+    assert result["state"] == "ok"
+    assert result["new"] == 1
     assert "UIDVALIDITY changed" in runs(app_env, box)[-1].notes
     got = counts(app_env, box)
-    assert got["raw"] == 5 and got["cases"] == 5 and got["messages"] == 5
+    assert got["raw"] == 5
+    assert got["cases"] == 5
+    assert got["messages"] == 5
     assert fetch(app_env, box)["fetch_commands"] == 0  # the new cursor holds
 
 
@@ -161,7 +160,8 @@ def test_mark_as_read_off_leaves_messages_unread(app_env, dovecot, mail_user, im
     box = make_mailbox(app_env, dovecot, mail_user)
     fetch(app_env, box)
     flags = imap_flags(mail_user)
-    assert len(flags) == 3 and all(b"\\Seen" not in f for f in flags.values())
+    assert len(flags) == 3
+    assert all(b"\\Seen" not in f for f in flags.values())
 
 
 def test_mark_as_read_on_marks_them_after_commit(app_env, dovecot, mail_user, imap_flags):
@@ -198,7 +198,8 @@ def test_a_pending_delete_left_by_a_crash_is_done_by_the_next_run(
         db.commit()
     update_mailbox(app_env, box, delete_after_fetch=True)
     result = fetch(app_env, box)
-    assert result["new"] == 0 and imap_flags(mail_user) == {}
+    assert result["new"] == 0
+    assert imap_flags(mail_user) == {}
     assert counts(app_env, box)["cases"] == 2
 
 
@@ -226,14 +227,19 @@ def test_fetch_now_enqueues_once_and_the_worker_fetches(app_env, dovecot, mail_u
     with new_session(app_env["DATABASE_URL"]) as db:
         first = request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
         second = request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
-    assert first is not None and second is None  # queued already: no second job
+    assert first is not None
+    assert second is None  # queued already: no second job
     run_worker()
     queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     job = Job.fetch(first, connection=queue.connection)
-    assert job.meta["progress"] == {"done": 1, "total": 1} and job.return_value()["new"] == 1
+    assert job.meta["progress"] == {"done": 1, "total": 1}
+    assert job.return_value()["new"] == 1
     status = _status(app_env, box)
-    assert status.messages_fetched == 1 and status.last_error is None and not status.queued
-    assert status.next_fetch_at > status.last_fetch_ok_at and not status.stale
+    assert status.messages_fetched == 1
+    assert status.last_error is None
+    assert not status.queued
+    assert status.next_fetch_at > status.last_fetch_ok_at
+    assert not status.stale
 
 
 def _status(env, box_id):
@@ -254,10 +260,14 @@ def test_a_failing_mailbox_records_the_error_and_others_still_fetch(
             request_fetch(db, box_id, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     run_worker()
     failed = mailbox(app_env, bad)
-    assert failed.last_fetch_error_kind == "auth" and failed.last_fetch_error_advice
-    assert failed.fetch_failures == 1 and failed.next_fetch_due_at > utcnow()
-    assert runs(app_env, bad)[-1].state == "error" and runs(app_env, bad)[-1].error
-    assert counts(app_env, good)["cases"] == 1 and mailbox(app_env, good).last_fetch_error is None
+    assert failed.last_fetch_error_kind == "auth"
+    assert failed.last_fetch_error_advice
+    assert failed.fetch_failures == 1
+    assert failed.next_fetch_due_at > utcnow()
+    assert runs(app_env, bad)[-1].state == "error"
+    assert runs(app_env, bad)[-1].error
+    assert counts(app_env, good)["cases"] == 1
+    assert mailbox(app_env, good).last_fetch_error is None
 
 
 def test_status_shows_the_stale_badge_and_first_fetch_progress(
@@ -269,7 +279,10 @@ def test_status_shows_the_stale_badge_and_first_fetch_progress(
     box = make_mailbox(app_env, dovecot, mail_user)
     fetch(app_env, box)
     run = runs(app_env, box)[-1]
-    assert run.first_run and (run.done, run.total) == (5, 5) and run.fetch_commands >= 3
+    assert run.first_run
+    assert run.done == 5
+    assert run.total == 5
+    assert run.fetch_commands >= 3
     assert not _status(app_env, box).stale
     update_mailbox(app_env, box, last_fetch_ok_at=utcnow() - timedelta(minutes=4))
     assert _status(app_env, box).stale  # nothing fetched successfully for 3 intervals
@@ -328,8 +341,6 @@ def test_deleting_a_mailbox_keeps_its_cases(app_env, dovecot, mail_user):
         assert db.exec(select(RawMessage)).all() == []
         case = db.exec(select(Case)).one()
         message = db.exec(select(Message)).one()
-        assert (
-            case.mailbox_id is None
-            and message.raw_message_id is None
-            and message.case_id == case.id
-        )
+        assert case.mailbox_id is None
+        assert message.raw_message_id is None
+        assert message.case_id == case.id

@@ -13,17 +13,10 @@ import pytest
 from rq.job import Job
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import (
-    counts,
-    email,
-    fetch,
-    make_mailbox,
-    raws,
-    runs,
-    snapshot,
-    update_mailbox,
-)
+from tests.helpers.databases import migrate
+from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import counts, raws, runs, snapshot
 from webapp.config import PROJECT_ROOT
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
@@ -148,7 +141,8 @@ def test_sigkill_of_an_rq_worker_mid_fetch_then_rerun_equals_an_uninterrupted_ru
     finally:
         _kill(worker, app_env, box)
     stored = counts(app_env, box)["raw"]
-    assert 8 <= stored < 24 and runs(app_env, box)[-1].state == "running"
+    assert 8 <= stored < 24
+    assert runs(app_env, box)[-1].state == "running"
     assert _fetch_until_not_busy(app_env, box)["state"] == "ok"
     assert snapshot(app_env, box) == expected
     got = counts(app_env, box)
@@ -179,7 +173,8 @@ def test_sigkill_mid_processing_then_rerun_loses_and_duplicates_nothing(
         _wait_for(mid_processing, "a message in the middle of processing")
     finally:
         _kill(process)
-    assert counts(app_env, box)["raw"] == 6 and counts(app_env, box)["messages"] < 6
+    assert counts(app_env, box)["raw"] == 6
+    assert counts(app_env, box)["messages"] < 6
     assert _fetch_until_not_busy(app_env, box)["state"] == "ok"
     assert snapshot(app_env, box) == expected
     assert counts(app_env, box)["messages"] == 6
@@ -244,10 +239,12 @@ def test_the_scheduler_enqueues_due_mailboxes_only(app_env, dovecot, mail_user, 
         app_env, dovecot, dovecot.new_user(), next_fetch_due_at=utcnow() + timedelta(hours=1)
     )
     off = make_mailbox(app_env, dovecot, dovecot.new_user(), enabled=False)
-    assert schedule_fetches() == 1 and schedule_fetches() == 0
+    assert schedule_fetches() == 1
+    assert schedule_fetches() == 0
     run_worker()
     assert counts(app_env, due)["cases"] == 1
-    assert runs(app_env, later) == [] and runs(app_env, off) == []
+    assert runs(app_env, later) == []
+    assert runs(app_env, off) == []
     assert schedule_fetches() == 0  # the interval is not up again yet
 
 
@@ -268,7 +265,8 @@ def test_unprocessed_rows_left_by_a_crash_are_found_by_the_sweep(
     update_mailbox(app_env, box, enabled=False)  # even a mailbox that no longer fetches
     assert sweep() == 1
     run_worker()
-    assert counts(app_env, box)["cases"] == 1 and raws(app_env, box)[0].state == "done"
+    assert counts(app_env, box)["cases"] == 1
+    assert raws(app_env, box)[0].state == "done"
 
 
 def test_a_dead_workers_lease_expires_and_its_run_is_marked_interrupted(
@@ -307,10 +305,14 @@ def test_poison_messages_are_kept_with_a_reason_and_reprocess_fixes_them(
     mail_user.deliver(email("After the poison"))
     box = make_mailbox(app_env, dovecot, mail_user, max_message_bytes=350_000)
     result = fetch(app_env, box)
-    assert result["state"] == "ok" and result["new"] == 4 and result["failed"] == 2
+    assert result["state"] == "ok"
+    assert result["new"] == 4
+    assert result["failed"] == 2
     rows = {r.header_subject: r for r in raws(app_env, box)}
-    assert rows["Huge header"].state == "failed" and "header block" in rows["Huge header"].error
-    assert rows["Huge body"].state == "too_large" and "limit" in rows["Huge body"].error
+    assert rows["Huge header"].state == "failed"
+    assert "header block" in rows["Huge header"].error
+    assert rows["Huge body"].state == "too_large"
+    assert "limit" in rows["Huge body"].error
     assert {rows[s].state for s in ("Before the poison", "After the poison")} == {"done"}
     with new_session(app_env["DATABASE_URL"]) as db:
         log = fetch_log(db, box)
@@ -323,7 +325,8 @@ def test_poison_messages_are_kept_with_a_reason_and_reprocess_fixes_them(
     update_mailbox(app_env, box, max_message_bytes=1_000_000)
     fetch(app_env, box)
     states = {r.header_subject: r.state for r in raws(app_env, box)}
-    assert set(states.values()) == {"done"} and len(states) == 4
+    assert set(states.values()) == {"done"}
+    assert len(states) == 4
     assert counts(app_env, box)["cases"] == 4
 
 

@@ -94,12 +94,14 @@ def test_parse_comments_quotes_versions_and_folding() -> None:
     first, second = parse_authentication_results(value)
     assert first.authserv_id == MX
     spf, dkim = first.results
-    assert (spf.method, spf.result) == ("spf", "pass")
+    assert spf.method == "spf"
+    assert spf.result == "pass"
     assert spf.properties["smtp.mailfrom"] == "bounce@mail.example.org"
-    assert (dkim.method, dkim.properties["header.d"], dkim.properties["header.b"]) == (
-        "dkim", "example.org", "AbC;d",
-    )  # fmt: skip
-    assert (second.authserv_id, second.results) == ("other.example", [])
+    assert dkim.method == "dkim"
+    assert dkim.properties["header.d"] == "example.org"
+    assert dkim.properties["header.b"] == "AbC;d"
+    assert second.authserv_id == "other.example"
+    assert second.results == []
 
 
 def test_only_our_authserv_id_counts() -> None:
@@ -117,7 +119,8 @@ def test_only_our_authserv_id_counts() -> None:
 def test_dmarc_pass() -> None:
     value = f"{MX}; dmarc=pass (p=reject dis=none) header.from=example.org"
     check = check_sender(value, MX.upper(), "Ada@Example.org")
-    assert check.verified and check.method == "dmarc"
+    assert check.verified
+    assert check.method == "dmarc"
     assert not sender_verified(f"{MX}; dmarc=pass header.from=other.example", MX, "ada@example.org")
 
 
@@ -134,7 +137,8 @@ def test_spf_alignment() -> None:
     assert sender_verified(f"{MX}; spf=pass smtp.mailfrom=ada@example.org", MX, "ada@example.org")
     assert sender_verified(f"{MX}; spf=pass smtp.mailfrom=bounces.example.org", MX, "a@example.org")
     check = check_sender(f"{MX}; spf=pass smtp.mailfrom=bounce@esp.example", MX, "a@example.org")
-    assert not check.verified and "spf=pass" in check.reason
+    assert not check.verified
+    assert "spf=pass" in check.reason
     assert not sender_verified(f"{MX}; spf=softfail smtp.mailfrom=example.org", MX, "a@example.org")
 
 
@@ -159,11 +163,14 @@ def test_missing_header_or_sender() -> None:
 
 
 def test_ceiling() -> None:
-    assert not over_ceiling(19) and over_ceiling(20) and over_ceiling(25)
+    assert not over_ceiling(19)
+    assert over_ceiling(20)
+    assert over_ceiling(25)
     assert over_ceiling(3, ceiling=3)
     ceiling = RateCeiling()
     assert ceiling.window_start(NOW) == NOW - timedelta(hours=2)
-    assert not ceiling.reached(19) and ceiling.reached(20)
+    assert not ceiling.reached(19)
+    assert ceiling.reached(20)
 
 
 def ack(**changes: Any) -> Any:
@@ -201,7 +208,8 @@ def test_auto_ack_for_a_new_case() -> None:
 )
 def test_no_auto_ack(changes: dict[str, Any], words: str) -> None:
     send, reason = ack(**changes)
-    assert not send and words in reason
+    assert not send
+    assert words in reason
 
 
 def challenge(**changes: Any) -> Any:
@@ -237,7 +245,8 @@ def test_challenge_a_verified_unknown_sender() -> None:
 )
 def test_no_challenge(changes: dict[str, Any], words: str) -> None:
     send, reason = challenge(**changes)
-    assert not send and words in reason
+    assert not send
+    assert words in reason
 
 
 def test_custom_ceiling() -> None:

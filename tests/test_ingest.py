@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
-from tests.fetch_support import email
+from tests.helpers.messages import email
+from tests.helpers.rows import store
 from webapp.db import new_session
 from webapp.mail.parse import DEFAULT_LIMITS
 from webapp.models import (
@@ -20,12 +19,9 @@ from webapp.models import (
     Mailbox,
     Message,
     RawMessage,
-    RawMessageBody,
 )
 from webapp.services.ingest.batch import process_pending
 from webapp.services.ingest.rows import MAX_ATTEMPTS, process_raw, reprocess
-
-_uids = itertools.count(1)
 
 
 @pytest.fixture
@@ -47,23 +43,6 @@ def box(db) -> Mailbox:
     db.add(mailbox)
     db.commit()
     return mailbox
-
-
-def store(db, mailbox: Mailbox, raw: bytes, backlog: bool = False) -> int:
-    row = RawMessage(
-        mailbox_id=mailbox.id,
-        folder="INBOX",
-        uidvalidity=1,
-        uid=next(_uids),
-        sha256=hashlib.sha256(raw).hexdigest(),
-        size=len(raw),
-        backlog=backlog,
-    )
-    db.add(row)
-    db.flush()
-    db.add(RawMessageBody(raw_message_id=row.id, data=raw))
-    db.commit()
-    return row.id
 
 
 def ingest(db, mailbox, raw: bytes, **kwargs) -> RawMessage:
@@ -91,7 +70,9 @@ def test_threads_by_headers_and_by_token_only_for_participants(db, box):
         ),
     )
     case = case_of(db, first.id)
-    assert case.number == 1 and case.subject == "VPN down" and case.status == "open"
+    assert case.number == 1
+    assert case.subject == "VPN down"
+    assert case.status == "open"
     by_reply = ingest(
         db, box, email("Re: VPN down", sender="alice@example.org", in_reply_to="<v1@x>")
     )
@@ -117,7 +98,8 @@ def test_processing_is_idempotent(db, box):
     db.add(row)
     db.commit()
     assert process_raw(db, raw_id) == "done"
-    assert len(db.exec(select(Message)).all()) == 1 and len(db.exec(select(Case)).all()) == 1
+    assert len(db.exec(select(Message)).all()) == 1
+    assert len(db.exec(select(Case)).all()) == 1
 
 
 def test_allow_new_case_off_ignores_new_threads_but_keeps_replies(db, box):
@@ -126,9 +108,11 @@ def test_allow_new_case_off_ignores_new_threads_but_keeps_replies(db, box):
     db.add(box)
     db.commit()
     ignored = ingest(db, box, email("A new thread"))
-    assert ignored.state == "ignored" and "Allow New Case" in ignored.error
+    assert ignored.state == "ignored"
+    assert "Allow New Case" in ignored.error
     reply = ingest(db, box, email("Re: Before", in_reply_to="<b@x>"))
-    assert reply.state == "done" and case_of(db, reply.id).id == case_of(db, opened.id).id
+    assert reply.state == "done"
+    assert case_of(db, reply.id).id == case_of(db, opened.id).id
 
 
 def test_create_new_contact_off_holds_unknown_senders_for_review(db, box):
@@ -137,8 +121,10 @@ def test_create_new_contact_off_holds_unknown_senders_for_review(db, box):
     db.add(box)
     db.commit()
     row = ingest(db, box, email("No contact", sender="nobody@example.org"))
-    assert row.state == "ignored" and "Create New Contact is off" in row.error
-    assert db.exec(select(Case)).all() == [] and db.exec(select(Contact)).all() == []
+    assert row.state == "ignored"
+    assert "Create New Contact is off" in row.error
+    assert db.exec(select(Case)).all() == []
+    assert db.exec(select(Contact)).all() == []
 
 
 def _with_attachments(count: int) -> bytes:
@@ -177,7 +163,8 @@ def test_text_is_the_reply_part_and_full_text_is_kept(db, box):
     row = ingest(db, box, email("Re: fixed", body=body))
     message = db.exec(select(Message).where(Message.raw_message_id == row.id)).one()
     assert message.text == "Thanks, that fixed it."
-    assert "old text" in message.full_text and message.html is None
+    assert "old text" in message.full_text
+    assert message.html is None
 
 
 def test_automated_and_backlog_flags_are_kept_for_acknowledgements(db, box):
@@ -185,10 +172,13 @@ def test_automated_and_backlog_flags_are_kept_for_acknowledgements(db, box):
         db, box, email("Out of office", extra="Auto-Submitted: auto-replied"), backlog=True
     )
     message = db.exec(select(Message).where(Message.raw_message_id == auto.id)).one()
-    assert message.automated and "Auto-Submitted" in message.automated and message.backlog
+    assert message.automated
+    assert "Auto-Submitted" in message.automated
+    assert message.backlog
     # Issue 5: mail from our own mailbox is a loop, logged as filtered (tests/test_filtering.py).
     own = ingest(db, box, email("Loop", sender="SUPPORT@example.com"))
-    assert own.state == "ignored" and "our own mailbox" in own.error
+    assert own.state == "ignored"
+    assert "our own mailbox" in own.error
     assert db.exec(select(Message).where(Message.raw_message_id == own.id)).first() is None
 
 
@@ -212,7 +202,8 @@ def test_parse_failure_is_kept_raw_with_the_reason_and_reprocess_retries(db, box
     good = store(db, box, email("Fine"))
     assert process_pending(db, box.id) == {"failed": 1, "done": 1}
     row = db.get(RawMessage, bad)
-    assert row.state == "failed" and "header block" in row.error
+    assert row.state == "failed"
+    assert "header block" in row.error
     bigger = DEFAULT_LIMITS.__class__(max_header_bytes=DEFAULT_LIMITS.max_header_bytes * 2)
     assert reprocess(db, bad, limits=bigger) == "done"
     assert db.get(RawMessage, good).state == "done"
@@ -234,12 +225,15 @@ def test_fixture_mails_with_known_stdlib_traps_are_ingested(db, box):
     reply = ingest(db, box, (DATA / "reply-with-marker.eml").read_bytes())
     assert case_of(db, reply.id).id == case_of(db, new.id).id
     message = db.exec(select(Message).where(Message.raw_message_id == reply.id)).one()
-    assert message.text == "It works now, thanks!" and "pixel.gif" in message.html  # raw html
+    assert message.text == "It works now, thanks!"
+    assert "pixel.gif" in message.html  # raw html
     assert len(db.exec(select(Contact)).all()) == 1  # Grace@Example.org is grace@example.org
     bogus = ingest(db, box, (DATA / "bogus-charset.eml").read_bytes())
-    assert bogus.state == "done" and "iso-2022-jp" in _message(db, bogus).parse_notes
+    assert bogus.state == "done"
+    assert "iso-2022-jp" in _message(db, bogus).parse_notes
     bounce = ingest(db, box, (DATA / "unlisted-recipients.eml").read_bytes())
-    assert bounce.state == "done" and _message(db, bounce).automated
+    assert bounce.state == "done"
+    assert _message(db, bounce).automated
     assert _message(db, bounce).to_addresses == ""
 
 

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import create_engine, text, update
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import email
-from tests.postgres import COVERED, fresh_database, postgres_answers
-from tests.test_ingest import store
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.messages import email
+from tests.helpers.rows import store
 from webapp.db import new_session, utcnow
 from webapp.models import Case, Contact, Counter, Mailbox, Message, RawMessage
 from webapp.services.ingest.batch import process_ids
@@ -209,7 +208,8 @@ def test_a_row_finished_by_another_run_during_the_batch_keeps_that_outcome(
         messages = db.exec(select(Message)).all()
         cases = db.exec(select(Case.subject)).all()
     assert counts == {"failed": 1, "done": 1}
-    assert (first.state, first.error) == ("failed", "set by another run")
+    assert first.state == "failed"
+    assert first.error == "set by another run"
     assert [m.raw_message_id for m in messages] == [ids[1]]
     assert cases == ["Second"]
 

@@ -9,8 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import webapp.models  # noqa: F401
-from tests.conftest import migrate
-from tests.postgres import COVERED, fresh_database, postgres_answers
+from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
 
 
 def _check(url: str) -> None:
@@ -41,10 +40,50 @@ def test_postgresql_empty_to_head_matches_models():
     COVERED.add("PostgreSQL")
 
 
+def _schema(url: str) -> dict:
+    """Tables with their columns, keys and indexes, the Alembic revision and the default rows."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        db = inspect(conn)
+        tables = {
+            name: {
+                "columns": [
+                    (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                    for c in db.get_columns(name)
+                ],
+                "primary_key": db.get_pk_constraint(name)["constrained_columns"],
+                "foreign_keys": sorted(
+                    (fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+                    for fk in db.get_foreign_keys(name)
+                ),
+                "unique": sorted(
+                    (u["name"] or "", u["column_names"]) for u in db.get_unique_constraints(name)
+                ),
+                "indexes": sorted(
+                    (i["name"], i["column_names"], bool(i["unique"])) for i in db.get_indexes(name)
+                ),
+            }
+            for name in db.get_table_names()
+        }
+        revisions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        templates = (
+            conn.execute(text("SELECT kind FROM email_template ORDER BY id")).scalars().all()
+        )
+    engine.dispose()
+    return {"tables": tables, "revisions": revisions, "templates": templates}
+
+
 def test_migrating_twice_is_harmless(tmp_path):
     url = f"sqlite:///{tmp_path / 'twice.db'}"
     migrate(url)
+    once = _schema(url)
     migrate(url)
+    twice = _schema(url)
+    assert "mailbox" in once["tables"]  # the schema compared is the real one
+    assert len(once["revisions"]) == 1
+    assert twice["tables"] == once["tables"]
+    assert twice["revisions"] == once["revisions"]
+    assert twice["templates"] == once["templates"]
 
 
 @pytest.mark.postgres

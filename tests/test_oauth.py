@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import requests
 from sqlmodel import select
 
-from tests.conftest import ADMIN_PASSWORD, csrf_from, get_csrf
-from tests.helpers import mailbox_data
+from tests.helpers.oauth import authorize, authorized_box, oauth_box
+from tests.helpers.rows import mailbox_of
+from tests.helpers.web import ADMIN_PASSWORD, csrf_from, get_csrf, mailbox_data
 from webapp import crypto
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox, OAuthAuthorization, User
@@ -20,86 +19,52 @@ from webapp.services import oauth
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi %d\r\n\r\nbody\r\n"
 
 
-def _oauth_box(admin, oauth_server, oauth_dovecot, user, client, **overrides) -> int:
-    fields = dict(
-        auth_type="oauth",
-        password="",
-        email_address=user.email,
-        host="127.0.0.1",
-        port=str(oauth_dovecot.imaps_port),
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        scope="mail",
-        auth_url=oauth_server.authorize_url,
-        token_url=oauth_server.token_url,
-    )
-    data = mailbox_data(admin, **{**fields, **overrides})
-    resp = admin.post("/mailboxes/new", data=data)
-    assert resp.status_code == 302, resp.get_data(as_text=True)
-    return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
-
-
-def _box(app, box_id) -> Mailbox:
-    with new_session(app.config["SETTINGS"].database_url) as db:
-        return db.get(Mailbox, box_id)
-
-
-def _authorize(admin, box_id) -> str:
-    """Press Get Authorization Code; follow the provider's consent; return the callback path."""
-    token = csrf_from(admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True))
-    resp = admin.post(f"/mailboxes/{box_id}/authorize", data={"csrf_token": token})
-    assert resp.status_code == 303
-    provider = requests.get(resp.headers["Location"], allow_redirects=False, timeout=10)
-    assert provider.status_code == 302
-    back = urlsplit(provider.headers["Location"])
-    assert f"{back.scheme}://{back.netloc}{back.path}" == "http://127.0.0.1:5000/oauth/callback"
-    return f"{back.path}?{back.query}"
-
-
 def test_get_authorization_code_callback_and_setup_shows_the_count(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
     for i in range(3):
         oauth_mail_user.deliver(MESSAGE % i)
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()
     page = admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)
-    assert "This mailbox is not authorized yet." in page and "Get Authorization Code" in page
+    assert "This mailbox is not authorized yet." in page
+    assert "Get Authorization Code" in page
 
-    callback = _authorize(admin, box_id)
+    callback = authorize(admin, box_id)
     sent = oauth_server.last_authorize_params
-    assert sent["code_challenge_method"] == "S256" and sent["code_challenge"]
+    assert sent["code_challenge_method"] == "S256"
+    assert sent["code_challenge"]
     assert sent["login_hint"] == oauth_mail_user.email
     assert sent["redirect_uri"] == "http://127.0.0.1:5000/oauth/callback"
     assert "code_verifier" not in sent
 
     resp = admin.get(callback)
-    assert resp.status_code == 302 and resp.headers["Location"] == f"/mailboxes/{box_id}/setup"
-    box = _box(app, box_id)
-    assert (
-        box.access_token_enc
-        and box.refresh_token_enc
-        and box.oauth_account == oauth_mail_user.email
-    )
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == f"/mailboxes/{box_id}/setup"
+    box = mailbox_of(app, box_id)
+    assert box.access_token_enc
+    assert box.refresh_token_enc
+    assert box.oauth_account == oauth_mail_user.email
     with new_session(app.config["SETTINGS"].database_url) as db:
         assert db.exec(select(OAuthAuthorization)).all() == []  # the pending record is gone
     run_worker()
     page = admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)
     assert "3 messages in this mailbox" in page
-    assert oauth_mail_user.email in page and "Authorized account" in page
+    assert oauth_mail_user.email in page
+    assert "Authorized account" in page
     # The tokens never reach the page.
     assert crypto.decrypt(box.access_token_enc) not in page
 
     # Replaying the same callback is refused and changes nothing.
     again = admin.get(callback, follow_redirects=True).get_data(as_text=True)
     assert "unknown or was already used" in again
-    assert _box(app, box_id).access_token_enc == box.access_token_enc
+    assert mailbox_of(app, box_id).access_token_enc == box.access_token_enc
 
 
 def test_google_asks_for_offline_access(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    box_id = _oauth_box(
+    box_id = oauth_box(
         admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, provider="gmail"
     )
     with new_session(app.config["SETTINGS"].database_url) as db:  # Gmail preset but our test URLs
@@ -107,45 +72,47 @@ def test_google_asks_for_offline_access(
         box.provider = "gmail"
         db.add(box)
         db.commit()
-    _authorize(admin, box_id)
+    authorize(admin, box_id)
     sent = oauth_server.last_authorize_params
-    assert sent["access_type"] == "offline" and sent["prompt"] == "consent"
+    assert sent["access_type"] == "offline"
+    assert sent["prompt"] == "consent"
 
 
 def test_provider_error_comes_back_as_a_message_and_saves_nothing(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.deny_next("access_denied")
-    resp = admin.get(_authorize(admin, box_id))
+    resp = admin.get(authorize(admin, box_id))
     assert resp.headers["Location"] == f"/mailboxes/{box_id}"
     page = admin.get(resp.headers["Location"]).get_data(as_text=True)
     assert (
         "Access was refused on the provider&#39;s consent page" in page
         or "Access was refused" in page
     )
-    assert _box(app, box_id).access_token_enc is None
+    assert mailbox_of(app, box_id).access_token_enc is None
 
 
 def test_expired_state_is_refused(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    callback = _authorize(admin, box_id)
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    callback = authorize(admin, box_id)
     with new_session(app.config["SETTINGS"].database_url) as db:
         pending = db.exec(select(OAuthAuthorization)).one()
         pending.expires_at = utcnow() - timedelta(seconds=1)
         db.add(pending)
         db.commit()
     page = admin.get(callback, follow_redirects=True).get_data(as_text=True)
-    assert "expired" in page and _box(app, box_id).access_token_enc is None
+    assert "expired" in page
+    assert mailbox_of(app, box_id).access_token_enc is None
 
 
 def test_state_from_another_session_is_refused(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    callback = _authorize(admin, box_id)
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    callback = authorize(admin, box_id)
     other = app.test_client()  # the same admin, logged in from another browser
     other.post(
         "/auth/login",
@@ -157,7 +124,7 @@ def test_state_from_another_session_is_refused(
     )
     page = other.get(callback, follow_redirects=True).get_data(as_text=True)
     assert "another browser session" in page
-    assert _box(app, box_id).access_token_enc is None
+    assert mailbox_of(app, box_id).access_token_enc is None
 
 
 def test_unknown_state_is_refused(admin, app):
@@ -171,8 +138,8 @@ def test_pasted_redirect_url_is_exchanged_once(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
     oauth_mail_user.deliver(MESSAGE % 1)
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    callback = _authorize(admin, box_id)
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    callback = authorize(admin, box_id)
     pasted = "http://127.0.0.1:5000" + callback  # what the admin copies from the address bar
     token = csrf_from(admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True))
     data = mailbox_data(
@@ -192,8 +159,9 @@ def test_pasted_redirect_url_is_exchanged_once(
     )
     resp = admin.post(f"/mailboxes/{box_id}/edit", data=data, follow_redirects=True)
     assert "The pasted authorization code was exchanged" in resp.get_data(as_text=True)
-    box = _box(app, box_id)
-    assert box.access_token_enc and box.auth_code_enc is None
+    box = mailbox_of(app, box_id)
+    assert box.access_token_enc
+    assert box.auth_code_enc is None
     run_worker()
     assert "1 message in this mailbox" in admin.get(f"/mailboxes/{box_id}/setup").get_data(
         as_text=True
@@ -204,12 +172,6 @@ def test_pasted_redirect_url_is_exchanged_once(
         f"/mailboxes/{box_id}/edit", data={**data, "auth_code": code}, follow_redirects=True
     )
     assert "A code works only once" in resp.get_data(as_text=True)
-
-
-def _authorized_box(admin, app, oauth_server, oauth_dovecot, user, client) -> int:
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, user, client)
-    admin.get(_authorize(admin, box_id))
-    return box_id
 
 
 def _expire_locally(app, box_id) -> None:
@@ -223,44 +185,49 @@ def _expire_locally(app, box_id) -> None:
 def test_expiring_token_is_refreshed_and_the_rotated_refresh_token_kept(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()
-    first = _box(app, box_id)
+    first = mailbox_of(app, box_id)
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    second = _box(app, box_id)
-    assert oauth_server.refresh_count == 1 and second.verify_state == "ok"
+    second = mailbox_of(app, box_id)
+    assert oauth_server.refresh_count == 1
+    assert second.verify_state == "ok"
     assert crypto.decrypt(second.refresh_token_enc) != crypto.decrypt(first.refresh_token_enc)
     # The rotated refresh token is the one used next time (the old one is now revoked).
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    assert oauth_server.refresh_count == 2 and _box(app, box_id).verify_state == "ok"
+    assert oauth_server.refresh_count == 2
+    assert mailbox_of(app, box_id).verify_state == "ok"
 
 
 def test_a_token_rejected_by_the_server_is_refreshed_once_before_giving_up(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.expire_access_tokens(oauth_mail_user.email)  # revoked early: expiry time says fine
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    assert oauth_server.refresh_count == 1 and _box(app, box_id).verify_state == "ok"
+    assert oauth_server.refresh_count == 1
+    assert mailbox_of(app, box_id).verify_state == "ok"
 
 
 def test_revoked_refresh_token_means_reauthorization_needed(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     oauth_server.revoke_all_for(oauth_mail_user.email)
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    box = _box(app, box_id)
-    assert box.reauth_needed and box.status == "re-authorization needed"
+    box = mailbox_of(app, box_id)
+    assert box.reauth_needed
+    assert box.status == "re-authorization needed"
     listing = admin.get("/mailboxes/").get_data(as_text=True)
-    assert "re-authorization needed" in listing and "Re-authorize" in listing
+    assert "re-authorization needed" in listing
+    assert "Re-authorize" in listing
     page = admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
     assert "Re-authorization needed." in page
     api_token = (
@@ -269,21 +236,22 @@ def test_revoked_refresh_token_means_reauthorization_needed(
     item = admin.get(
         "/api/v1/mailboxes", headers={"Authorization": f"Bearer {api_token}"}
     ).get_json()["items"][0]
-    assert item["status"] == "re-authorization needed" and item["oauth"]["reauth_needed"] is True
+    assert item["status"] == "re-authorization needed"
+    assert item["oauth"]["reauth_needed"] is True
     # No retry loop: a further check does not ask the provider again.
     requests_before = len(oauth_server.token_requests)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     assert len(oauth_server.token_requests) == requests_before
     # Re-authorizing heals it.
-    admin.get(_authorize(admin, box_id))
-    assert _box(app, box_id).reauth_needed is False
+    admin.get(authorize(admin, box_id))
+    assert mailbox_of(app, box_id).reauth_needed is False
 
 
 def test_two_workers_refreshing_at_once_refresh_once(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     _expire_locally(app, box_id)
     url = app.config["SETTINGS"].database_url
     results, errors = [], []
@@ -300,7 +268,8 @@ def test_two_workers_refreshing_at_once_refresh_once(
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert errors == [] and len(set(results)) == 1
+    assert errors == []
+    assert len(set(results)) == 1
     assert oauth_server.refresh_count == 1
 
 
@@ -309,8 +278,8 @@ def test_oauth_secrets_are_encrypted_at_rest(
 ):
     from pathlib import Path
 
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    box = _box(app, box_id)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box = mailbox_of(app, box_id)
     secrets_ = [
         oauth_client.client_secret,
         crypto.decrypt(box.access_token_enc),
@@ -336,7 +305,7 @@ def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
 
     for i in range(2):
         oauth_mail_user.deliver(MESSAGE % i)
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()  # verification
     token = get_csrf(admin, "/mailboxes/")
     admin.post(f"/mailboxes/{box_id}/continue", data={"csrf_token": token})
@@ -357,11 +326,13 @@ def test_fetching_refreshes_the_token_and_stops_when_reauthorization_is_needed(
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
     run_worker()
-    box = _box(app, box_id)
-    assert box.reauth_needed and box.status == "re-authorization needed"
+    box = mailbox_of(app, box_id)
+    assert box.reauth_needed
+    assert box.status == "re-authorization needed"
     with new_session(url) as db:
         last = db.exec(select(FetchRun).order_by(FetchRun.id.desc())).first()
-        assert last.state == "error" and last.error_kind == "reauth_needed"
+        assert last.state == "error"
+        assert last.error_kind == "reauth_needed"
     requests_before = len(oauth_server.token_requests)
     admin.post(f"/mailboxes/{box_id}/fetch", data={"csrf_token": token})
     run_worker()
@@ -373,8 +344,8 @@ def test_the_sweep_forgets_abandoned_authorizations(
 ):
     from worker.jobs import sweep
 
-    box_id = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    _authorize(admin, box_id)  # the admin never comes back from the provider
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    authorize(admin, box_id)  # the admin never comes back from the provider
     url = app.config["SETTINGS"].database_url
     with new_session(url) as db:
         pending = db.exec(select(OAuthAuthorization)).one()
@@ -389,8 +360,8 @@ def test_the_sweep_forgets_abandoned_authorizations(
 def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):
-    first = _oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
-    second = _oauth_box(
+    first = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    second = oauth_box(
         admin,
         oauth_server,
         oauth_dovecot,
@@ -399,7 +370,7 @@ def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
         name="Second",
         email_address="second@example.com",
     )
-    callback = _authorize(admin, first)  # consent given for the first mailbox
+    callback = authorize(admin, first)  # consent given for the first mailbox
     token = csrf_from(admin.get(f"/mailboxes/{second}/edit").get_data(as_text=True))
     data = mailbox_data(
         admin,
@@ -421,21 +392,23 @@ def test_a_pasted_url_whose_state_belongs_to_another_mailbox_is_refused(
         as_text=True
     )
     assert "issued for another mailbox" in page
-    assert _box(app, first).access_token_enc is None and _box(app, second).access_token_enc is None
+    assert mailbox_of(app, first).access_token_enc is None
+    assert mailbox_of(app, second).access_token_enc is None
     assert "authorization_code" not in oauth_server.token_requests  # nothing was exchanged
 
 
 def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()  # the check that follows the authorization
     oauth_server.fail_next_token_request(error="invalid_client", status=401)
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    box = _box(app, box_id)
-    assert box.reauth_needed and "Client Secret may have expired" in box.oauth_error
+    box = mailbox_of(app, box_id)
+    assert box.reauth_needed
+    assert "Client Secret may have expired" in box.oauth_error
     assert "Client Secret may have expired" in admin.get(f"/mailboxes/{box_id}").get_data(
         as_text=True
     )
@@ -444,14 +417,15 @@ def test_an_expired_client_secret_asks_for_a_new_secret_instead_of_retrying(
 def test_a_passing_provider_outage_is_retried_later(
     admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
 ):
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     run_worker()  # the check that follows the authorization
     oauth_server.fail_next_token_request()  # 503 temporarily_unavailable
     _expire_locally(app, box_id)
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    box = _box(app, box_id)
-    assert not box.reauth_needed and box.verify_state == "error"
+    box = mailbox_of(app, box_id)
+    assert not box.reauth_needed
+    assert box.verify_state == "error"
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
-    assert _box(app, box_id).verify_state == "ok"
+    assert mailbox_of(app, box_id).verify_state == "ok"

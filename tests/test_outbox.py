@@ -18,19 +18,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from sqlmodel import select
 
-from tests.conftest import csrf_from
-from tests.fetch_support import update_mailbox
-from tests.helpers import mailbox_data
-from tests.outbox_support import (
-    CASE_RESPONSE_TEMPLATE,
-    case_page,
-    comment,
-    desk,
+from tests.helpers.mailboxes import (
     open_case,
-    parsed,
-    rows,
+    replying_desk,
     send_due,
+    update_mailbox,
 )
+from tests.helpers.messages import parsed
+from tests.helpers.rows import outbox_rows
+from tests.helpers.web import case_page, comment, csrf_from, mailbox_data
 from tests.servers.dovecot import free_ports
 from tests.servers.smtp import CapturingSMTPServer
 from webapp import crypto
@@ -46,11 +42,6 @@ from worker.jobs import dispatch_outbox
 @pytest.fixture
 def fast_retries(monkeypatch):
     monkeypatch.setenv("MAILCHANNEL_OUTBOX_BACKOFF_SECONDS", "0.3")
-
-
-def _desk(app_env, dovecot, mail_user, smtp_server, **fields) -> int:
-    return desk(app_env, dovecot, mail_user, smtp_server,
-                case_response_template_id=CASE_RESPONSE_TEMPLATE, **fields)  # fmt: skip
 
 
 def _api(client, app, path: str) -> dict:
@@ -69,14 +60,18 @@ def test_451_then_250_sends_exactly_once_after_a_backoff(
 ):
     monkeypatch.setenv("MAILCHANNEL_OUTBOX_BACKOFF_SECONDS", "2")
     smtp_server.set_responses(["451 4.3.0 Try again later"])
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "Retry me.")
     run_worker()
-    (row,) = rows(app_env)
-    assert row.state == "queued" and row.attempts == 1 and row.server_code == 451
-    assert "Try again later" in row.server_reply and "Next attempt at" in row.last_error
-    assert smtp_server.messages == [] and smtp_server.attempts == 1
+    (row,) = outbox_rows(app_env)
+    assert row.state == "queued"
+    assert row.attempts == 1
+    assert row.server_code == 451
+    assert "Try again later" in row.server_reply
+    assert "Next attempt at" in row.last_error
+    assert smtp_server.messages == []
+    assert smtp_server.attempts == 1
     assert "451" in case_page(admin, case.id)  # the temporary failure is visible meanwhile
     polled = admin.get(f"/outbox/{row.id}/row", headers={"HX-Request": "true"}).get_data(
         as_text=True
@@ -90,9 +85,12 @@ def test_451_then_250_sends_exactly_once_after_a_backoff(
 
     time.sleep(max(0.0, (row.next_attempt_at - utcnow()).total_seconds()) + 0.1)
     send_due(run_worker)
-    (row,) = rows(app_env)
-    assert row.state == "sent" and row.attempts == 2 and row.server_code == 250
-    assert len(smtp_server.wait_for(1)) == 1 and smtp_server.attempts == 2
+    (row,) = outbox_rows(app_env)
+    assert row.state == "sent"
+    assert row.attempts == 2
+    assert row.server_code == 250
+    assert len(smtp_server.wait_for(1)) == 1
+    assert smtp_server.attempts == 2
     send_due(run_worker)  # nothing left to do: still one message
     assert len(smtp_server.messages) == 1
 
@@ -105,39 +103,49 @@ def test_550_stops_with_the_servers_answer_on_the_case_page_and_in_the_api(
     admin, app, app_env, dovecot, mail_user, smtp_server, run_worker, fast_retries
 ):
     smtp_server.set_responses(["550 5.1.1 <ada@example.org>: Recipient address rejected"])
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "This will bounce.")
     run_worker()
-    (row,) = rows(app_env)
-    assert row.state == "failed" and row.attempts == 1 and row.server_code == 550
+    (row,) = outbox_rows(app_env)
+    assert row.state == "failed"
+    assert row.attempts == 1
+    assert row.server_code == 550
     time.sleep(0.4)
     send_due(run_worker)  # a 5xx is never retried
-    assert smtp_server.attempts == 1 and rows(app_env)[0].state == "failed"
+    assert smtp_server.attempts == 1
+    assert outbox_rows(app_env)[0].state == "failed"
 
     page = case_page(admin, case.id)
     assert 'class="badge outbox-failed">Failed<' in page
-    assert "Recipient address rejected" in page and "550" in page
-    assert "not delivered for sure" in page and ">Send again</button>" in page
+    assert "Recipient address rejected" in page
+    assert "550" in page
+    assert "not delivered for sure" in page
+    assert ">Send again</button>" in page
     log = admin.get(f"/outbox/?mailbox={box}").get_data(as_text=True)  # the mailbox's send log
-    assert "Recipient address rejected" in log and f"case #{case.number}" in log
+    assert "Recipient address rejected" in log
+    assert f"case #{case.number}" in log
 
     assert "Recipient address rejected" in _mailbox_fragment(admin, box)  # for the mailbox page
     api = _api(admin, app, "/api/v1/outbox?state=failed")
     assert api["total"] == 1
     item = api["items"][0]
-    assert item["state"] == "failed" and item["server_code"] == 550
-    assert "Recipient address rejected" in item["server_reply"] and "refused" in item["error"]
+    assert item["state"] == "failed"
+    assert item["server_code"] == 550
+    assert "Recipient address rejected" in item["server_reply"]
+    assert "refused" in item["error"]
 
     # after the cause is fixed, Send again delivers the same message
     token = csrf_from(page)
     resp = admin.post(
         f"/outbox/{row.id}/send-again", data={"csrf_token": token, "next": f"/cases/{case.id}"}
     )
-    assert resp.status_code == 303 and resp.headers["Location"] == f"/cases/{case.id}"
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == f"/cases/{case.id}"
     run_worker()
     (sent,) = smtp_server.wait_for(1)
-    assert parsed(sent.data)["Message-ID"] == row.message_id and rows(app_env)[0].state == "sent"
+    assert parsed(sent.data)["Message-ID"] == row.message_id
+    assert outbox_rows(app_env)[0].state == "sent"
 
 
 def _mailbox_fragment(admin, box_id: int) -> str:
@@ -154,11 +162,12 @@ def test_the_mailbox_login_is_used_when_smtp_username_and_password_are_blank(
 ):
     tls = (test_ca.cert_pem, test_ca.key_pem)
     with CapturingSMTPServer(auth=(mail_user.email, mail_user.password), tls=tls) as server:
-        box = _desk(app_env, dovecot, mail_user, server, smtp_security="starttls")
+        box = replying_desk(app_env, dovecot, mail_user, server, smtp_security="starttls")
         case = open_case(app_env, box, mail_user)
         comment(admin, case.id, "With the mailbox's own login.")
         run_worker()
-        assert len(server.wait_for(1)) == 1 and rows(app_env)[0].state == "sent"
+        assert len(server.wait_for(1)) == 1
+        assert outbox_rows(app_env)[0].state == "sent"
     # a relay with its own account: SMTP Username and SMTP Password win
     with CapturingSMTPServer(auth=("relay", "relay-pass"), tls=tls) as server:
         crypto.configure([app_env["ENCRYPTION_KEY"]])
@@ -166,44 +175,48 @@ def test_the_mailbox_login_is_used_when_smtp_username_and_password_are_blank(
                        smtp_password_enc=crypto.encrypt("relay-pass"))  # fmt: skip
         comment(admin, case.id, "With the relay's login.")
         run_worker()
-        assert len(server.wait_for(1)) == 1 and rows(app_env)[1].state == "sent"
+        assert len(server.wait_for(1)) == 1
+        assert outbox_rows(app_env)[1].state == "sent"
         update_mailbox(app_env, box, smtp_password_enc=crypto.encrypt("wrong"))
         comment(admin, case.id, "Refused login.")
         run_worker()
-        row = rows(app_env)[2]
-        assert row.state == "queued" and row.last_error_kind == "auth"  # retried later
+        row = outbox_rows(app_env)[2]
+        assert row.state == "queued"  # retried later
+        assert row.last_error_kind == "auth"
         assert len(server.messages) == 1
 
 
 def test_a_mailbox_without_outgoing_mail_shows_why_nothing_was_sent(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server, smtp_host="")
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server, smtp_host="")
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "Hello?")
     run_worker()
-    (row,) = rows(app_env)
-    assert row.state == "failed" and "Outgoing mail is not set up" in row.last_error
+    (row,) = outbox_rows(app_env)
+    assert row.state == "failed"
+    assert "Outgoing mail is not set up" in row.last_error
     assert "fill in SMTP Host" in case_page(admin, case.id)
 
 
 def test_two_jobs_for_one_message_send_it_once(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "Once.")
-    (row,) = rows(app_env)
+    (row,) = outbox_rows(app_env)
     queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     queue.enqueue("worker.jobs.send_outbox_message", row.id)  # RQ delivering a job twice
     run_worker()
-    assert len(smtp_server.wait_for(1)) == 1 and smtp_server.attempts == 1
+    assert len(smtp_server.wait_for(1)) == 1
+    assert smtp_server.attempts == 1
 
 
 def test_enqueue_is_idempotent_and_keeps_the_built_message(
     app_env, dovecot, mail_user, smtp_server
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     with new_session(app_env["DATABASE_URL"]) as db:
         mailbox = db.get(Mailbox, box)
         kwargs = dict(to_addr="bob@example.org", to_name="Bob", subject="Task", text="Do it.",
@@ -211,19 +224,18 @@ def test_enqueue_is_idempotent_and_keeps_the_built_message(
         first = outbox.enqueue(db, mailbox, **kwargs)
         again = outbox.enqueue(db, mailbox, **{**kwargs, "text": "changed"})
         db.commit()
-        assert again.id == first.id and again.text == "Do it."
-        assert first.message_id.startswith("<") and first.message_id.endswith(
-            f"@{mail_user.email.split('@')[1]}>"
-        )
+        assert again.id == first.id
+        assert again.text == "Do it."
+        assert first.message_id.startswith("<")
+        assert first.message_id.endswith(f"@{mail_user.email.split('@')[1]}>")
         msg = parsed(first.raw)
-        assert (
-            msg["Message-ID"] == first.message_id and msg["Subject"] == "Task"
-        )  # no case: no token
+        assert msg["Message-ID"] == first.message_id
+        assert msg["Subject"] == "Task"  # no case: no token
         assert msg.get_body(("plain",)).get_content().startswith("##- Please type your reply above")
 
 
 def test_automatic_mail_over_the_ceiling_is_suppressed(app_env, dovecot, mail_user, smtp_server):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     with new_session(app_env["DATABASE_URL"]) as db:
         mailbox = db.get(Mailbox, box)
         made = [
@@ -242,7 +254,8 @@ def test_automatic_mail_over_the_ceiling_is_suppressed(app_env, dovecot, mail_us
         ]
         db.commit()
         assert [r.state for r in made].count("queued") == 20
-        assert made[-1].state == "suppressed" and "ceiling reached: 20" in made[-1].last_error
+        assert made[-1].state == "suppressed"
+        assert "ceiling reached: 20" in made[-1].last_error
         # a human's comment is not automatic mail: never counted, never suppressed
         human = outbox.enqueue(db, mailbox, to_addr="robot@example.org", to_name="", subject="Hi",
                                text="Hi.", kind="comment", idempotency_key="h:1")  # fmt: skip
@@ -264,7 +277,7 @@ def _kill_worker(process: subprocess.Popen, app_env: dict) -> None:
 def test_sigkill_after_the_server_accepted_gives_no_duplicate_and_an_uncertain_row(
     admin, app, app_env, dovecot, mail_user, smtp_server, run_worker, monkeypatch
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "Sent just before the crash.")
     env = {
@@ -280,20 +293,22 @@ def test_sigkill_after_the_server_accepted_gives_no_duplicate_and_an_uncertain_r
     )  # fmt: skip
     try:
         smtp_server.wait_for(1, timeout=60)  # the server has the message
-        assert rows(app_env)[0].state == "sending"
+        assert outbox_rows(app_env)[0].state == "sending"
     finally:
         _kill_worker(worker, app_env)
     time.sleep(1.1)  # the dead worker's lease runs out
 
     send_due(run_worker)  # the tick finds the row: uncertain, and NOT sent again
     send_due(run_worker)
-    (row,) = rows(app_env)
-    assert row.state == "uncertain" and "not known whether the server accepted it" in row.last_error
+    (row,) = outbox_rows(app_env)
+    assert row.state == "uncertain"
+    assert "not known whether the server accepted it" in row.last_error
     assert len(smtp_server.messages) == 1
 
     page = case_page(admin, case.id)
     assert 'class="badge outbox-uncertain">Uncertain<' in page
-    assert ">Send again</button>" in page and ">Mark as sent</button>" in page
+    assert ">Send again</button>" in page
+    assert ">Mark as sent</button>" in page
     api = _api(admin, app, "/api/v1/outbox")
     assert api["items"][0]["state"] == "uncertain"
 
@@ -308,11 +323,11 @@ def test_sigkill_after_the_server_accepted_gives_no_duplicate_and_an_uncertain_r
     run_worker()
     first, second = smtp_server.wait_for(2)
     assert parsed(first.data)["Message-ID"] == parsed(second.data)["Message-ID"] == row.message_id
-    assert rows(app_env)[0].state == "sent"
+    assert outbox_rows(app_env)[0].state == "sent"
 
 
 def test_mark_as_sent_settles_an_uncertain_row(admin, app_env, dovecot, mail_user, smtp_server):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     comment(admin, case.id, "Maybe sent.")
     with new_session(app_env["DATABASE_URL"]) as db:  # as a dead worker leaves it
@@ -328,8 +343,9 @@ def test_mark_as_sent_settles_an_uncertain_row(admin, app_env, dovecot, mail_use
     page = case_page(admin, case.id)
     resp = admin.post(f"/outbox/{row.id}/mark-sent", data={"csrf_token": csrf_from(page)})
     assert resp.status_code == 303
-    (row,) = rows(app_env)
-    assert row.state == "sent" and "Marked as sent by admin@example.com" in row.last_error
+    (row,) = outbox_rows(app_env)
+    assert row.state == "sent"
+    assert "Marked as sent by admin@example.com" in row.last_error
     assert smtp_server.messages == []
 
 
@@ -385,10 +401,10 @@ def test_an_oauth_mailbox_sends_with_xoauth2_and_refreshes_a_revoked_token_once(
     run_worker,
     xoauth_smtp,
 ):
-    from tests.test_oauth import _authorized_box
+    from tests.helpers.oauth import authorized_box
 
     handler, port = xoauth_smtp
-    box_id = _authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    box_id = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
     with new_session(app_env["DATABASE_URL"]) as db:
         box = db.get(Mailbox, box_id)
         box.smtp_host, box.smtp_port, box.smtp_security = "127.0.0.1", port, "starttls"
@@ -399,17 +415,19 @@ def test_an_oauth_mailbox_sends_with_xoauth2_and_refreshes_a_revoked_token_once(
         first = outbox.enqueue(db, box, idempotency_key="oauth:1", **kwargs)
         db.commit()
     send_due(run_worker)
-    assert rows(app_env, id=first.id)[0].state == "sent"
-    assert handler.logins == [(oauth_mail_user.email, True)] and oauth_server.refresh_count == 0
+    assert outbox_rows(app_env, id=first.id)[0].state == "sent"
+    assert handler.logins == [(oauth_mail_user.email, True)]
+    assert oauth_server.refresh_count == 0
 
     oauth_server.expire_access_tokens(oauth_mail_user.email)  # revoked early; expiry says fine
     with new_session(app_env["DATABASE_URL"]) as db:
         second = outbox.enqueue(db, db.get(Mailbox, box_id), idempotency_key="oauth:2", **kwargs)
         db.commit()
     send_due(run_worker)
-    assert rows(app_env, id=second.id)[0].state == "sent"
+    assert outbox_rows(app_env, id=second.id)[0].state == "sent"
     assert [ok for _, ok in handler.logins] == [True, False, True]
-    assert oauth_server.refresh_count == 1 and len(handler.received) == 2
+    assert oauth_server.refresh_count == 1
+    assert len(handler.received) == 2
 
 
 # -- the Outgoing mail fieldset ------------------------------------------------------
@@ -436,7 +454,8 @@ def test_security_none_is_refused_for_a_remote_host_and_warned_for_loopback(admi
     block = re.search(
         r'<div class="field[^"]*has-error[^"]*" id="field-smtp_security">(.*?)</div>', page, re.S
     )
-    assert block and "only accepted for a server on this machine" in block.group(1)
+    assert block
+    assert "only accepted for a server on this machine" in block.group(1)
     frag = admin.post("/mailboxes/validate/smtp_security", data=data,
                       headers={"HX-Request": "true"}).get_data(as_text=True)  # fmt: skip
     assert frag.startswith('<div class="field has-error" id="field-smtp_security">')
@@ -449,7 +468,9 @@ def test_security_none_is_refused_for_a_remote_host_and_warned_for_loopback(admi
     assert "No encryption: mail and the SMTP password cross the connection in plain text" in page
     with new_session(app_env["DATABASE_URL"]) as db:
         box = db.get(Mailbox, box_id)
-        assert (box.smtp_host, box.smtp_port, box.smtp_security) == ("127.0.0.1", 2525, "none")
+        assert box.smtp_host == "127.0.0.1"
+        assert box.smtp_port == 2525
+        assert box.smtp_security == "none"
 
 
 def test_bad_smtp_host_and_port_are_shown_next_to_the_field(admin):
@@ -465,7 +486,8 @@ def test_bad_smtp_host_and_port_are_shown_next_to_the_field(admin):
             page,
             re.S,
         )
-        assert block and message in block.group(1), field
+        assert block, field
+        assert message in block.group(1), field
 
 
 def test_the_smtp_password_is_encrypted_never_shown_and_kept_when_blank(admin, app, app_env):
@@ -476,7 +498,8 @@ def test_the_smtp_password_is_encrypted_never_shown_and_kept_when_blank(admin, a
     box_id = int(re.search(r"/mailboxes/(\d+)/", resp.headers["Location"]).group(1))
     with new_session(app_env["DATABASE_URL"]) as db:
         stored = db.get(Mailbox, box_id).smtp_password_enc
-    assert stored and secret not in stored
+    assert stored
+    assert secret not in stored
     crypto.configure([app_env["ENCRYPTION_KEY"]])
     assert crypto.decrypt(stored) == secret
     page = admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True)
@@ -492,8 +515,10 @@ def test_the_smtp_password_is_encrypted_never_shown_and_kept_when_blank(admin, a
     # the API never shows it either
     api = _api(admin, app, "/api/v1/mailboxes")
     item = api["items"][0]
-    assert item["smtp_host"] == "smtp.example.com" and item["smtp_password_set"] is True
-    assert secret not in str(api) and stored not in str(api)
+    assert item["smtp_host"] == "smtp.example.com"
+    assert item["smtp_password_set"] is True
+    assert secret not in str(api)
+    assert stored not in str(api)
 
 
 @pytest.mark.parametrize(
@@ -519,17 +544,20 @@ def test_presets_fill_in_outgoing_mail(admin, provider, host):
 def test_api_outbox_lists_messages_with_their_message_id_as_in_the_header(
     admin, app, app_env, dovecot, mail_user, smtp_server, run_worker
 ):
-    box = _desk(app_env, dovecot, mail_user, smtp_server)
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
     case = open_case(app_env, box, mail_user)
     for text in ("One.", "Two."):
         comment(admin, case.id, text)
     run_worker()
     sent = [parsed(m.data) for m in smtp_server.wait_for(2)]
     api = _api(admin, app, "/api/v1/outbox")
-    assert api["total"] == 2 and api["page"] == 1 and len(api["items"]) == 2
+    assert api["total"] == 2
+    assert api["page"] == 1
+    assert len(api["items"]) == 2
     for item in api["items"]:
         assert {"to", "subject", "state", "message_id"} <= set(item)
-        assert item["to"] == "ada@example.org" and item["state"] == "sent"
+        assert item["to"] == "ada@example.org"
+        assert item["state"] == "sent"
         assert item["subject"] == f"Re: [#{case.number}] Printer jammed"
         assert re.fullmatch(r"<[^<>\s]+@[^<>\s]+>", item["message_id"])
     assert {i["message_id"] for i in api["items"]} == {m["Message-ID"] for m in sent}

@@ -155,7 +155,8 @@ def test_related_alternative_and_attachments_in_mime_order():
     assert image.content_type == "image/png"
     assert image.data.startswith(b"\x89PNG")
     assert image.size == len(image.data)
-    assert pdf.inline is False and pdf.disposition == "attachment"
+    assert pdf.inline is False
+    assert pdf.disposition == "attachment"
     assert pdf.data == b"%PDF-1.4 tiny"
     assert report.data == b"report"
     assert notes.content_type == "text/plain"  # a text part with a filename is a file
@@ -164,7 +165,8 @@ def test_related_alternative_and_attachments_in_mime_order():
 
 def test_html_only_message_gets_text_from_html():
     msg = parse_file("html_only.eml")
-    assert msg.html is not None and "<script>" in msg.html  # raw: sanitise at display
+    assert msg.html is not None
+    assert "<script>" in msg.html  # raw: sanitise at display
     assert msg.text.startswith("Works now & thanks!\n\nGreta")
     assert "> Old text" in msg.text  # blockquote becomes a quote
     assert "alert" not in msg.text

@@ -10,8 +10,10 @@ import time
 
 from sqlmodel import select
 
-from tests.conftest import migrate
-from tests.fetch_support import counts, email, make_mailbox, raws, snapshot
+from tests.helpers.databases import migrate
+from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.messages import MARKER, email
+from tests.helpers.rows import counts, raws, snapshot
 from webapp.config import PROJECT_ROOT
 from webapp.db import new_session
 from webapp.mail.parse import DEFAULT_LIMITS
@@ -19,8 +21,6 @@ from webapp.models import Message
 from webapp.services.fetching import fetch as fetch_service
 from webapp.services.ingest import parse_ahead
 from webapp.services.ingest.parse_ahead import ParseAhead
-
-MARKER = "##- Please type your reply above this line -##"
 
 
 def _deliver(user, count: int) -> None:
@@ -55,7 +55,8 @@ def test_the_helper_gives_exactly_what_parsing_in_the_worker_gives(
     started = []
     monkeypatch.setattr(ParseAhead, "submit", _spy(ParseAhead.submit, started))
     with_helper, _ = _fetch_into_new_database(app_env, tmp_path, dovecot, mail_user, "a.db")
-    assert started and started[0] >= parse_ahead.MIN_MESSAGES  # the helper did the parsing
+    assert started
+    assert started[0] >= parse_ahead.MIN_MESSAGES  # the helper did the parsing
     monkeypatch.setenv("MAILCHANNEL_PARSE_AHEAD", "0")
     alone, _ = _fetch_into_new_database(app_env, tmp_path, dovecot, mail_user, "b.db")
     assert with_helper == alone
@@ -151,7 +152,8 @@ def test_a_failing_job_does_not_wait_for_a_busy_helper(monkeypatch):
             raise TimeoutError("the job's time is up")
     except TimeoutError:
         pass
-    assert helpers and all(p.exitcode == -signal.SIGKILL for p in helpers)
+    assert helpers
+    assert all(p.exitcode == -signal.SIGKILL for p in helpers)
 
 
 def _busy(*_args):

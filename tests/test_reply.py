@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.messages import MARKER
 from webapp.mail.reply import extract_reply, strip_html_to_text
 
-MARKER = "##- Please type your reply above this line -##"
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 
@@ -365,7 +365,8 @@ def test_talon_expected_reply_text(name):
     # talon keeps signatures ("Sent from my iPhone"); we drop them, so ours is its start.
     assert reply == "Hello"
     assert expected.startswith(reply)
-    assert "wrote:" not in reply and ">" not in reply
+    assert "wrote:" not in reply
+    assert ">" not in reply
 
 
 @needs_corpus

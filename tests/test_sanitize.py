@@ -21,8 +21,11 @@ def test_script_and_its_content_are_gone():
 
 def test_event_handlers_are_gone():
     out = sanitize_html('<img src="x" onerror="alert(1)"><p onclick="steal()" onmouseover=x>t</p>')
-    assert "onerror" not in out and "onclick" not in out and "onmouseover" not in out
-    assert "alert" not in out and "steal" not in out
+    assert "onerror" not in out
+    assert "onclick" not in out
+    assert "onmouseover" not in out
+    assert "alert" not in out
+    assert "steal" not in out
 
 
 def test_htmx_and_data_attributes_are_gone():
@@ -32,7 +35,8 @@ def test_htmx_and_data_attributes_are_gone():
     )
     out = sanitize_html(html)
     assert out == "<div>click</div>"
-    assert "hx-" not in out and "data-" not in out
+    assert "hx-" not in out
+    assert "data-" not in out
 
 
 @pytest.mark.parametrize(

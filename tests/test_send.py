@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import base64
-import email
 import json
 import pickle
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from email import policy
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from tests.helpers.messages import MARKER, parsed
+from tests.servers.dovecot import free_ports
 from tests.servers.smtp import CapturingSMTPServer
 from tests.servers.tls import TestCA
 from webapp.mail.compose import build_message
@@ -36,7 +36,6 @@ from webapp.mail.send import (
 )
 
 USER, PASSWORD, TOKEN = "desk@example.com", "s3cret-pass", "ya29.token-value"
-MARKER = "##- Please type your reply above this line -##"
 
 
 def message(**overrides: Any) -> Any:
@@ -59,10 +58,6 @@ def settings(port: int, security: str = "none", **extra: Any) -> SmtpSettings:
 
 def send(s: SmtpSettings, msg: Any = None, to: list[str] | None = None) -> Any:
     return send_message(s, msg or message(), "desk@example.com", to or ["ada@example.org"])
-
-
-def parsed(data: bytes) -> Any:
-    return email.message_from_bytes(data, policy=policy.default)
 
 
 # -- small servers this file needs besides CapturingSMTPServer ---------------------------
@@ -89,15 +84,10 @@ class XOAuthHandler:
         return "250 2.0.0 Ok: queued as XO1"
 
 
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def xoauth_server(test_ca: TestCA) -> Iterator[tuple[XOAuthHandler, int]]:
     """STARTTLS, then AUTH (XOAUTH2 among PLAIN and LOGIN) before any mail."""
-    handler, port = XOAuthHandler(), free_port()
+    handler, port = XOAuthHandler(), free_ports(1)[0]
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(test_ca.cert_pem), str(test_ca.key_pem))
     controller = Controller(
@@ -119,7 +109,9 @@ def implicit_tls_server(cert: Any, key: Any) -> tuple[Controller, list[Envelope]
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
-    controller = Controller(Handler(), hostname="127.0.0.1", port=free_port(), ssl_context=context)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=free_ports(1)[0], ssl_context=context
+    )
     return controller, received
 
 
@@ -158,7 +150,8 @@ def test_plain_send_without_auth_even_with_credentials(smtp_server: CapturingSMT
     s = settings(smtp_server.port, username=USER, password=PASSWORD)
     result = send(s)
     [got] = smtp_server.wait_for(1)
-    assert got.mail_from == "desk@example.com" and got.rcpt_tos == ["ada@example.org"]
+    assert got.mail_from == "desk@example.com"
+    assert got.rcpt_tos == ["ada@example.org"]
     sent = parsed(got.data)
     assert sent["Message-ID"] == result.message_id
     assert result.message_id.endswith("@desk.example.com>")
@@ -190,7 +183,8 @@ def test_starttls_wrong_password_is_auth_failed(test_ca: TestCA) -> None:
                      ca_bundle=str(test_ca.ca_pem))  # fmt: skip
         with pytest.raises(AuthFailed) as info:
             send(s)
-        assert info.value.kind == "auth" and "wrong-password" not in info.value.message
+        assert info.value.kind == "auth"
+        assert "wrong-password" not in info.value.message
         assert server.attempts == 0
 
 
@@ -223,7 +217,8 @@ def test_implicit_tls_untrusted_certificate(test_ca: TestCA) -> None:
             send(settings(controller.port, "ssl", ca_bundle=str(test_ca.ca_pem)))
     finally:
         controller.stop()
-    assert info.value.kind == "tls_untrusted" and received == []
+    assert info.value.kind == "tls_untrusted"
+    assert received == []
 
 
 def test_starttls_untrusted_certificate(test_ca: TestCA) -> None:
@@ -231,7 +226,8 @@ def test_starttls_untrusted_certificate(test_ca: TestCA) -> None:
     with CapturingSMTPServer(tls=tls) as server:
         with pytest.raises(TlsFailed) as info:
             send(settings(server.port, "starttls", ca_bundle=str(test_ca.ca_pem)))
-        assert info.value.kind == "tls_untrusted" and server.attempts == 0
+        assert info.value.kind == "tls_untrusted"
+        assert server.attempts == 0
 
 
 def test_starttls_wrong_host_certificate(test_ca: TestCA) -> None:
@@ -255,7 +251,8 @@ def test_xoauth2_login(xoauth_server: tuple[XOAuthHandler, int], test_ca: TestCA
                  ca_bundle=str(test_ca.ca_pem))  # fmt: skip
     result = send(s)
     assert handler.auth_lines == [f"user={USER}\x01auth=Bearer {TOKEN}\x01\x01".encode()]
-    assert len(handler.messages) == 1 and result.server_reply == "2.0.0 Ok: queued as XO1"
+    assert len(handler.messages) == 1
+    assert result.server_reply == "2.0.0 Ok: queued as XO1"
 
 
 def test_xoauth2_rejected_token(xoauth_server: tuple[XOAuthHandler, int], test_ca: TestCA) -> None:
@@ -265,7 +262,8 @@ def test_xoauth2_rejected_token(xoauth_server: tuple[XOAuthHandler, int], test_c
     with pytest.raises(AuthFailed) as info:
         send(s)
     assert len(handler.auth_lines) == 1  # answered the error challenge, did not retry
-    assert "expired-token" not in info.value.message and "access token" in info.value.message
+    assert "expired-token" not in info.value.message
+    assert "access token" in info.value.message
     assert handler.messages == []
 
 
@@ -284,27 +282,25 @@ def test_temporary_failure_then_success(smtp_server: CapturingSMTPServer) -> Non
     with pytest.raises(TemporaryFailure) as info:
         send(s)
     error = info.value
-    assert (error.kind, error.code, error.server_reply) == (
-        "smtp_temporary",
-        451,
-        "4.3.0 Try again later",
-    )
+    assert error.kind == "smtp_temporary"
+    assert error.code == 451
+    assert error.server_reply == "4.3.0 Try again later"
     assert "Try again later" not in error.message
     send(s)
-    assert smtp_server.attempts == 2 and len(smtp_server.messages) == 1
+    assert smtp_server.attempts == 2
+    assert len(smtp_server.messages) == 1
     again = pickle.loads(pickle.dumps(error))  # RQ pickles job exceptions
-    assert (type(again), again.code, again.server_reply) == (
-        TemporaryFailure,
-        451,
-        error.server_reply,
-    )
+    assert type(again) is TemporaryFailure
+    assert again.code == 451
+    assert again.server_reply == error.server_reply
 
 
 def test_permanent_failure_at_data(smtp_server: CapturingSMTPServer) -> None:
     smtp_server.set_responses(["550 5.7.1 Message rejected as spam"])
     with pytest.raises(PermanentFailure) as info:
         send(settings(smtp_server.port))
-    assert (info.value.kind, info.value.code) == ("smtp_permanent", 550)
+    assert info.value.kind == "smtp_permanent"
+    assert info.value.code == 550
     assert info.value.server_reply == "5.7.1 Message rejected as spam"
 
 
@@ -312,7 +308,8 @@ def test_permanent_failure_for_the_only_recipient(smtp_server: CapturingSMTPServ
     smtp_server.set_responses(["550 5.1.1 No such user"], stage="RCPT")
     with pytest.raises(PermanentFailure) as info:
         send(settings(smtp_server.port))
-    assert info.value.code == 550 and smtp_server.attempts == 0
+    assert info.value.code == 550
+    assert smtp_server.attempts == 0
 
 
 def test_one_refused_recipient_of_two_is_reported(smtp_server: CapturingSMTPServer) -> None:
@@ -331,7 +328,7 @@ def test_server_reply_is_truncated(smtp_server: CapturingSMTPServer) -> None:
 
 def test_connection_refused() -> None:
     with pytest.raises(ConnectionRefused):
-        send(settings(free_port()))
+        send(settings(free_ports(1)[0]))
 
 
 def test_no_greeting_is_a_connection_timeout() -> None:
@@ -388,7 +385,8 @@ def test_silence_after_data_is_temporary() -> None:
 
 def test_secrets_stay_out_of_repr_and_messages() -> None:
     s = SmtpSettings("smtp.test", 587, "starttls", USER, PASSWORD, TOKEN)
-    assert PASSWORD not in repr(s) and TOKEN not in repr(s)
+    assert PASSWORD not in repr(s)
+    assert TOKEN not in repr(s)
     with pytest.raises(ValueError):
         SmtpSettings("smtp.test", 587, "tls")
 
@@ -411,7 +409,9 @@ def test_header_injection_gives_one_header_and_one_recipient(
     headers = [
         line.split(b":", 1)[0].lower() for line in got.data.split(b"\r\n\r\n")[0].split(b"\r\n")
     ]
-    assert headers.count(b"subject") == 1 and b"bcc" not in headers and b"cc" not in headers
+    assert headers.count(b"subject") == 1
+    assert b"bcc" not in headers
+    assert b"cc" not in headers
     sent = parsed(got.data)
     assert sent["Subject"] == "Hi Bcc: evil@example.net"
     assert sent["X-Case"] == "12 Bcc: evil@example.net"
@@ -444,7 +444,8 @@ def test_marker_first_and_threading_headers() -> None:
     assert refs == ["<root@mail.example.org>", "<mid@mail.example.org>", "<" + "x" * 90 + "@long.example>",
                     "<parent@mail.example.org>"]  # fmt: skip
     assert b"=?" not in msg.as_bytes().split(b"\r\n\r\n")[0]  # ids never RFC 2047 encoded
-    assert sent["Auto-Submitted"] == "auto-replied" and sent["X-Auto-Response-Suppress"] == "All"
+    assert sent["Auto-Submitted"] == "auto-replied"
+    assert sent["X-Auto-Response-Suppress"] == "All"
     assert sent["Date"] is not None
 
 
@@ -452,12 +453,14 @@ def test_non_ascii_goes_out_seven_bit() -> None:
     raw = message(subject="Grüße", to_name="Zoë", text="Schöne Grüße").as_bytes()
     assert raw.isascii()
     sent = parsed(raw)
-    assert sent["Subject"] == "Grüße" and sent.get_content().strip() == "Schöne Grüße"
+    assert sent["Subject"] == "Grüße"
+    assert sent.get_content().strip() == "Schöne Grüße"
 
 
 def test_no_auto_headers_for_agent_replies() -> None:
     msg = message()
-    assert msg["Auto-Submitted"] is None and msg["X-Auto-Response-Suppress"] is None
+    assert msg["Auto-Submitted"] is None
+    assert msg["X-Auto-Response-Suppress"] is None
 
 
 def test_every_failure_is_a_mail_error() -> None:

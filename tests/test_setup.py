@@ -8,8 +8,8 @@ import socket
 import pytest
 from sqlmodel import select
 
-from tests.conftest import csrf_from
-from tests.helpers import mailbox_data
+from tests.helpers.rows import mailbox_of
+from tests.helpers.web import csrf_from, mailbox_data
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox
 
@@ -31,11 +31,6 @@ def _save(admin, dovecot, user, **overrides) -> tuple[int, str]:
     return int(re.search(r"/mailboxes/(\d+)/setup", location).group(1)), location
 
 
-def _box(app, box_id) -> Mailbox:
-    with new_session(app.config["SETTINGS"].database_url) as db:
-        return db.get(Mailbox, box_id)
-
-
 def test_save_then_setup_shows_the_message_count(admin, app, dovecot, mail_user, run_worker):
     for i in range(3):
         mail_user.deliver(MESSAGE % i)
@@ -50,13 +45,16 @@ def test_save_then_setup_shows_the_message_count(admin, app, dovecot, mail_user,
     assert "every 1s" not in page  # polling stops once the check is done
     # HTMX gets only the progress block
     frag = admin.get(setup_url, headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert frag.lstrip().startswith('<section id="setup-progress"') and "3 messages" in frag
+    assert frag.lstrip().startswith('<section id="setup-progress"')
+    assert "3 messages" in frag
     # Continue keeps the configuration and turns the mailbox on
     token = csrf_from(page)
     resp = admin.post(f"/mailboxes/{box_id}/continue", data={"csrf_token": token})
     assert resp.status_code == 302
-    box = _box(app, box_id)
-    assert box.setup_complete and box.enabled and box.status == "active"
+    box = mailbox_of(app, box_id)
+    assert box.setup_complete
+    assert box.enabled
+    assert box.status == "active"
 
 
 def test_pop3s_counts_with_stat(admin, app, dovecot, mail_user, run_worker):
@@ -82,11 +80,14 @@ def test_wrong_password_says_the_login_was_rejected(admin, app, dovecot, mail_us
     box_id, setup_url = _save(admin, dovecot, mail_user, password="not-the-password")
     run_worker()
     page = admin.get(setup_url).get_data(as_text=True)
-    box = _box(app, box_id)
-    assert box.verify_state == "error" and box.last_error_kind == "auth"
-    assert box.last_error in page and box.last_error_advice in page
+    box = mailbox_of(app, box_id)
+    assert box.verify_state == "error"
+    assert box.last_error_kind == "auth"
+    assert box.last_error in page
+    assert box.last_error_advice in page
     assert "not-the-password" not in page
-    assert "Check again" in page and "Back" in page
+    assert "Check again" in page
+    assert "Back" in page
     assert box.status == "error"
 
 
@@ -106,7 +107,7 @@ def test_wrong_port_says_the_connection_was_refused(admin, app, dovecot, mail_us
     )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.last_error_kind == "connection_refused"
     assert str(closed_port) in admin.get(setup_url).get_data(as_text=True)
 
@@ -115,7 +116,7 @@ def test_untrusted_certificate_is_refused(admin, app, dovecot, mail_user, run_wo
     monkeypatch.delenv("MAIL_CA_BUNDLE")  # the worker no longer trusts the test CA
     box_id, setup_url = _save(admin, dovecot, mail_user)
     run_worker()
-    box = _box(app, box_id)
+    box = mailbox_of(app, box_id)
     assert box.last_error_kind == "tls_untrusted"
     assert "MAIL_CA_BUNDLE" in box.last_error_advice or "certificate" in box.last_error.lower()
 
@@ -124,7 +125,8 @@ def test_back_returns_to_the_form_with_everything_kept(admin, app, dovecot, mail
     box_id, setup_url = _save(admin, dovecot, mail_user, description="kept description")
     run_worker()
     page = admin.get(f"/mailboxes/{box_id}/edit").get_data(as_text=True)
-    assert mail_user.email in page and "kept description" in page
+    assert mail_user.email in page
+    assert "kept description" in page
     assert f'value="{dovecot.imaps_port}"' in page
     assert mail_user.password not in page
 
@@ -135,9 +137,9 @@ def test_the_job_carries_no_secret(admin, app, dovecot, mail_user, app_env):
     _save(admin, dovecot, mail_user)
     queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     jobs = queue.get_jobs()
-    assert jobs and all(
-        job.args == (jobs[0].args[0],) and isinstance(job.args[0], int) for job in jobs
-    )
+    assert jobs
+    assert all(job.args == (jobs[0].args[0],) for job in jobs)
+    assert all(isinstance(job.args[0], int) for job in jobs)
     raw = b"".join(queue.connection.hget(job.key, "data") or b"" for job in jobs)
     assert mail_user.password.encode() not in raw
     queue.empty()
@@ -182,8 +184,9 @@ def test_plain_ports_upgrade_with_starttls(
     )
     admin.post(f"/mailboxes/{box_id}/edit", data=data)
     run_worker()
-    box = _box(app, box_id)
-    assert box.verify_state == "ok" and box.plaintext_warning is False
+    box = mailbox_of(app, box_id)
+    assert box.verify_state == "ok"
+    assert box.plaintext_warning is False
 
 
 def test_list_shows_status(admin, app, dovecot, mail_user, run_worker):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.conftest import migrate
+from tests.helpers.databases import migrate
+from tests.servers.dovecot import free_ports
 from webapp.config import PROJECT_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -57,11 +57,6 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
-
-
 def _bin(name: str) -> str:
     """A console script of the virtualenv running the tests."""
     path = Path(sys.executable).parent / name
@@ -93,7 +88,7 @@ class LiveServer:
     def __init__(self, tmp_path: Path, redis_url: str, ca_pem: str) -> None:
         self.root = tmp_path
         self.root.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         database_url = f"sqlite:///{tmp_path / 'live.db'}"
         migrate(database_url)

@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from werkzeug.serving import make_server
 
-from tests.browser.test_setup_flow import (
+from tests.helpers.browser import (
     SWAP_TIMEOUT,
     VERIFY_TIMEOUT,
     assert_clean,
@@ -181,9 +181,11 @@ def check_provider_request(oauth_server, live_server: str, user, client) -> None
     assert sent["response_type"] == "code"
     assert sent["scope"] == "mail"
     assert sent["login_hint"] == user.email
-    assert sent["code_challenge_method"] == "S256" and sent["code_challenge"]
+    assert sent["code_challenge_method"] == "S256"
+    assert sent["code_challenge"]
     assert sent["state"]
-    assert "code_verifier" not in sent and "client_secret" not in sent
+    assert "code_verifier" not in sent
+    assert "client_secret" not in sent
 
 
 def run_full_flow(
@@ -235,7 +237,9 @@ def run_full_flow(
     assert oauth_server.token_requests == ["authorization_code"]
     # The code is gone from the address bar (and so from history and bookmarks)
     assert page.url == setup_url
-    assert code not in page.url and "code=" not in page.url and "state=" not in page.url
+    assert code not in page.url
+    assert "code=" not in page.url
+    assert "state=" not in page.url
 
     status = page.locator("#oauth-status")
     expect(status.locator("dl.facts dt").first).to_have_text("Authorized account")
@@ -392,7 +396,8 @@ def test_access_denied_at_the_provider_comes_back_as_a_message(
     callbacks = navigations.to(live_server + "/oauth/callback?")
     assert len(callbacks) == 1, navigations.urls
     query = parse_qs(urlsplit(callbacks[0]).query)
-    assert query["error"] == ["access_denied"] and "code" not in query
+    assert query["error"] == ["access_denied"]
+    assert "code" not in query
 
     flash = page.locator("p.flash.error")
     expect(flash).to_have_text(DENIED)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -11,14 +10,9 @@ from pathlib import Path
 
 import redis
 
-from tests.servers.dovecot import tied_to_parent
+from tests.servers.dovecot import free_ports, tied_to_parent
 
 REDIS_BIN = "/usr/bin/redis-server"
-
-
-def _free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
 
 
 class RedisServer:
@@ -27,7 +21,7 @@ class RedisServer:
     def __init__(self, *, tcp: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="redis-"))
         self.socket_path = self.root / "redis.sock"
-        self.port: int | None = _free_port() if tcp else None
+        self.port: int | None = free_ports(1)[0] if tcp else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

@@ -1,4 +1,5 @@
-"""PostgreSQL for the database tests when one answers on 127.0.0.1:5432 (production runs there)."""
+"""Databases for the tests: migrations, PostgreSQL when one answers on 127.0.0.1:5432
+(production runs there), and counting the SQL statements a block sends."""
 
 from __future__ import annotations
 
@@ -8,12 +9,25 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+
+from webapp.config import PROJECT_ROOT
+from webapp.db import get_engine
+
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("TEST_PG_USER", "postgres")
 PG_ADMIN_DB = os.environ.get("TEST_PG_DB", "test")
 
 COVERED: set[str] = set()
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["database_url"] = database_url
+    command.upgrade(cfg, revision)
 
 
 def postgres_answers() -> bool:
@@ -46,9 +60,23 @@ def fresh_database() -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
     finally:
-        from webapp.db import get_engine
-
         url = f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
         get_engine(url).dispose()
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@contextmanager
+def count_statements(database_url: str):
+    """Counts the SQL statements sent while the block runs (to catch N+1 queries)."""
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = get_engine(database_url)
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)

@@ -91,21 +91,27 @@ def test_code_pkce_flow_and_xoauth2_logins(
     )
     query = parse_qs(urlsplit(callback).query)
     assert callback.startswith(oauth_client.redirect_uri + "?")
-    assert query["state"] == [state] and query["code"]
+    assert query["state"] == [state]
+    assert query["code"]
     params = oauth_server.last_authorize_params
     assert params["state"] == state
-    assert params["code_challenge_method"] == "S256" and params["code_challenge"]
+    assert params["code_challenge_method"] == "S256"
+    assert params["code_challenge"]
     assert params["login_hint"] == oauth_mail_user.email
-    assert (params["access_type"], params["prompt"]) == ("offline", "consent")
+    assert params["access_type"] == "offline"
+    assert params["prompt"] == "consent"
 
     session = session_for(oauth_client, state=state)
     token = session.fetch_token(
         oauth_server.token_url, authorization_response=callback, code_verifier=verifier
     )
-    assert token["token_type"] == "Bearer" and token["expires_in"] == 3600
-    assert token["refresh_token"] and token["scope"] == "mail"
+    assert token["token_type"] == "Bearer"
+    assert token["expires_in"] == 3600
+    assert token["refresh_token"]
+    assert token["scope"] == "mail"
     claims = decode_jwt(token["id_token"], oauth_client.client_secret)
-    assert claims["email"] == oauth_mail_user.email and claims["aud"] == oauth_client.client_id
+    assert claims["email"] == oauth_mail_user.email
+    assert claims["aud"] == oauth_client.client_id
     info = requests.get(
         oauth_server.userinfo_url,
         headers={"Authorization": f"Bearer {token['access_token']}"},
@@ -170,7 +176,8 @@ def test_client_secret_post_and_code_single_use(oauth_server, oauth_client):
         redirect_uri=oauth_client.redirect_uri,
         code_verifier=verifier,
     )
-    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
 
 
 def test_refresh_rotates_and_old_refresh_token_is_invalid_grant(
@@ -181,7 +188,8 @@ def test_refresh_rotates_and_old_refresh_token_is_invalid_grant(
     second = dict(
         session.refresh_token(oauth_server.token_url, refresh_token=first["refresh_token"])
     )
-    assert second["refresh_token"] and second["refresh_token"] != first["refresh_token"]
+    assert second["refresh_token"]
+    assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     assert decode_jwt(second["id_token"])["email"] == oauth_mail_user.email
     assert (
@@ -194,7 +202,8 @@ def test_refresh_rotates_and_old_refresh_token_is_invalid_grant(
     old = token_post(
         oauth_server, oauth_client, grant_type="refresh_token", refresh_token=first["refresh_token"]
     )
-    assert old.status_code == 400 and old.json()["error"] == "invalid_grant"
+    assert old.status_code == 400
+    assert old.json()["error"] == "invalid_grant"
     with pytest.raises(OAuthError) as exc_info:
         session.refresh_token(oauth_server.token_url, refresh_token=first["refresh_token"])
     assert exc_info.value.error == "invalid_grant"
@@ -248,7 +257,8 @@ def test_without_rotation_the_refresh_token_stays(oauth_server, oauth_client):
             grant_type="refresh_token",
             refresh_token=first["refresh_token"],
         )
-        assert r.status_code == 200 and "refresh_token" not in r.json()
+        assert r.status_code == 200
+        assert "refresh_token" not in r.json()
 
 
 def test_expired_access_token_fails_login_and_introspection(
@@ -366,7 +376,8 @@ def test_pkce_is_required(oauth_server, oauth_client):
     url, state = plain.create_authorization_url(oauth_server.authorize_url)
     response = requests.get(url, allow_redirects=False, timeout=5)
     query = parse_qs(urlsplit(response.headers["Location"]).query)
-    assert query["error"] == ["invalid_request"] and query["state"] == [state]
+    assert query["error"] == ["invalid_request"]
+    assert query["state"] == [state]
 
 
 def test_unknown_redirect_uri_is_not_followed(oauth_server, oauth_client):
@@ -381,7 +392,8 @@ def test_unknown_redirect_uri_is_not_followed(oauth_server, oauth_client):
         oauth_server.authorize_url, code_verifier=generate_token(48)
     )
     response = requests.get(url, allow_redirects=False, timeout=5)
-    assert response.status_code == 400 and "Location" not in response.headers
+    assert response.status_code == 400
+    assert "Location" not in response.headers
 
 
 def test_wrong_client_secret_is_invalid_client(oauth_server, oauth_client):
@@ -405,7 +417,8 @@ def test_fail_next_token_request(oauth_server, oauth_client):
     r = token_post(
         oauth_server, oauth_client, grant_type="refresh_token", refresh_token=token["refresh_token"]
     )
-    assert r.status_code == 503 and r.json() == {"error": "temporarily_unavailable"}
+    assert r.status_code == 503
+    assert r.json() == {"error": "temporarily_unavailable"}
     r = token_post(
         oauth_server, oauth_client, grant_type="refresh_token", refresh_token=token["refresh_token"]
     )

@@ -1,0 +1,85 @@
+"""What the test client posts: CSRF tokens, the admin's login, the mailbox form, comments."""
+
+from __future__ import annotations
+
+import re
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct horse battery"
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'"X-CSRFToken": "([^"]+)"', html
+    )
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def get_csrf(client, url: str = "/auth/login") -> str:
+    return csrf_from(client.get(url).get_data(as_text=True))
+
+
+def mailbox_data(client, **overrides) -> dict:
+    """A complete, valid Basic-auth mailbox form as a browser would post it."""
+    token = csrf_from(client.get("/mailboxes/new").get_data(as_text=True))
+    data = {
+        "csrf_token": token,
+        "name": "Support",
+        "enabled": "y",
+        "description": "",
+        "auth_type": "basic",
+        "provider": "other",
+        "email_address": "support@example.com",
+        "username": "",
+        "password": "s3cret-Pa55word",
+        "protocol": "imaps",
+        "host": "127.0.0.1",
+        "port": "993",
+        "folder": "INBOX",
+        "client_id": "",
+        "client_secret": "",
+        "scope": "",
+        "grant_type": "authorization_code",
+        "tenant": "common",
+        "auth_url": "",
+        "token_url": "",
+        "auth_code": "",
+        "case_response_template_id": "1",
+        "keep_attachments": "y",
+        "end_of_message_marker": "##- Please type your reply above this line -##",
+        "allow_new_case": "y",
+        "auto_ack_template_id": "2",
+        "sender_filter": "",
+        "create_new_contact": "y",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def fetch_now(admin, box: int, run_worker) -> None:
+    """Press Fetch now on the mailbox page, then let the real RQ worker run the job."""
+    token = csrf_from(admin.get(f"/mailboxes/{box}").get_data(as_text=True))
+    assert admin.post(f"/mailboxes/{box}/fetch", data={"csrf_token": token}).status_code == 302
+    run_worker()
+
+
+def case_page(client, case_id: int) -> str:
+    resp = client.get(f"/cases/{case_id}")
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+def comment(client, case_id: int, text: str, *, key: str | None = None, htmx: bool = False):
+    """Post the comment form as the case page renders it (its key unless one is given)."""
+    page = case_page(client, case_id)
+    data = {"csrf_token": csrf_from(page), "comment": text, "next": f"/cases/{case_id}"}
+    data["key"] = key or _field(page, "key")
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post(f"/cases/{case_id}/comments", data=data, headers=headers)
+
+
+def _field(page: str, name: str) -> str:
+    match = re.search(r'name="' + name + r'" value="([^"]*)"', page)
+    assert match, f"no {name} field in the page"
+    return match.group(1)
