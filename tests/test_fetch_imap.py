@@ -16,7 +16,8 @@ from webapp.db import new_session, utcnow
 from webapp.mail.connect import tls_context
 from webapp.models import Case, FetchCursor, Mailbox, Message, RawMessage
 from webapp.queue import get_queue
-from webapp.services.fetching.fetch import mailbox_status, request_fetch, turn_on_fetching
+from webapp.services.fetching.schedule import request_fetch, turn_on_fetching
+from webapp.services.fetching.status import mailbox_status
 
 
 def _thread(user) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 from rq import get_current_job
-from sqlmodel import select
 
 from webapp import crypto
 from webapp.config import load_settings
 from webapp.db import new_session
-from webapp.models import Mailbox
 from webapp.services import oauth
 from webapp.services.fetching import fetch, schedule, verify
+from webapp.services.ingest import held
 from webapp.services.outgoing import delivery, outbox
 
 log = logging.getLogger(__name__)
@@ -62,11 +61,8 @@ def sweep() -> int:
     settings, db = _context()
     count = 0
     with db:
-        for mailbox in db.exec(select(Mailbox).where(Mailbox.verify_state == "pending")):
-            if verify.is_stuck(mailbox) and settings.redis_url:
-                verify.request_verification(db, mailbox, settings.redis_url, settings.queue_name)
-                count += 1
         if settings.redis_url:
+            count += verify.sweep_verifications(db, settings.redis_url, settings.queue_name)
             count += schedule.sweep_fetches(db, settings.redis_url, settings.queue_name)
         oauth.forget_expired_authorizations(db)
     if count:
@@ -92,8 +88,6 @@ def dispatch_outbox() -> int:
 
 def expire_held_messages() -> int:
     """Confirmation holds whose time ran out become expired (services/ingest/held.py)."""
-    from webapp.services.ingest import held
-
     settings, db = _context()
     with db:
         return held.expire_due(db)

@@ -25,9 +25,9 @@ from webapp.models import message as message_states
 from webapp.oauth.nonces import session_nonces
 from webapp.services import mailboxes as mailbox_service
 from webapp.services import oauth
-from webapp.services.fetching import fetch as fetch_service
+from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
-from webapp.services.fetching import verify
+from webapp.services.ingest import rows as ingest_rows
 from webapp.services.outgoing import outbox
 from webapp.services.presets import DEFAULT_PORTS, preset_values
 
@@ -179,9 +179,9 @@ def _fetch_context(mailbox: Mailbox) -> dict:
     before_id = int(before) if before.isdigit() and len(before) < 10 else None
     return {
         "mailbox": mailbox,
-        "status": fetch_service.mailbox_status(g.db, mailbox),
-        "log": fetch_service.fetch_log(g.db, mailbox.id, before_id=before_id),
-        "failed": fetch_service.failed_messages(g.db, mailbox.id),
+        "status": fetch_status.mailbox_status(g.db, mailbox),
+        "log": fetch_status.fetch_log(g.db, mailbox.id, before_id=before_id),
+        "failed": fetch_status.failed_messages(g.db, mailbox.id),
     }
 
 
@@ -224,7 +224,7 @@ def continue_setup(mailbox_id: int):
         return redirect(url_for(".setup", mailbox_id=mailbox_id))
     settings = _settings()
     try:
-        fetch_service.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
+        schedule.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
     except RedisError:
         flash(
             f"{mailbox.name} is on; the queue cannot be reached right now, so the first fetch "
@@ -246,7 +246,7 @@ def fetch_now(mailbox_id: int):
     mailbox = _get(mailbox_id)
     settings = _settings()
     try:
-        job = fetch_service.request_fetch(g.db, mailbox.id, settings.redis_url, settings.queue_name)
+        job = schedule.request_fetch(g.db, mailbox.id, settings.redis_url, settings.queue_name)
     except RedisError:
         flash("The queue cannot be reached right now; the fetch runs as soon as it can.", "error")
     else:
@@ -277,7 +277,7 @@ def reprocess(mailbox_id: int, raw_id: int):
     raw = g.db.get(RawMessage, raw_id)
     if raw is None or raw.mailbox_id != mailbox.id:
         abort(404)
-    state = fetch_service.reprocess(g.db, raw.id)
+    state = ingest_rows.reprocess(g.db, raw.id)
     g.db.refresh(raw)
     text, category = REPROCESSED.get(state, (f"The message is now {state}.", "ok"))
     notice = (category, text.format(error=raw.error or "no reason recorded"))

@@ -25,29 +25,9 @@ from webapp.services.fetching import leases, store
 from webapp.services.fetching.leases import LeaseKeeper, LeaseLost
 from webapp.services.fetching.refetch import refetch_imap, refetch_pop3
 from webapp.services.fetching.run import Progress, RunContext, close_run, finish, start_run
-from webapp.services.fetching.schedule import fetch_allowed, request_fetch, turn_on_fetching
-from webapp.services.fetching.status import (
-    FetchLogEntry,
-    MailboxStatus,
-    failed_messages,
-    fetch_log,
-    mailbox_status,
-)
+from webapp.services.fetching.schedule import fetch_allowed
 from webapp.services.fetching.verify import connect_with_refresh
 from webapp.services.ingest import batch as ingest
-from webapp.services.ingest.rows import reprocess
-
-__all__ = [
-    "FetchLogEntry",
-    "MailboxStatus",
-    "failed_messages",
-    "fetch_log",
-    "fetch_mailbox",
-    "mailbox_status",
-    "reprocess",
-    "request_fetch",
-    "turn_on_fetching",
-]
 
 log = logging.getLogger(__name__)
 

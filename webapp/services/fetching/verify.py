@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from webapp import crypto
 from webapp.db import utcnow
@@ -156,3 +156,13 @@ def is_stuck(mailbox: Mailbox) -> bool:
         and mailbox.verify_requested_at is not None
         and utcnow() - mailbox.verify_requested_at > STUCK_AFTER
     )
+
+
+def sweep_verifications(db: Session, redis_url: str, queue_name: str) -> int:
+    """Ask again for the checks that stayed pending too long (their job was lost); how many."""
+    count = 0
+    for mailbox in db.exec(select(Mailbox).where(Mailbox.verify_state == "pending")):
+        if is_stuck(mailbox):
+            request_verification(db, mailbox, redis_url, queue_name)
+            count += 1
+    return count
