@@ -10,6 +10,7 @@ from sqlmodel import func, select
 
 from webapp.models import Case, Contact, Mailbox, Message
 from webapp.services import case_queries, users
+from webapp.services import mailboxes as mailbox_service
 from webapp.services.outgoing import outbox as outbox_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -18,32 +19,7 @@ PER_PAGE = 50
 MAX_PAGE = 10**9  # beyond it OFFSET would overflow the database's integers
 MAILBOX_FIELDS = (
     "id",
-    "name",
-    "enabled",
-    "description",
-    "auth_type",
-    "provider",
-    "email_address",
-    "username",
-    "protocol",
-    "host",
-    "port",
-    "folder",
-    "client_id",
-    "scope",
-    "grant_type",
-    "tenant",
-    "auth_url",
-    "token_url",
-    "case_response_template_id",
-    "keep_attachments",
-    "process_task_replies",
-    "end_of_message_marker",
-    "allow_new_case",
-    "auto_ack_template_id",
-    "sender_filter",
-    "confirm_unknown_senders",
-    "create_new_contact",
+    *mailbox_service.PLAIN_FIELDS,  # the settings a form saves, without secrets
     "message_count",
     "no_new_case_template_id",
     "authserv_id",
