@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from imapclient import IMAPClient
 
 from tests.helpers.mailboxes import fetch, make_mailbox, on_server, update_mailbox
@@ -47,16 +48,10 @@ def test_move_into_an_existing_folder_keeps_what_was_there(app_env, dovecot, tes
     ]
 
 
-def test_without_move_the_server_gets_copy_and_expunge(
-    app_env, dovecot, test_ca, mail_user, monkeypatch
-):
-    sent = []
-    has_capability = IMAPClient.has_capability
-    monkeypatch.setattr(
-        IMAPClient,
-        "has_capability",
-        lambda self, name: name != "MOVE" and has_capability(self, name),
-    )
+@pytest.fixture
+def imap_commands(monkeypatch):
+    """The move commands the fetch sends; offers(False) hides the server's MOVE capability."""
+    sent: list[str] = []
     for command in ("move", "copy", "uid_expunge"):
         original = getattr(IMAPClient, command)
 
@@ -65,6 +60,31 @@ def test_without_move_the_server_gets_copy_and_expunge(
             return _original(self, *args)
 
         monkeypatch.setattr(IMAPClient, command, record)
+    has_capability = IMAPClient.has_capability
+
+    def offers(move: bool) -> list[str]:
+        if not move:
+            monkeypatch.setattr(
+                IMAPClient,
+                "has_capability",
+                lambda self, name: name != "MOVE" and has_capability(self, name),
+            )
+        return sent
+
+    return offers
+
+
+def test_a_server_with_move_gets_uid_move(app_env, dovecot, mail_user, imap_commands):
+    sent = imap_commands(True)
+    _two(mail_user)
+    fetch(app_env, make_mailbox(app_env, dovecot, mail_user, move_to_folder="Fetched"))
+    assert sent == ["move"]
+
+
+def test_without_move_the_server_gets_copy_and_expunge(
+    app_env, dovecot, test_ca, mail_user, imap_commands
+):
+    sent = imap_commands(False)
     _two(mail_user)
     box = make_mailbox(app_env, dovecot, mail_user, move_to_folder="Fetched")
     fetch(app_env, box)
@@ -100,3 +120,17 @@ def test_a_move_left_pending_by_a_crash_is_done_by_the_next_run(
     update_mailbox(app_env, box, move_to_folder="Fetched")
     assert fetch(app_env, box)["new"] == 0
     assert sorted(on_server(dovecot, test_ca, mail_user, "Fetched")) == ["Invoice 0", "Invoice 1"]
+
+
+def test_nothing_moves_when_the_commit_fails(app_env, dovecot, test_ca, mail_user, monkeypatch):
+    from webapp.services.fetching import store
+
+    def broken_store(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(store, "store_batch", broken_store)
+    _two(mail_user)
+    box = make_mailbox(app_env, dovecot, mail_user, move_to_folder="Fetched")
+    with pytest.raises(RuntimeError):
+        fetch(app_env, box)
+    assert sorted(on_server(dovecot, test_ca, mail_user)) == ["Invoice 0", "Invoice 1"]

@@ -106,6 +106,14 @@ def test_a_bad_size_is_kept_as_typed(admin):
     assert 'value="lots"' in _field(resp.get_data(as_text=True), "max_message_mb")
 
 
+def test_live_validation_checks_the_size_as_it_is_typed(admin):
+    data = mailbox_data(admin, max_message_mb="0")
+    frag = admin.post(
+        "/mailboxes/validate/max_message_mb", data=data, headers={"HX-Request": "true"}
+    ).get_data(as_text=True)
+    assert frag.startswith('<div class="field has-error" id="field-max_message_mb">')
+
+
 def test_move_needs_a_folder(admin):
     resp = admin.post("/mailboxes/new", data=mailbox_data(admin, after_fetch="move"))
     assert "Enter the folder that fetched messages are moved to." in _field(
