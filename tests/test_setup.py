@@ -208,6 +208,15 @@ def _set_up_disabled(admin, app, dovecot, mail_user, run_worker) -> int:
     return box_id
 
 
+def test_setup_of_a_disabled_mailbox_says_continue_keeps_it_offline(
+    admin, app, dovecot, mail_user, run_worker
+):
+    _box_id, setup_url = _save(admin, dovecot, mail_user, enabled=None)
+    run_worker()
+    page = admin.get(setup_url).get_data(as_text=True)
+    assert "the mailbox stays offline and fetches nothing until you enable it" in page
+
+
 def test_continue_keeps_a_disabled_mailbox_disabled(admin, app, dovecot, mail_user, run_worker):
     box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
     assert not mailbox_of(app, box_id).enabled
