@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.helpers.web import csrf_from, mailbox_data
-
-
-def _ui_token(admin, name="reporting") -> str:
-    token = csrf_from(admin.get("/tokens").get_data(as_text=True))
-    page = admin.post("/tokens", data={"csrf_token": token, "name": name}).get_data(as_text=True)
-    return re.search(r'id="new-token" type="text" readonly value="([^"]+)"', page).group(1)
+from tests.helpers.web import api_token, csrf_from, mailbox_data
 
 
 def test_without_a_valid_token_the_api_answers_401(client):
@@ -22,7 +16,7 @@ def test_without_a_valid_token_the_api_answers_401(client):
 
 def test_mailboxes_listed_without_secrets(admin):
     admin.post("/mailboxes/new", data=mailbox_data(admin, password="top-secret-pw"))
-    token = _ui_token(admin)
+    token = api_token(admin)
     resp = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
     body = resp.get_json()
     assert resp.status_code == 200
@@ -44,7 +38,7 @@ def test_the_list_is_paginated(admin):
             "/mailboxes/new",
             data=mailbox_data(admin, name=f"Box {i}", email_address=f"b{i}@example.com"),
         )
-    token = _ui_token(admin)
+    token = api_token(admin)
     first = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}).get_json()
     second = admin.get(
         "/api/v1/mailboxes?page=2", headers={"Authorization": f"Bearer {token}"}
@@ -56,7 +50,7 @@ def test_the_list_is_paginated(admin):
 
 
 def test_a_revoked_token_stops_working(admin):
-    token = _ui_token(admin)
+    token = api_token(admin)
     page = admin.get("/tokens").get_data(as_text=True)
     assert token not in page  # shown once, never again
     revoke = re.search(r'action="(/tokens/\d+/revoke)"', page).group(1)

@@ -9,7 +9,13 @@ from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import webapp.models  # noqa: F401
-from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
+from tests.helpers.databases import (
+    COVERED,
+    downgrade,
+    fresh_database,
+    migrate,
+    postgres_answers,
+)
 
 
 def _check(url: str) -> None:
@@ -104,3 +110,34 @@ def test_postgresql_compresses_mail_with_lz4(postgres_url):
         pytest.skip("this PostgreSQL server is built without lz4")
     assert methods == {"raw_message_body.data": "l", "message.full_text": "l",
                        "message.html": "l", "attachment.data": "l"}  # fmt: skip
+
+
+def _case_indexes(url: str) -> dict[str, list[str]]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("case")}
+    engine.dispose()
+    return found
+
+
+def test_sqlite_indexes_a_mailboxs_case_list(database_url):
+    indexes = _case_indexes(database_url)
+    assert indexes["ix_case_mailbox_id_updated_at"] == ["mailbox_id", "updated_at"]
+
+
+@pytest.mark.postgres
+def test_postgresql_indexes_a_mailboxs_case_list(postgres_url):
+    indexes = _case_indexes(postgres_url)
+    assert indexes["ix_case_mailbox_id_updated_at"] == ["mailbox_id", "updated_at"]
+
+
+def test_downgrading_0008_drops_the_index_and_the_column(tmp_path):
+    url = f"sqlite:///{tmp_path / 'down.db'}"
+    migrate(url)
+    downgrade(url, "0007")
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        columns = [c["name"] for c in inspect(conn).get_columns("mailbox")]
+    engine.dispose()
+    assert "ix_case_mailbox_id_updated_at" not in _case_indexes(url)
+    assert "move_to_folder" not in columns

@@ -195,3 +195,68 @@ def test_list_shows_status(admin, app, dovecot, mail_user, run_worker):
     with new_session(app.config["SETTINGS"].database_url) as db:
         assert db.exec(select(Mailbox)).one().status == "verified"
     assert "verified" in admin.get("/mailboxes/").get_data(as_text=True)
+
+
+def _set_up_disabled(admin, app, dovecot, mail_user, run_worker) -> int:
+    """Saved with Enabled unchecked, verified, then Continue."""
+    mail_user.deliver(MESSAGE % 1)
+    box_id, setup_url = _save(admin, dovecot, mail_user, enabled=None)
+    run_worker()
+    token = csrf_from(admin.get(setup_url).get_data(as_text=True))
+    resp = admin.post(f"/mailboxes/{box_id}/continue", data={"csrf_token": token})
+    assert resp.status_code == 302
+    return box_id
+
+
+def test_setup_of_a_disabled_mailbox_says_continue_keeps_it_offline(
+    admin, app, dovecot, mail_user, run_worker
+):
+    _box_id, setup_url = _save(admin, dovecot, mail_user, enabled=None)
+    run_worker()
+    page = admin.get(setup_url).get_data(as_text=True)
+    assert "the mailbox stays offline and fetches nothing until you enable it" in page
+
+
+def test_continue_keeps_a_disabled_mailbox_disabled(admin, app, dovecot, mail_user, run_worker):
+    box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
+    assert not mailbox_of(app, box_id).enabled
+
+
+def test_continue_completes_the_setup_of_a_disabled_mailbox(
+    admin, app, dovecot, mail_user, run_worker
+):
+    box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
+    assert mailbox_of(app, box_id).setup_complete
+
+
+def test_after_continue_a_disabled_mailbox_says_it_is_offline(
+    admin, app, dovecot, mail_user, run_worker
+):
+    box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
+    page = admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
+    assert "is set up but disabled: it stays offline and fetches nothing" in page
+    assert "off: the mailbox is disabled" in page
+    assert '<span class="badge status-disabled">disabled</span>' in page
+
+
+def test_the_scheduler_never_fetches_a_disabled_mailbox(admin, app, dovecot, mail_user, run_worker):
+    from worker.jobs import schedule_fetches, sweep
+
+    box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
+    assert schedule_fetches() == 0
+    assert sweep() == 0
+    run_worker()
+    assert mailbox_of(app, box_id).last_fetch_at is None
+    page = admin.get(f"/mailboxes/{box_id}").get_data(as_text=True)
+    assert "No fetch has run yet." in page
+
+
+def test_enabling_it_later_lets_the_scheduler_fetch(admin, app, dovecot, mail_user, run_worker):
+    from worker.jobs import schedule_fetches
+
+    box_id = _set_up_disabled(admin, app, dovecot, mail_user, run_worker)
+    token = csrf_from(admin.get(f"/mailboxes/{box_id}").get_data(as_text=True))
+    admin.post(f"/mailboxes/{box_id}/toggle", data={"csrf_token": token})
+    assert schedule_fetches() == 1
+    run_worker()
+    assert mailbox_of(app, box_id).last_fetch_ok_at is not None

@@ -24,10 +24,18 @@ PG_ADMIN_DB = os.environ.get("TEST_PG_DB", "test")
 COVERED: set[str] = set()
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
+def _alembic(database_url: str) -> Config:
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.attributes["database_url"] = database_url
-    command.upgrade(cfg, revision)
+    return cfg
+
+
+def migrate(database_url: str, revision: str = "head") -> None:
+    command.upgrade(_alembic(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(_alembic(database_url), revision)
 
 
 def postgres_answers() -> bool:

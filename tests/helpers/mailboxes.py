@@ -103,3 +103,24 @@ def send_due(run_worker) -> None:
 
     dispatch_outbox()
     run_worker()
+
+
+def on_server(dovecot, test_ca, user, folder: str = "INBOX") -> dict[str, tuple] | None:
+    """What an IMAP client sees in a folder: subject -> flags; None when the folder is missing."""
+    from email import message_from_bytes
+
+    from imapclient import IMAPClient
+
+    from webapp.mail.connect import tls_context
+
+    context = tls_context(str(test_ca.ca_pem))
+    with IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl=True, ssl_context=context) as imap:
+        imap.login(user.email, user.password)
+        if not imap.folder_exists(folder):
+            return None
+        imap.select_folder(folder, readonly=True)
+        found = imap.fetch(imap.search("ALL"), [b"FLAGS", b"BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        return {
+            message_from_bytes(data[b"BODY[HEADER.FIELDS (SUBJECT)]"])["Subject"]: data[b"FLAGS"]
+            for data in found.values()
+        }

@@ -20,6 +20,13 @@ def get_csrf(client, url: str = "/auth/login") -> str:
     return csrf_from(client.get(url).get_data(as_text=True))
 
 
+def api_token(admin, name: str = "reporting") -> str:
+    """Create an API token on the Tokens page, as an admin would; the token shown once."""
+    token = csrf_from(admin.get("/tokens").get_data(as_text=True))
+    page = admin.post("/tokens", data={"csrf_token": token, "name": name}).get_data(as_text=True)
+    return re.search(r'id="new-token" type="text" readonly value="([^"]+)"', page).group(1)
+
+
 def mailbox_data(client, **overrides) -> dict:
     """A complete, valid Basic-auth mailbox form as a browser would post it."""
     token = csrf_from(client.get("/mailboxes/new").get_data(as_text=True))
@@ -37,6 +44,10 @@ def mailbox_data(client, **overrides) -> dict:
         "host": "127.0.0.1",
         "port": "993",
         "folder": "INBOX",
+        "fetch_interval_minutes": "1",
+        "after_fetch": "leave",
+        "move_to_folder": "",
+        "max_message_mb": "50",
         "client_id": "",
         "client_secret": "",
         "scope": "",

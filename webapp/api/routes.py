@@ -24,6 +24,7 @@ MAILBOX_FIELDS = (
     "no_new_case_template_id",
     "authserv_id",
     "confirmation_hours",
+    "after_fetch",  # leave | read | move | delete, from mark_as_read, move_to_folder, delete_after_fetch
 )
 MAILBOX_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # never the password
 

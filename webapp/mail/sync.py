@@ -76,6 +76,7 @@ class ImapFolder:
         self.settings = settings
         self.folder = folder
         self.stats = SyncStats()
+        self._folders_made: set[str] = set()  # folders known to exist (move targets)
         self.client: IMAPClient
         self.client, self.plaintext = open_imap(settings)
         try:
@@ -196,6 +197,20 @@ class ImapFolder:
                 self.client.uid_expunge(uids)
             else:
                 self.client.expunge()
+
+    def move(self, uids: list[int], target: str) -> None:
+        """Move these UIDs to target (created if missing): UID MOVE, else COPY and delete."""
+        if not uids:
+            return
+        with classified(self.settings):
+            if target not in self._folders_made and not self.client.folder_exists(target):
+                self.client.create_folder(target)
+            self._folders_made.add(target)
+            if self.client.has_capability("MOVE"):
+                self.client.move(uids, target)
+                return
+            self.client.copy(uids, target)
+        self.delete(uids)
 
     def close(self) -> None:
         """Log out; a failure here changes nothing that was stored."""

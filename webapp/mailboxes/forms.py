@@ -15,11 +15,25 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import PasswordInput
 
 from webapp.services import validation
-from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS, SMTP_SECURITY_LABELS
+from webapp.services.presets import (
+    AFTER_FETCH_LABELS,
+    DEFAULT_PORTS,
+    FETCH_INTERVAL_MINUTES,
+    POP3_AFTER_FETCH,
+    PROTOCOL_LABELS,
+    SMTP_SECURITY_LABELS,
+)
+
+MB = 1024 * 1024
 
 
 def _coerce_id(value):
     return int(value) if value not in (None, "", "None") else None
+
+
+def _coerce_minutes(value):
+    """A number of minutes, or None for anything else (the field then says what to choose)."""
+    return int(value) if str(value).isdigit() and len(str(value)) < 6 else None
 
 
 class SecretField(PasswordField):
@@ -57,6 +71,21 @@ class MailboxForm(FlaskForm):
     host = StringField("Host")
     port = IntegerField("Port", default=993, validators=[Optional()])
     folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
+    fetch_interval_minutes = SelectField(
+        "Fetch every",
+        choices=[(m, f"{m} minute{'s' if m > 1 else ''}") for m in FETCH_INTERVAL_MINUTES],
+        coerce=_coerce_minutes,
+        default=1,
+        validate_choice=False,  # field_errors says what to choose instead of "Not a valid choice"
+    )
+    after_fetch = SelectField(
+        "After fetching",
+        choices=list(AFTER_FETCH_LABELS.items()),
+        default="leave",
+        validate_choice=False,
+    )
+    move_to_folder = StringField("Move to folder", validators=[Optional(), Length(max=255)])
+    max_message_mb = IntegerField("Largest message (MB)", default=50, validators=[Optional()])
     client_id = StringField("Client ID", validators=[Optional(), Length(max=500)])
     client_secret = SecretField("Client Secret")
     scope = StringField("Scope", validators=[Optional(), Length(max=1000)])
@@ -113,6 +142,10 @@ class MailboxForm(FlaskForm):
         "username": "Defaults to the email address.",
         "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
         "folder": "IMAP only: the folder to read, INBOX by default.",
+        "fetch_interval_minutes": "How often the server is asked for new mail.",
+        "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
+        "move_to_folder": "With Move to folder: where fetched messages go (created on the server if missing).",
+        "max_message_mb": "Larger messages are not downloaded: they stay on the server and are listed on the mailbox page.",
         "tenant": "Microsoft only: common, organizations, or your tenant ID.",
         "auth_code": "Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.",
         "case_response_template_id": "The email sent when an agent comments on a case.",
@@ -140,6 +173,12 @@ class MailboxForm(FlaskForm):
         self.case_response_template_id.choices = [(None, "— none —")] + template_choices
         self.auto_ack_template_id.choices = [(None, "— no acknowledgement —")] + template_choices
         self.no_new_case_template_id.choices = [(None, "— say nothing —")] + template_choices
+        if self.is_pop3:
+            self.after_fetch.choices = [(k, AFTER_FETCH_LABELS[k]) for k in POP3_AFTER_FETCH]
+
+    @property
+    def is_pop3(self) -> bool:
+        return (self.protocol.data or "").startswith("pop3")
 
     def secret_saved(self, name: str) -> bool:
         column = {
@@ -198,6 +237,31 @@ class MailboxForm(FlaskForm):
             return ["Enter a size between 1 and 1024 MB."]
         if name == "confirmation_hours" and value is not None and not 1 <= value <= 24 * 60:
             return ["Enter a number of hours between 1 and 1440."]
+        if name in ("fetch_interval_minutes", "after_fetch", "move_to_folder", "max_message_mb"):
+            return self.fetch_option_errors(name)
+        return []
+
+    def fetch_option_errors(self, name: str) -> list[str]:
+        """Fetch every, After fetching, Move to folder, Largest message (MB)."""
+        value = self[name].data
+        if name == "fetch_interval_minutes" and value not in FETCH_INTERVAL_MINUTES:
+            return ["Choose 1, 2, 5, 10, 15, 30 or 60 minutes."]
+        if name == "after_fetch" and value not in AFTER_FETCH_LABELS:
+            return ["Choose what happens to a message on the server after fetching."]
+        if name == "after_fetch" and self.is_pop3 and value not in POP3_AFTER_FETCH:
+            return ["POP3 can only leave messages on the server or delete them."]
+        if name == "move_to_folder" and self.after_fetch.data == "move" and not self.is_pop3:
+            target = (value or "").strip()
+            if not target:
+                return ["Enter the folder that fetched messages are moved to."]
+            if target.upper() == ((self.folder.data or "").strip() or "INBOX").upper():
+                return ["Choose another folder than the one that is read (Folder)."]
+        if name == "max_message_mb":
+            raw = self.max_message_mb.raw_data
+            if value is None and raw and raw[0].strip():
+                return ["Enter the size as a whole number of MB, between 1 and 1024."]
+            if value is not None and not 1 <= value <= 1024:
+                return ["Enter a size between 1 and 1024 MB."]
         return []
 
     def smtp_errors(self, name: str) -> list[str]:
@@ -264,7 +328,13 @@ class MailboxForm(FlaskForm):
         data["smtp_port"] = data["smtp_port"] or 587
         data["authserv_id"] = (data["authserv_id"] or "").strip().lower()
         data["confirmation_hours"] = data["confirmation_hours"] or 72
-        data["max_attachment_bytes"] = (data.pop("max_attachment_mb") or 10) * 1024 * 1024
+        data["max_attachment_bytes"] = (data.pop("max_attachment_mb") or 10) * MB
+        data["fetch_interval_seconds"] = (data.pop("fetch_interval_minutes") or 1) * 60
+        data["max_message_bytes"] = (data.pop("max_message_mb") or 50) * MB
+        action = data.pop("after_fetch") or "leave"
+        data["mark_as_read"] = action == "read"
+        data["delete_after_fetch"] = action == "delete"
+        data["move_to_folder"] = (data["move_to_folder"] or "").strip() if action == "move" else ""
         return data
 
     def validate_url(self, name: str) -> str:

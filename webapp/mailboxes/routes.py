@@ -29,7 +29,7 @@ from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
 from webapp.services.outgoing import outbox
-from webapp.services.presets import DEFAULT_PORTS, preset_values
+from webapp.services.presets import AFTER_FETCH_LABELS, DEFAULT_PORTS, preset_values
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -182,6 +182,7 @@ def _fetch_context(mailbox: Mailbox) -> dict:
         "status": fetch_status.mailbox_status(g.db, mailbox),
         "log": fetch_status.fetch_log(g.db, mailbox.id, before_id=before_id),
         "failed": fetch_status.failed_messages(g.db, mailbox.id),
+        "after_fetch": AFTER_FETCH_LABELS[mailbox.after_fetch],
     }
 
 
@@ -223,6 +224,14 @@ def continue_setup(mailbox_id: int):
         )
         return redirect(url_for(".setup", mailbox_id=mailbox_id))
     settings = _settings()
+    if not mailbox.enabled:
+        schedule.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
+        flash(
+            f"{mailbox.name} is set up but disabled: it stays offline and fetches nothing "
+            "until you enable it.",
+            "ok",
+        )
+        return redirect(url_for(".show", mailbox_id=mailbox_id))
     try:
         schedule.turn_on_fetching(g.db, mailbox, settings.redis_url, settings.queue_name)
     except RedisError:

@@ -22,7 +22,10 @@ class Counter(SQLModel, table=True):
 
 
 class Case(SQLModel, table=True):
-    __table_args__ = (Index("ix_case_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_case_status_updated_at", "status", "updated_at"),
+        Index("ix_case_mailbox_id_updated_at", "mailbox_id", "updated_at"),  # a mailbox's cases
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     number: int = Field(unique=True, index=True)  # shown as [#number]; from Counter "case"

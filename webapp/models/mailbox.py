@@ -97,6 +97,7 @@ class Mailbox(SQLModel, table=True):
     fetch_interval_seconds: int = DEFAULT_FETCH_INTERVAL
     mark_as_read: bool = False
     delete_after_fetch: bool = False
+    move_to_folder: str = Field(default="", max_length=255)  # blank: messages are not moved
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     fetching_since: datetime | None = None
     initial_fetch_done: bool = (
@@ -121,6 +122,23 @@ class Mailbox(SQLModel, table=True):
     @property
     def max_attachment_mb(self) -> int:
         return max(1, self.max_attachment_bytes // (1024 * 1024))
+
+    @property
+    def fetch_interval_minutes(self) -> int:
+        return max(1, self.fetch_interval_seconds // 60)
+
+    @property
+    def max_message_mb(self) -> int:
+        return max(1, self.max_message_bytes // (1024 * 1024))
+
+    @property
+    def after_fetch(self) -> str:
+        """What a fetch does on the server with what it stored: leave, read, move or delete."""
+        if self.delete_after_fetch:
+            return "delete"
+        if self.move_to_folder:
+            return "move"
+        return "read" if self.mark_as_read else "leave"
 
     @property
     def status(self) -> str:

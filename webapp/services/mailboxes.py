@@ -44,6 +44,13 @@ SECRET_FIELDS = {
 PLAIN_FIELDS += ("smtp_host", "smtp_port", "smtp_security", "smtp_username")  # Outgoing mail
 PLAIN_FIELDS += ("no_new_case_template_id", "authserv_id", "confirmation_hours")  # Filtering
 PLAIN_FIELDS += ("max_attachment_bytes",)
+PLAIN_FIELDS += (  # Connection: how often and what happens on the server after a fetch
+    "fetch_interval_seconds",
+    "mark_as_read",
+    "delete_after_fetch",
+    "move_to_folder",
+    "max_message_bytes",
+)
 SECRET_FIELDS["smtp_password"] = "smtp_password_enc"
 OAUTH_IDENTITY = ("client_id", "scope", "auth_url", "token_url", "client_secret_enc")
 CONNECTION = (

@@ -10,6 +10,14 @@ PROTOCOL_LABELS = {
     "imap": "IMAP (STARTTLS, or plain text: not recommended)",
     "pop3": "POP3 (STARTTLS, or plain text: not recommended)",
 }
+AFTER_FETCH_LABELS = {
+    "leave": "Leave on server",
+    "read": "Mark as read",
+    "move": "Move to folder",
+    "delete": "Delete from server",
+}
+POP3_AFTER_FETCH = ("leave", "delete")  # POP3 has no flags and no folders
+FETCH_INTERVAL_MINUTES = (1, 2, 5, 10, 15, 30, 60)
 
 MS_AUTH = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
 MS_TOKEN = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"

@@ -139,7 +139,7 @@ def _with_lease(
 def _fetch_imap(ctx: RunContext, settings) -> bool:
     db, mailbox = ctx.db, ctx.mailbox
     folder = mailbox.folder or "INBOX"
-    box = ImapFolder(settings, folder, writable=mailbox.mark_as_read or mailbox.delete_after_fetch)
+    box = ImapFolder(settings, folder, writable=mailbox.after_fetch != "leave")
     try:
         uidvalidity = box.state.uidvalidity
         cursor, reset = store.cursor_for(db, ctx.mailbox_id, folder, uidvalidity)
@@ -185,12 +185,15 @@ def _fetch_imap(ctx: RunContext, settings) -> bool:
 def _server_actions(
     ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int, uids: list[int]
 ) -> None:
-    """After commit only: mark read or delete on the server, then clear the rows' pending flag."""
+    """After commit only: mark read, move or delete on the server, then clear the pending flag."""
     mailbox = ctx.mailbox
-    if not uids or not (mailbox.mark_as_read or mailbox.delete_after_fetch):
+    action = mailbox.after_fetch
+    if not uids or action == "leave":
         return
-    if mailbox.delete_after_fetch:
+    if action == "delete":
         box.delete(uids)
+    elif action == "move":
+        box.move(uids, mailbox.move_to_folder)
     else:
         box.mark_seen(uids)
     ctx.db.exec(
@@ -209,14 +212,14 @@ def _server_actions(
 def _pending_server_actions(
     ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int
 ) -> None:
-    """Finish mark-read / delete of messages committed before a crash (harmless if done)."""
+    """Finish mark-read / move / delete of messages committed before a crash (harmless if done)."""
     db, mailbox = ctx.db, ctx.mailbox
     where = [col(RawMessage.mailbox_id) == mailbox.id, col(RawMessage.server_pending).is_(True)]
     rows = db.exec(
         select(RawMessage.uid, RawMessage.uidvalidity, RawMessage.folder).where(*where)
     ).all()
     current = [uid for uid, uv, f in rows if uv == uidvalidity and f == folder and uid is not None]
-    if current and (mailbox.mark_as_read or mailbox.delete_after_fetch):
+    if current and mailbox.after_fetch != "leave":
         _server_actions(ctx, box, folder, uidvalidity, current)
     if rows:  # old UIDVALIDITY, other folder or option turned off: nothing left to do there
         db.exec(update(RawMessage).where(*where).values(server_pending=False))

@@ -32,7 +32,7 @@ def refetch_imap(db: Session, mailbox: Mailbox, holder: str, box: ImapFolder, fo
             )
             continue
         fetched = box.fetch_one(row.uid, mailbox.max_message_bytes)
-        pending = mailbox.mark_as_read or mailbox.delete_after_fetch
+        pending = mailbox.after_fetch != "leave"
         _apply(db, mailbox, holder, row, fetched, server_pending=pending)
 
 

@@ -111,7 +111,9 @@ def turn_on_fetching(
     """Continue on Mailbox Setup: fetching on, the first fetch enqueued at once.
 
     Until the first complete fetch every message is flagged backlog (already in the
-    mailbox, so never acknowledged). Returns the job id (None if one was queued).
+    mailbox, so never acknowledged). Enabled stays as the admin set it: a disabled
+    mailbox is set up but stays offline, and nothing is enqueued for it. Returns the
+    job id (None if none was enqueued).
     """
     now = utcnow()
     identity = fetch_identity(mailbox)
@@ -121,12 +123,14 @@ def turn_on_fetching(
             mailbox.initial_fetch_done = False
             store.forget_positions(db, mailbox.id)
         mailbox.fetch_identity = identity
-    mailbox.setup_complete = mailbox.enabled = mailbox.fetching_enabled = True
+    mailbox.setup_complete = mailbox.fetching_enabled = True
     mailbox.fetching_since = mailbox.fetching_since or now
     mailbox.next_fetch_due_at = now
     mailbox.updated_at = now
     db.add(mailbox)
     db.commit()
+    if not mailbox.enabled:
+        return None  # Enable (on the mailbox page or in the form) lets the scheduler fetch it
     if redis_url is None:
         settings = load_settings()
         redis_url, queue_name = settings.redis_url, queue_name or settings.queue_name

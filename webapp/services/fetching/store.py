@@ -171,7 +171,7 @@ def _values(
         )
     else:
         sha = fetched.sha256
-        pending = fetched.uid is not None and (mailbox.mark_as_read or mailbox.delete_after_fetch)
+        pending = fetched.uid is not None and mailbox.after_fetch != "leave"
         values.update(state=states.NEW, sha256=sha, error=None, server_pending=pending)
     return values
 
