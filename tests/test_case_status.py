@@ -12,6 +12,21 @@ from tests.helpers.web import ADMIN_EMAIL, case_page, change_status, comment, cs
 
 
 @pytest.fixture
+def database_url(request, database_url) -> str:
+    """SQLite; PostgreSQL too for the tests marked ON_BOTH (the changes are conditional UPDATEs)."""
+    if getattr(request, "param", "SQLite") == "PostgreSQL":
+        return request.getfixturevalue("postgres_url")
+    return database_url
+
+
+ON_BOTH = pytest.mark.parametrize(
+    "database_url",
+    ["SQLite", pytest.param("PostgreSQL", marks=pytest.mark.postgres)],
+    indirect=True,
+)
+
+
+@pytest.fixture
 def case(admin, app_env, dovecot, mail_user, smtp_server):
     """An open case from Ada's email, on a desk that answers with the default template."""
     box = replying_desk(app_env, dovecot, mail_user, smtp_server)
@@ -78,6 +93,7 @@ def test_close_and_reopen_with_htmx_answer_the_status_block(admin, case):
     assert f'hx-post="/cases/{case.id}/close"' in html
 
 
+@ON_BOTH
 def test_closing_a_closed_case_adds_nothing_to_its_history(admin, case):
     change_status(admin, case.id, "close")
     page = case_page(admin, case.id)
@@ -136,6 +152,7 @@ def _answer_when_closed(admin, app_env, case, mail_user, subject: str, **kwargs)
     return case_page(admin, case.id)
 
 
+@ON_BOTH
 def test_a_new_email_from_the_customer_reopens_a_closed_case(admin, app_env, case, mail_user):
     page = _answer_when_closed(
         admin, app_env, case, mail_user, "Re: Printer jammed",
