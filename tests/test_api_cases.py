@@ -11,10 +11,10 @@ from tests.helpers.databases import (
     migrate,
     postgres_answers,
 )
-from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.mailboxes import desk, make_mailbox, open_case
 from tests.helpers.messages import email, html_email
 from tests.helpers.rows import bulk_cases
-from tests.helpers.web import csrf_from, fetch_now
+from tests.helpers.web import change_status, csrf_from, fetch_now
 from webapp.db import get_engine, new_session
 from webapp.models import Mailbox
 from webapp.services import users
@@ -217,3 +217,16 @@ def test_100000_cases_on_postgresql(app_env, monkeypatch):
         assert body["items"][-1]["cases"] == 10
         get_engine(url).dispose()
     COVERED.add("PostgreSQL")
+
+
+def test_a_case_closed_on_the_case_page_is_closed_in_the_api(
+    admin, api, app_env, dovecot, mail_user, smtp_server
+):
+    box = desk(app_env, dovecot, mail_user, smtp_server)
+    first = open_case(app_env, box, mail_user, subject="Printer jammed")
+    second = open_case(app_env, box, mail_user, subject="Scanner broken")
+    change_status(admin, first.id, "close")
+    closed = api("/api/v1/cases?status=closed")["items"]
+    still_open = api("/api/v1/cases?status=open")["items"]
+    assert [(c["number"], c["status"]) for c in closed] == [(first.number, "closed")]
+    assert [(c["number"], c["status"]) for c in still_open] == [(second.number, "open")]

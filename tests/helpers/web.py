@@ -1,4 +1,5 @@
-"""What the test client posts: CSRF tokens, the admin's login, the mailbox form, comments."""
+"""What the test client posts: CSRF tokens, the admin's login, the mailbox form, comments,
+Close and Reopen."""
 
 from __future__ import annotations
 
@@ -81,11 +82,22 @@ def case_page(client, case_id: int) -> str:
     return resp.get_data(as_text=True)
 
 
-def comment(client, case_id: int, text: str, *, key: str | None = None, htmx: bool = False):
-    """Post the comment form as the case page renders it (its key unless one is given)."""
+def comment(
+    client,
+    case_id: int,
+    text: str,
+    *,
+    key: str | None = None,
+    htmx: bool = False,
+    close: bool = False,
+):
+    """Post the comment form as the case page renders it (its key unless one is given);
+    `close`: with its "Send and close" button."""
     page = case_page(client, case_id)
     data = {"csrf_token": csrf_from(page), "comment": text, "next": f"/cases/{case_id}"}
     data["key"] = key or _field(page, "key")
+    if close:
+        data["close"] = _button(page, "close")
     headers = {"HX-Request": "true"} if htmx else {}
     return client.post(f"/cases/{case_id}/comments", data=data, headers=headers)
 
@@ -94,3 +106,18 @@ def _field(page: str, name: str) -> str:
     match = re.search(r'name="' + name + r'" value="([^"]*)"', page)
     assert match, f"no {name} field in the page"
     return match.group(1)
+
+
+def _button(page: str, name: str) -> str:
+    match = re.search(r'<button type="submit" name="' + name + r'" value="([^"]*)"', page)
+    assert match, f"no {name} button in the page"
+    return match.group(1)
+
+
+def change_status(client, case_id: int, action: str, *, htmx: bool = False):
+    """Press Close or Reopen (`action`: "close" or "reopen") on the case page."""
+    page = case_page(client, case_id)
+    assert f'action="/cases/{case_id}/{action}"' in page, f"no {action} form on the case page"
+    headers = {"HX-Request": "true"} if htmx else {}
+    data = {"csrf_token": csrf_from(page)}
+    return client.post(f"/cases/{case_id}/{action}", data=data, headers=headers)

@@ -1,17 +1,35 @@
-"""Cases: the list, a case's conversation, a message's HTML in a locked-down frame, attachments."""
+"""Cases: the list, a case's conversation, Close and Reopen, a message's HTML in a locked-down
+frame, attachments.
+
+Close and Reopen post normally (then back to the case page); with HTMX the answer is the case
+page's block "status" alone.
+"""
 
 from __future__ import annotations
 
 import io
 import re
 
-from flask import Blueprint, abort, g, make_response, render_template, request, send_file
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from jinja2_fragments.flask import render_block
 from sqlmodel import col, select
 
 from webapp.comments.forms import new_comment_key
+from webapp.extensions import htmx
 from webapp.mail.sanitize import sanitize_html
 from webapp.models import Attachment, Case, Contact, Mailbox, Message
-from webapp.services import case_queries
+from webapp.services import case_queries, case_status
 from webapp.services import tasks as task_service
 from webapp.services.outgoing import outbox
 from webapp.tasks.forms import TaskForm
@@ -98,7 +116,38 @@ def show(case_id: int):
         comment_key=new_comment_key(),
         tasks=task_service.tasks_of_case(g.db, case.id),
         task_form=TaskForm(formdata=None),
+        history=case_status.history(g.db, case.id),
     )
+
+
+@bp.route("/<int:case_id>/close", methods=["POST"])
+def close(case_id: int):
+    return _change_status(case_id, case_status.close_case, "is closed", "was closed already")
+
+
+@bp.route("/<int:case_id>/reopen", methods=["POST"])
+def reopen(case_id: int):
+    return _change_status(case_id, case_status.reopen_case, "is open again", "is not closed")
+
+
+def _change_status(case_id: int, change, done: str, unchanged: str):
+    """Close or Reopen as the agent; the case page says which happened."""
+    case = _get_case(case_id)
+    if change(g.db, case, by=g.user.email):
+        g.db.commit()
+        return _status_changed(case, f"Case #{case.number} {done}.")
+    return _status_changed(case, f"Case #{case.number} {unchanged}.")
+
+
+def _status_changed(case: Case, notice: str):
+    """The block "status" for HTMX, else back to the case page with the notice."""
+    if htmx:
+        return render_block(
+            "cases/show.html", "status", case=case, history=case_status.history(g.db, case.id),
+            status_notice=notice,
+        )  # fmt: skip
+    flash(notice, "ok")
+    return redirect(url_for("cases.show", case_id=case.id), 303)
 
 
 @bp.route("/<int:case_id>/messages/<int:message_id>/html")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, TextAreaField
+from wtforms import BooleanField, HiddenField, TextAreaField
 from wtforms.validators import InputRequired, Length
 
 
@@ -16,6 +16,7 @@ class CommentForm(FlaskForm):
     )
     key = HiddenField()  # one per rendered form: a double submit sends one email
     next = HiddenField()  # the page to go back to without JavaScript
+    close = BooleanField()  # the "Send and close" button: close the case once it is sent
 
 
 def new_comment_key() -> str:

@@ -3,7 +3,8 @@
 The case page shows the form in its block "comment_form" (cases/_comment_form.html). The
 form posts normally (then back to the case page); with HTMX the answer is the case page's
 blocks: a fresh form, the Outgoing mail section (out of band) and the new comment appended
-to the conversation (out of band), plus an HX-Trigger "case-updated" event.
+to the conversation (out of band), plus an HX-Trigger "case-updated" event. "Send and close"
+also closes the case once the comment is queued, and then its status block comes along too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from webapp.comments.forms import CommentForm, new_comment_key
 from webapp.extensions import htmx
 from webapp.models import Case, Message, OutboxMessage
 from webapp.models import outbox as states
+from webapp.services import case_status
 from webapp.services.outgoing import notify, outbox
 from webapp.urls import local_path
 
@@ -68,8 +70,11 @@ def add(case_id: int):
             error = str(exc)
         else:
             notice = ring(row)
+            closed = form.close.data and _close(case)
+            if closed:
+                notice += f" Case #{case.number} is closed."
             if htmx:
-                return _fragments(case, row, notice, back)
+                return _fragments(case, row, notice, back, closed)
             flash(notice, "ok")
             return redirect(back, 303)
     else:
@@ -86,8 +91,17 @@ def add(case_id: int):
     return render_template(RETRY_PAGE, **ctx), 422
 
 
-def _fragments(case: Case, row: OutboxMessage, notice: str, back: str):
-    """A fresh form, the Outgoing mail section and the new comment, for HTMX."""
+def _close(case: Case) -> bool:
+    """Send and close: the comment is queued (committed), now the case closes."""
+    if not case_status.close_case(g.db, case, by=g.user.email, via=case_status.SEND_AND_CLOSE):
+        return False
+    g.db.commit()
+    return True
+
+
+def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: bool = False):
+    """A fresh form, the Outgoing mail section and the new comment (and the case's status
+    when it was closed), for HTMX."""
     message = g.db.get(Message, row.case_message_id) if row.case_message_id else None
     html = render_block(
         CASE_PAGE, "comment_form", case=case, comment_key=new_comment_key(),
@@ -101,6 +115,9 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str):
             CASE_PAGE, "message", case=case, message=message, attachments={},
             remote_images=set(), oob=True,
         )  # fmt: skip
+    if closed:
+        history = case_status.history(g.db, case.id)
+        html += render_block(CASE_PAGE, "status", case=case, history=history, oob=True)
     resp = make_response(html)
     resp.headers["HX-Trigger"] = "case-updated"
     return resp

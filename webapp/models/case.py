@@ -38,6 +38,32 @@ class Case(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
+# Case.status
+OPEN = "open"
+PENDING = "pending"
+CLOSED = "closed"
+# CaseEvent.action
+CLOSED_EVENT = "closed"
+REOPENED_EVENT = "reopened"
+
+
+class CaseEvent(SQLModel, table=True):
+    """One line of a case's history: who closed or reopened it, when, and how."""
+
+    __tablename__ = "case_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=_fk("case.id", "CASCADE", nullable=False))
+    action: str = Field(max_length=16)  # closed | reopened
+    actor: str = Field(default="", max_length=320)  # an agent's address, or the email's sender
+    via: str = Field(default="", max_length=32)  # case page | send and close | incoming email
+    # The incoming email that reopened the case, when one did.
+    message_id: int | None = Field(
+        default=None, sa_column=_fk("message.id", "SET NULL", index=False)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class CaseParticipant(SQLModel, table=True):
     """An address allowed to write into a case by its [#number] token alone."""
 

@@ -1,0 +1,77 @@
+"""Closing and reopening a case, and its history: who did it, when, and how.
+
+Called by the case page (Close, Reopen), the comment form (Send and close) and by
+services/ingest/route.py, which decides when a new email reopens a closed case. Each
+change is one conditional UPDATE: two agents pressing Close at once write one event.
+Everything is written in the caller's transaction (flushed, not committed).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from webapp.db import utcnow
+from webapp.models import Case, CaseEvent
+from webapp.models.case import CLOSED, CLOSED_EVENT, OPEN, REOPENED_EVENT
+
+# CaseEvent.via: how the change was made
+CASE_PAGE = "case page"
+SEND_AND_CLOSE = "send and close"
+INCOMING_EMAIL = "incoming email"
+
+
+def close_case(db: Session, case: Case, by: str, via: str = CASE_PAGE) -> bool:
+    """Close an open or pending case; False when it was closed already."""
+    return _change(db, case, CLOSED, CLOSED_EVENT, col(Case.status) != CLOSED, by, via)
+
+
+def reopen_case(
+    db: Session, case: Case, by: str, via: str = CASE_PAGE, message_id: int | None = None
+) -> bool:
+    """Open a closed case again; False when it was not closed."""
+    is_closed = col(Case.status) == CLOSED
+    return _change(db, case, OPEN, REOPENED_EVENT, is_closed, by, via, message_id)
+
+
+def history(db: Session, case_id: int) -> list[CaseEvent]:
+    """The case's events, oldest first."""
+    query = select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(col(CaseEvent.id))
+    return list(db.exec(query).all())
+
+
+def _change(
+    db: Session,
+    case: Case,
+    status: str,
+    action: str,
+    allowed,
+    by: str,
+    via: str,
+    message_id: int | None = None,
+) -> bool:
+    now = utcnow()
+    changed = db.exec(
+        update(Case)
+        .where(col(Case.id) == case.id, allowed)
+        .values(status=status, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        return False
+    # The object the caller (or a batch's lookups) holds shows it too; set as a change, so
+    # that a rolled-back savepoint expires it.
+    case.status, case.updated_at = status, now
+    db.add(case)
+    db.add(
+        CaseEvent(
+            case_id=case.id,
+            action=action,
+            actor=(by or "")[:320],
+            via=via,
+            message_id=message_id,
+            created_at=now,
+        )
+    )
+    db.flush()
+    return True
