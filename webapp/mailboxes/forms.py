@@ -15,7 +15,12 @@ from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import PasswordInput
 
 from webapp.services import validation
-from webapp.services.presets import DEFAULT_PORTS, PROTOCOL_LABELS, SMTP_SECURITY_LABELS
+from webapp.services.presets import (
+    DEFAULT_PORTS,
+    PROTOCOL_LABELS,
+    SMTP_SECURITY_LABELS,
+    password_refusing_provider,
+)
 
 
 def _coerce_id(value):
@@ -85,7 +90,9 @@ class MailboxForm(FlaskForm):
     allow_new_case = BooleanField("Allow New Case to be Created", default=True)
     auto_ack_template_id = SelectField("Auto Acknowledgement Template", coerce=_coerce_id)
     sender_filter = TextAreaField("Sender Email Address Filter", validators=[Optional()])
-    confirm_unknown_senders = BooleanField("Prevent spam by sending a confirmation", default=False)
+    confirm_unknown_senders = BooleanField(
+        "Prevent spam by sending a confirmation to confirm that sender is a person", default=False
+    )
     create_new_contact = BooleanField("Create New Contact", default=True)
     no_new_case_template_id = SelectField("Template when no new case is allowed", coerce=_coerce_id)
     authserv_id = StringField(
@@ -114,7 +121,7 @@ class MailboxForm(FlaskForm):
         "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
         "folder": "IMAP only: the folder to read, INBOX by default.",
         "tenant": "Microsoft only: common, organizations, or your tenant ID.",
-        "auth_code": "Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.",
+        "auth_code": "Usually left blank: Get Authorization Code saves the form, sends you to the provider, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save (within a few minutes: a code works once).",
         "case_response_template_id": "The email sent when an agent comments on a case.",
         "keep_attachments": "Keep up to 5 attachments per message.",
         "max_attachment_mb": "Attachments larger than this are listed with the message but not kept.",
@@ -225,6 +232,15 @@ class MailboxForm(FlaskForm):
         if self.smtp_security.data == "none":
             return "No encryption: mail and the SMTP password cross the connection in plain text. Only for a relay on this machine."
         return None
+
+    def basic_warning(self) -> str | None:
+        """Shown beside Authentication Type when Basic is chosen for a Google or Microsoft host."""
+        if self.auth_type.data == "oauth":
+            return None
+        owner = password_refusing_provider(self.provider.data, self.host.data)
+        if owner is None:
+            return None
+        return f"{owner} has deprecated Basic authentication and refuses passwords for its mailboxes: choose OAuth."
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)
