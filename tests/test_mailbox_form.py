@@ -37,10 +37,11 @@ LABELS = [
     "Allow New Case to be Created",
     "Auto Acknowledgement Template",
     "Sender Email Address Filter",
-    "Prevent spam by sending a confirmation",
+    "Prevent spam by sending a confirmation to confirm that sender is a person",
     "Create New Contact",
 ]
 SECTIONS = ["Mailbox Information", "Connection", "Email Handling", "Email Filtering"]
+NEW_MAILBOX_PAGE = "/mailboxes/new"
 
 
 def _mailboxes(app):
@@ -59,7 +60,21 @@ def test_form_has_the_four_sections_and_every_label_word_for_word(admin):
             r'<(input|select|textarea)[^>]*\bid="' + re.escape(match.group(1)) + '"', page
         )
         assert control, f"label {label!r} points at no input, select or textarea"
-    assert "deprecated Basic authentication" in page
+
+
+def test_the_page_is_titled_new_mailbox(admin):
+    page = admin.get(NEW_MAILBOX_PAGE).get_data(as_text=True)
+    assert "<title>New Mailbox · mailchannel</title>" in page
+
+
+def test_the_page_is_headed_new_mailbox(admin):
+    page = admin.get(NEW_MAILBOX_PAGE).get_data(as_text=True)
+    assert "<h1>New Mailbox</h1>" in page
+
+
+def test_the_oauth_fieldset_is_headed_oauth_configuration(admin):
+    page = admin.get(NEW_MAILBOX_PAGE).get_data(as_text=True)
+    assert re.search(r'id="auth-oauth">\s*<legend>OAuth Configuration <small>', page)
 
 
 def test_new_mailbox_starts_with_the_default_templates_selected(admin):

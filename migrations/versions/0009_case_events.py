@@ -1,7 +1,7 @@
 """case events: who closed or reopened a case, and when
 
 Revision ID: 0009_case_events
-Revises: 0007
+Revises: 0008_fetch_options
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = "0009_case_events"
-down_revision = "0007"
+down_revision = "0008_fetch_options"
 branch_labels = None
 depends_on = None
 

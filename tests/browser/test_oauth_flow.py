@@ -31,6 +31,7 @@ from tests.helpers.browser import (
     VERIFY_TIMEOUT,
     assert_clean,
     create_first_admin,
+    expect_setup_count,
     field,
     fill_live,
     open_new_mailbox,
@@ -419,11 +420,6 @@ def test_access_denied_at_the_provider_comes_back_as_a_message(
     expect(page.locator("p.flash.ok")).to_have_text(AUTHORIZED_FLASH, timeout=SWAP_TIMEOUT)
     expect(page).to_have_url(f"{live_server}/mailboxes/{box_id}/setup")
     expect(page.locator("#oauth-status dl.facts dd").first).to_have_text(oauth_mail_user.email)
-    count = page.locator("#setup-progress .count")
-    if javascript:
-        expect(count).to_have_text("0 messages in this mailbox", timeout=VERIFY_TIMEOUT)
-    else:
-        refresh_until_visible(page, count)
-        expect(count).to_have_text("0 messages in this mailbox")
+    expect_setup_count(page, javascript, "0 messages in this mailbox")
 
     assert_clean(page_problems)

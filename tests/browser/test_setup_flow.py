@@ -17,6 +17,7 @@ from tests.helpers.browser import (
     VERIFY_TIMEOUT,
     assert_clean,
     create_first_admin,
+    expect_setup_count,
     field,
     fill_live,
     log_out_and_in,
@@ -303,12 +304,7 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
         field(page, "Password").fill(mail_user.password)
     page.get_by_role("button", name="Save").click()
     expect(page).to_have_url(re.compile(r"/mailboxes/\d+/setup$"))
-    count = page.locator("#setup-progress .count")
-    if javascript:
-        expect(count).to_have_text("1 message in this mailbox", timeout=VERIFY_TIMEOUT)
-    else:
-        refresh_until_visible(page, count)
-        expect(count).to_have_text("1 message in this mailbox")
+    expect_setup_count(page, javascript, "1 message in this mailbox")
 
     assert_clean(page_problems)
 

@@ -107,3 +107,13 @@ def assert_clean(problems, allowed=()) -> None:
         if not (FAVICON_404 in m and m.endswith("/favicon.ico)"))
     ]
     assert unexpected == [], unexpected
+
+
+def expect_setup_count(page: Page, javascript: bool, text: str) -> None:
+    """Mailbox Setup shows the count: polled in by htmx, or by Refresh without JavaScript."""
+    count = page.locator("#setup-progress .count")
+    if javascript:
+        expect(count).to_have_text(text, timeout=VERIFY_TIMEOUT)
+    else:
+        refresh_until_visible(page, count)
+        expect(count).to_have_text(text)

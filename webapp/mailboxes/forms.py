@@ -22,6 +22,7 @@ from webapp.services.presets import (
     POP3_AFTER_FETCH,
     PROTOCOL_LABELS,
     SMTP_SECURITY_LABELS,
+    password_refusing_provider,
 )
 
 MB = 1024 * 1024
@@ -114,7 +115,9 @@ class MailboxForm(FlaskForm):
     allow_new_case = BooleanField("Allow New Case to be Created", default=True)
     auto_ack_template_id = SelectField("Auto Acknowledgement Template", coerce=_coerce_id)
     sender_filter = TextAreaField("Sender Email Address Filter", validators=[Optional()])
-    confirm_unknown_senders = BooleanField("Prevent spam by sending a confirmation", default=False)
+    confirm_unknown_senders = BooleanField(
+        "Prevent spam by sending a confirmation to confirm that sender is a person", default=False
+    )
     create_new_contact = BooleanField("Create New Contact", default=True)
     no_new_case_template_id = SelectField("Template when no new case is allowed", coerce=_coerce_id)
     authserv_id = StringField(
@@ -147,7 +150,7 @@ class MailboxForm(FlaskForm):
         "move_to_folder": "With Move to folder: where fetched messages go (created on the server if missing).",
         "max_message_mb": "Larger messages are not downloaded: they stay on the server and are listed on the mailbox page.",
         "tenant": "Microsoft only: common, organizations, or your tenant ID.",
-        "auth_code": "Usually left blank: after Save, Mailbox Setup has a Get Authorization Code button, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save.",
+        "auth_code": "Usually left blank: Get Authorization Code saves the form, sends you to the provider, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save (within a few minutes: a code works once).",
         "case_response_template_id": "The email sent when an agent comments on a case.",
         "keep_attachments": "Keep up to 5 attachments per message.",
         "max_attachment_mb": "Attachments larger than this are listed with the message but not kept.",
@@ -289,6 +292,15 @@ class MailboxForm(FlaskForm):
         if self.smtp_security.data == "none":
             return "No encryption: mail and the SMTP password cross the connection in plain text. Only for a relay on this machine."
         return None
+
+    def basic_warning(self) -> str | None:
+        """Shown beside Authentication Type when Basic is chosen for a Google or Microsoft host."""
+        if self.auth_type.data == "oauth":
+            return None
+        owner = password_refusing_provider(self.provider.data, self.host.data)
+        if owner is None:
+            return None
+        return f"{owner} has deprecated Basic authentication and refuses passwords for its mailboxes: choose OAuth."
 
     def validate(self, extra_validators=None) -> bool:
         ok = super().validate(extra_validators)

@@ -22,9 +22,9 @@ from webapp.extensions import htmx
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
-from webapp.oauth.nonces import session_nonces
+from webapp.oauth.nonces import remember_nonce, session_nonces
 from webapp.services import mailboxes as mailbox_service
-from webapp.services import oauth
+from webapp.services import oauth, pasted_code
 from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
@@ -103,6 +103,8 @@ def _edit(mailbox: Mailbox | None):
         saved = mailbox_service.save_mailbox(g.db, mailbox, data)
         if data["auth_type"] == "oauth" and data.get("auth_code"):
             _exchange_pasted_code(saved, data["auth_code"])
+        if request.form.get("action") == "authorize":
+            return _authorize(saved)
         _start_verification(saved)
         if htmx:
             return "", 204, {"HX-Redirect": url_for(".setup", mailbox_id=saved.id)}
@@ -110,12 +112,28 @@ def _edit(mailbox: Mailbox | None):
     return _page(form, mailbox, 422 if request.method == "POST" else 200)
 
 
+def _authorize(mailbox: Mailbox):
+    """Get Authorization Code on the form: saved as Save does, then straight to the provider
+    (the callback ends on Mailbox Setup)."""
+    if mailbox.auth_type != "oauth":
+        flash("Get Authorization Code needs Authentication Type OAuth.", "error")
+        return _to(url_for(".edit", mailbox_id=mailbox.id))
+    url, nonce = oauth.start_authorization(g.db, mailbox, g.user.id, _settings().redirect_uri)
+    remember_nonce(nonce)
+    return _to(url, code=303)
+
+
+def _to(url: str, code: int = 302):
+    """A redirect, or for htmx the header that makes the browser itself go there."""
+    if htmx:
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url, code=code)
+
+
 def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
     """The fallback for providers that cannot reach us: a pasted code or redirected URL."""
     try:
-        oauth.exchange_pasted(
-            g.db, mailbox, pasted, session_nonces(), g.user.id, _settings().redirect_uri
-        )
+        pasted_code.exchange_pasted(g.db, mailbox, pasted, session_nonces(), g.user.id)
     except oauth.OAuthFailed as exc:
         flash(exc.message, "error")
     else:
@@ -148,9 +166,13 @@ def form_fragment(part: str, mailbox_id: int | None = None):
             _apply_preset(form)
     if part != "connection":
         abort(404)
-    return render_block(
-        FORM_PAGE, "connection", form=form, mailbox=mailbox, redirect_uri=_settings().redirect_uri
-    )
+    ctx = {"form": form, "mailbox": mailbox, "redirect_uri": _settings().redirect_uri}
+    return render_block(FORM_PAGE, "connection", **ctx) + _warning_oob(form)
+
+
+def _warning_oob(form: MailboxForm) -> str:
+    """The Basic warning beside Authentication Type, swapped out of band with a fragment."""
+    return render_block(FORM_PAGE, "auth_warning", form=form, oob=True)
 
 
 @bp.route("/validate/<field>", methods=["POST"])
@@ -165,7 +187,7 @@ def validate_field(field: str, mailbox_id: int | None = None):
     target.validate(form)
     target.errors = list(target.errors) + form.field_errors(field)
     field_row = get_template_attribute("_macros.html", "field_row")
-    return field_row(target, form)
+    return field_row(target, form) + (_warning_oob(form) if field == "host" else "")
 
 
 def _start_verification(mailbox: Mailbox) -> None:

@@ -40,6 +40,9 @@ class Mailbox(SQLModel, table=True):
     auth_url: str = Field(default="", max_length=1000)
     token_url: str = Field(default="", max_length=1000)
     auth_code_enc: str | None = None
+    # SHA-256 of the last code sent to the token endpoint: a code pasted again is told apart
+    # from one that no pending authorization is waiting for (the code itself is never kept).
+    used_code_sha256: str | None = Field(default=None, max_length=64)
     access_token_enc: str | None = None
     refresh_token_enc: str | None = None
     token_expires_at: datetime | None = None

@@ -1,18 +1,18 @@
 """OAuth 2.0 for mailboxes (RFC 9700): authorize with PKCE, exchange, store encrypted, refresh.
 
-No Flask here. The web layer calls start_authorization / complete_authorization /
-exchange_pasted; the worker calls access_token_for before every XOAUTH2 login.
+No Flask here. The web layer calls start_authorization and complete_authorization (a pasted code goes
+through services/pasted_code.py); the worker calls access_token_for before every XOAUTH2 login.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
 import time
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 from authlib.integrations.requests_client import OAuth2Session
 from sqlalchemy import or_, update
@@ -101,7 +101,7 @@ def forget_expired_authorizations(db: Session) -> int:
     return len(rows)
 
 
-def _take_pending(
+def take_pending(
     db: Session, state: str, nonces: list[str], user_id: int | None
 ) -> OAuthAuthorization:
     """Find and delete the pending record for state: it can be used exactly once."""
@@ -140,13 +140,13 @@ def complete_authorization(
     user_id: int | None,
 ) -> Mailbox:
     """The callback: everything but the code comes from the pending record (mix-up defence)."""
-    pending = _take_pending(db, state, nonces, user_id)
+    pending = take_pending(db, state, nonces, user_id)
     mailbox = db.get(Mailbox, pending.mailbox_id)
     if mailbox is None:
         raise OAuthFailed("The mailbox was deleted while it was being authorized.")
     if error:
         raise OAuthFailed(
-            _provider_error(error, error_description),
+            provider_error(error, error_description),
             kind=f"provider_{error}",
             mailbox_id=mailbox.id,
         )
@@ -154,7 +154,7 @@ def complete_authorization(
         raise OAuthFailed(
             "The provider sent no authorization code back. Try again.", mailbox_id=mailbox.id
         )
-    _exchange(
+    exchange_code(
         db,
         mailbox,
         code,
@@ -165,7 +165,7 @@ def complete_authorization(
     return mailbox
 
 
-def _provider_error(error: str, description: str | None) -> str:
+def provider_error(error: str, description: str | None) -> str:
     known = {
         "access_denied": "Access was refused on the provider's consent page. Click “Get "
         "Authorization Code” again and choose Allow.",
@@ -181,49 +181,11 @@ def _provider_error(error: str, description: str | None) -> str:
     return text
 
 
-def extract_code(pasted: str) -> tuple[str, str | None]:
-    """The code (and state) from a pasted code or a pasted redirected URL."""
-    pasted = pasted.strip()
-    if "code=" in pasted:
-        query = parse_qs(urlsplit(pasted).query or pasted.lstrip("?"))
-        if "error" in query:
-            raise OAuthFailed(
-                _provider_error(query["error"][0], (query.get("error_description") or [None])[0])
-            )
-        if "code" in query:
-            return query["code"][0], (query.get("state") or [None])[0]
-    return pasted, None
+def code_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
 
 
-def exchange_pasted(
-    db: Session,
-    mailbox: Mailbox,
-    pasted: str,
-    nonces: list[str],
-    user_id: int | None,
-    redirect_uri: str,
-) -> Mailbox:
-    """The fallback: a pasted code or whole URL, exchanged once."""
-    code, state = extract_code(pasted)
-    verifier, token_url = None, mailbox.token_url
-    if state is not None:
-        pending = _take_pending(db, state, nonces, user_id)
-        if pending.mailbox_id != mailbox.id:
-            raise OAuthFailed(
-                "This code was issued for another mailbox. Paste the code of this "
-                "mailbox's authorization.",
-                kind="state_mailbox",
-            )
-        verifier, token_url, redirect_uri = (
-            crypto.decrypt(pending.code_verifier_enc),
-            pending.token_url,
-            pending.redirect_uri,
-        )
-    _exchange(db, mailbox, code, verifier, token_url, redirect_uri)
-    return mailbox
-
-
-def _exchange(
+def exchange_code(
     db: Session,
     mailbox: Mailbox,
     code: str,
@@ -233,6 +195,7 @@ def _exchange(
 ) -> None:
     client = _client(mailbox, redirect_uri)
     kwargs = {"code_verifier": verifier} if verifier else {}
+    mailbox.used_code_sha256 = code_digest(code)  # spent once sent, whatever the provider answers
     try:
         token = client.fetch_token(token_url, code=code, grant_type="authorization_code", **kwargs)
     except Exception as exc:  # authlib raises OAuthError, requests its own; all mean the same here

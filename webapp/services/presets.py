@@ -76,3 +76,22 @@ def preset_values(provider: str, protocol: str, tenant: str = "common") -> dict:
         "smtp_port": preset["smtp_port"],
         "smtp_security": preset["smtp_security"],
     }
+
+
+# Host names of the two providers that refuse passwords (Basic authentication) for mail.
+REFUSING_HOSTS = {
+    "Google": ("gmail.com", "googlemail.com", "google.com"),
+    "Microsoft": ("office365.com", "outlook.com", "hotmail.com", "live.com", "office.com"),
+}
+PRESET_OWNERS = {"gmail": "Google", "outlook": "Microsoft"}
+
+
+def password_refusing_provider(provider: str | None, host: str | None) -> str | None:
+    """Google or Microsoft when the preset or the host says the mailbox is theirs, else None."""
+    if provider in PRESET_OWNERS:
+        return PRESET_OWNERS[provider]
+    host = (host or "").strip().lower().rstrip(".")
+    for owner, domains in REFUSING_HOSTS.items():
+        if any(host == d or host.endswith("." + d) for d in domains):
+            return owner
+    return None

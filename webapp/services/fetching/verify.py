@@ -15,6 +15,7 @@ from webapp.mail.errors import AuthFailed, MailError
 from webapp.models import Mailbox
 from webapp.queue import get_queue
 from webapp.services import oauth
+from webapp.services.presets import password_refusing_provider
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def run_verification(
         return mailbox
     except MailError as exc:
         log.info("verification of mailbox %s failed: %s", mailbox.id, exc.kind)
-        _fail(db, mailbox, exc.kind, exc.message, exc.advice)
+        _fail(db, mailbox, *_explained(mailbox, exc))
         return mailbox
     except crypto.SecretUnreadable as exc:
         _fail(
@@ -135,6 +136,19 @@ def run_verification(
     db.add(mailbox)
     db.commit()
     return mailbox
+
+
+def _explained(mailbox: Mailbox, exc: MailError) -> tuple[str, str, str]:
+    """kind, message and advice; a password rejected by Google or Microsoft says why."""
+    owner = password_refusing_provider(mailbox.provider, mailbox.host)
+    if exc.kind != "auth" or mailbox.auth_type == "oauth" or owner is None:
+        return exc.kind, exc.message, exc.advice
+    return (
+        "auth_password_refused",
+        f"{exc.message} {owner} refuses passwords (Basic authentication) for its mailboxes.",
+        "Switch to OAuth: Back, set Authentication Type to OAuth, fill in Client ID and Client "
+        "Secret, and press Get Authorization Code.",
+    )
 
 
 def connect_with_refresh(db: Session, mailbox: Mailbox, ca_bundle: str | None, action):
