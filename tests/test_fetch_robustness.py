@@ -17,6 +17,7 @@ from tests.helpers.databases import migrate
 from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import counts, raws, runs, snapshot
+from webapp import crypto
 from webapp.config import PROJECT_ROOT
 from webapp.db import new_session, utcnow
 from webapp.mail.parse import DEFAULT_LIMITS, ParseLimits
@@ -362,3 +363,17 @@ def test_rq_cron_runs_the_scheduler_that_fetches_due_mailboxes(
         cron.wait(timeout=10)
     run_worker()  # the tick enqueues the due fetch, the same burst runs it
     assert counts(app_env, box)["cases"] == 1
+
+
+def test_a_scheduled_fetch_whose_password_google_refuses_says_to_switch_to_oauth(
+    app_env, admin, dovecot, mail_user
+):
+    # Google itself cannot be reached: the Gmail preset makes the mailbox Google's, and the
+    # test Dovecot rejects the password as Google does since it ended Basic authentication.
+    box = make_mailbox(app_env, dovecot, mail_user, provider="gmail")
+    update_mailbox(app_env, box, password_enc=crypto.encrypt("an-old-app-password"))
+    fetch(app_env, box)
+    page = admin.get(f"/mailboxes/{box}").get_data(as_text=True)
+    assert "Google refuses passwords (Basic authentication) for its mailboxes." in page
+    assert "Switch to OAuth: Edit the mailbox, set Authentication Type to OAuth" in page
+    assert "an-old-app-password" not in page

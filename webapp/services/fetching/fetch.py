@@ -26,7 +26,7 @@ from webapp.services.fetching.leases import LeaseKeeper, LeaseLost
 from webapp.services.fetching.refetch import refetch_imap, refetch_pop3
 from webapp.services.fetching.run import Progress, RunContext, close_run, finish, start_run
 from webapp.services.fetching.schedule import fetch_allowed
-from webapp.services.fetching.verify import connect_with_refresh
+from webapp.services.fetching.verify import connect_with_refresh, explained
 from webapp.services.ingest import batch as ingest
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def _with_lease(
     except MailError as exc:
         db.rollback()
         log.info("fetch of mailbox %s failed: %s", mailbox_id, exc.kind)
-        return finish(ctx, (exc.kind, exc.message, exc.advice))
+        return finish(ctx, explained(mailbox, exc, on_setup=False))
     except crypto.SecretUnreadable as exc:
         db.rollback()
         return finish(

@@ -113,7 +113,7 @@ def run_verification(
         return mailbox
     except MailError as exc:
         log.info("verification of mailbox %s failed: %s", mailbox.id, exc.kind)
-        _fail(db, mailbox, *_explained(mailbox, exc))
+        _fail(db, mailbox, *explained(mailbox, exc))
         return mailbox
     except crypto.SecretUnreadable as exc:
         _fail(
@@ -138,16 +138,18 @@ def run_verification(
     return mailbox
 
 
-def _explained(mailbox: Mailbox, exc: MailError) -> tuple[str, str, str]:
-    """kind, message and advice; a password rejected by Google or Microsoft says why."""
+def explained(mailbox: Mailbox, exc: MailError, on_setup: bool = True) -> tuple[str, str, str]:
+    """kind, message and advice; a password rejected by Google or Microsoft says why.
+
+    Mailbox Setup (on_setup) has a Back button; the fetch log on the mailbox page has Edit."""
     owner = password_refusing_provider(mailbox.provider, mailbox.host)
     if exc.kind != "auth" or mailbox.auth_type == "oauth" or owner is None:
         return exc.kind, exc.message, exc.advice
     return (
         "auth_password_refused",
         f"{exc.message} {owner} refuses passwords (Basic authentication) for its mailboxes.",
-        "Switch to OAuth: Back, set Authentication Type to OAuth, fill in Client ID and Client "
-        "Secret, and press Get Authorization Code.",
+        f"Switch to OAuth: {'Back' if on_setup else 'Edit the mailbox'}, set Authentication Type "
+        "to OAuth, fill in Client ID and Client Secret, and press Get Authorization Code.",
     )
 
 
