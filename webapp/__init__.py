@@ -78,7 +78,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(comments.bp)
     app.register_blueprint(outbox.bp)
-    from webapp import contacts, intake
+    from webapp import account, contacts, intake
+
+    app.register_blueprint(account.bp)
 
     app.register_blueprint(intake.bp)
     app.register_blueprint(contacts.bp)
