@@ -216,3 +216,25 @@ def test_two_first_admin_forms_at_once_create_one_admin(app_on_any_db):
         admins = db.exec(select(User)).all()
     assert len(admins) == 1
     assert sorted(answers.values()) == ["/auth/login", "/mailboxes/"]
+
+
+@pytest.fixture
+def proxied_app(app_env, monkeypatch):
+    from webapp import create_app
+
+    monkeypatch.setenv("TRUSTED_PROXIES", "1")
+    return create_app({"TESTING": True})
+
+
+def test_behind_a_trusted_proxy_clients_are_told_apart_by_forwarded_address(proxied_app, admin):
+    def through_proxy(client_address: str, password: str):
+        browser = proxied_app.test_client()
+        browser.environ_base["REMOTE_ADDR"] = "10.0.0.1"  # the proxy
+        headers = {"X-Forwarded-For": client_address}
+        token = csrf_from(browser.get("/auth/login", headers=headers).get_data(as_text=True))
+        data = {"csrf_token": token, "email": ADMIN_EMAIL, "password": password}
+        return browser.post("/auth/login", data=data, headers=headers)
+
+    for _ in range(signin.FREE_BY_ADDRESS):
+        through_proxy(ATTACKER, "wrong password")
+    assert through_proxy(ADMIN_DESK, ADMIN_PASSWORD).status_code == 302
