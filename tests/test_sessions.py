@@ -204,3 +204,16 @@ def test_api_tokens_still_work_without_a_session(admin, app):
     token = api_token(admin)
     resp = app.test_client().get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code == 200
+
+
+def test_ending_the_other_sessions_works_on_each_database(any_db):
+    timeouts = sessions.Timeouts(idle=timedelta(hours=12), absolute=timedelta(days=14))
+    with new_session(any_db) as db:
+        user = User(email="agent@example.com", password_hash="x")
+        db.add(user)
+        db.commit()
+        kept = sessions.start_session(db, user.id, timeouts)
+        ended = sessions.start_session(db, user.id, timeouts)
+        sessions.end_sessions(db, user.id, except_session=sessions.current_id(kept))
+        assert sessions.load_user(db, kept, timeouts) is not None
+        assert sessions.load_user(db, ended, timeouts) is None

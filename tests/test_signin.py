@@ -238,3 +238,13 @@ def test_behind_a_trusted_proxy_clients_are_told_apart_by_forwarded_address(prox
     for _ in range(signin.FREE_BY_ADDRESS):
         through_proxy(ATTACKER, "wrong password")
     assert through_proxy(ADMIN_DESK, ADMIN_PASSWORD).status_code == 302
+
+
+def test_counting_failures_works_on_each_database(any_db):
+    with new_session(any_db) as db:
+        for _ in range(signin.FREE_BY_ACCOUNT_AND_ADDRESS):
+            signin.record_failure(db, ADMIN_EMAIL, ATTACKER)
+        held = signin.retry_at(db, ADMIN_EMAIL, ATTACKER)
+        fresh = signin.retry_at(db, ADMIN_EMAIL, ADMIN_DESK)
+    assert held is not None
+    assert fresh is None
