@@ -79,7 +79,7 @@ def _keys(email: str, address: str) -> tuple[str, str, str]:
     return _key("address", address), _key("pair", email, address), _key("account", email)
 
 
-def retry_at(db: Session, email: str, address: str, now: datetime | None = None):
+def retry_at(db: Session, email: str, address: str, now: datetime | None = None) -> datetime | None:
     """When this address may try this account again, or None if it may now."""
     now = now or utcnow()
     by_address, pair, account = _keys(email, address)
