@@ -69,22 +69,6 @@ def test_login_next_never_redirects_off_site(admin, app):
     assert resp.headers["Location"] == "/mailboxes/"
 
 
-def test_wrong_passwords_lock_the_account_for_a_while(admin, app):
-    browser = app.test_client()
-    token = get_csrf(browser)
-    for _ in range(5):
-        resp = browser.post(
-            "/auth/login",
-            data={"csrf_token": token, "email": ADMIN_EMAIL, "password": "wrong password"},
-        )
-        assert "Email or password is wrong." in resp.get_data(as_text=True)
-    resp = browser.post(
-        "/auth/login", data={"csrf_token": token, "email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-    )
-    assert resp.status_code == 422
-    assert "Too many failed logins for this account" in resp.get_data(as_text=True)
-
-
 def test_secure_cookie_when_external_url_is_https(app_env, monkeypatch):
     from webapp import create_app
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, request
+from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webapp import crypto
+from webapp.accesslog import install_werkzeug_filter
 from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.extensions import csrf, htmx
 from webapp.filters import register_filters
+from webapp.headers import install_security_headers
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -29,7 +32,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update({k: v for k, v in test_config.items() if k.isupper()})
     crypto.configure(settings.encryption_keys)
+    if settings.trusted_proxies:  # the client's address (sign-in throttling) from X-Forwarded-For
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     logging.getLogger("webapp").setLevel(logging.INFO)
+    install_werkzeug_filter()
 
     csrf.init_app(app)
     htmx.init_app(app)
@@ -47,23 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
                 db.rollback()
             db.close()
 
-    @app.after_request
-    def _security_headers(resp):
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        resp.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-            "script-src 'self'; frame-ancestors 'none'; "
-            # Get Authorization Code posts here and is redirected to the provider: https, or
-            # http on loopback (the only http Auth URLs the form accepts). CSP has no syntax
-            # for an IPv6 literal, so http://[::1] Auth URLs cannot be used from a browser.
-            "form-action 'self' https: http://127.0.0.1:* http://localhost:*",
-        )
-        if request.path.startswith(("/mailboxes", "/auth", "/templates", "/tokens")):
-            resp.headers.setdefault("Cache-Control", "no-store")
-        return resp
+    install_security_headers(app, settings.external_url)
 
     from webapp import api, auth, cases, email_templates, mailboxes, main, oauth, tasks
 
@@ -78,7 +69,9 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(comments.bp)
     app.register_blueprint(outbox.bp)
-    from webapp import contacts, intake
+    from webapp import account, contacts, intake
+
+    app.register_blueprint(account.bp)
 
     app.register_blueprint(intake.bp)
     app.register_blueprint(contacts.bp)

@@ -49,6 +49,9 @@ class Settings:
     external_url: str
     mail_ca_bundle: str | None
     queue_name: str = "mailchannel"
+    session_idle_hours: float = 12.0  # SESSION_IDLE_HOURS: a session unused this long ends
+    session_max_days: float = 14.0  # SESSION_MAX_DAYS: a session ends this long after sign-in
+    trusted_proxies: int = 0  # TRUSTED_PROXIES: proxies in front whose X-Forwarded-For is believed
     extra: dict = field(default_factory=dict)
 
     @property
@@ -84,4 +87,26 @@ def load_settings(overrides: dict | None = None) -> Settings:
         external_url=(env.get("EXTERNAL_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
         mail_ca_bundle=env.get("MAIL_CA_BUNDLE") or None,
         queue_name=env.get("RQ_QUEUE") or "mailchannel",
+        session_idle_hours=_positive(env, "SESSION_IDLE_HOURS", 12.0),
+        session_max_days=_positive(env, "SESSION_MAX_DAYS", 14.0),
+        trusted_proxies=_proxies(env.get("TRUSTED_PROXIES") or "0"),
     )
+
+
+def _proxies(raw: str) -> int:
+    if not raw.strip().isdigit():
+        raise ValueError(f"TRUSTED_PROXIES must be a number of proxies (0, 1, 2…), not {raw!r}.")
+    return int(raw)
+
+
+def _positive(env: dict, name: str, default: float) -> float:
+    """A positive number from the environment (the default when unset); anything else stops the
+    start with a message naming the setting."""
+    raw = env.get(name) or ""
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, not {raw!r}.")
+    return value

@@ -122,6 +122,8 @@ class LiveServer:
             "2",
             "--access-logfile",
             "-",
+            "--logger-class",
+            "webapp.accesslog.RedactingLogger",
             "--graceful-timeout",
             "5",
         ]

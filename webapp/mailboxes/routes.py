@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlmodel import select
 
 from webapp.extensions import htmx
+from webapp.headers import FORM_AUTH_URLS, allow_form_action
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
@@ -66,6 +67,9 @@ def _form(mailbox: Mailbox | None = None, **kwargs) -> MailboxForm:
 
 
 def _page(form: MailboxForm, mailbox: Mailbox | None, status: int = 200):
+    # Get Authorization Code saves, then is redirected to the Auth URL typed in this very form,
+    # unknown when the page is sent: any Auth URL the form accepts (https, http on loopback).
+    allow_form_action(*FORM_AUTH_URLS)
     ctx = {"form": form, "mailbox": mailbox, "redirect_uri": _settings().redirect_uri}
     if htmx and request.method == "POST":
         return render_block(FORM_PAGE, "mailbox_form", **ctx), status
@@ -75,6 +79,7 @@ def _page(form: MailboxForm, mailbox: Mailbox | None, status: int = 200):
 @bp.route("/")
 def index():
     rows = g.db.exec(select(Mailbox).order_by(Mailbox.name)).all()
+    allow_form_action(*(m.auth_url for m in rows if m.auth_type == "oauth"))  # Re-authorize
     return render_template("mailboxes/index.html", mailboxes=rows, stale=_stale(rows))
 
 
@@ -212,6 +217,7 @@ def _fetch_context(mailbox: Mailbox) -> dict:
 def show(mailbox_id: int):
     mailbox = _get(mailbox_id)
     sent = outbox.mailbox_summary(g.db, mailbox.id)
+    allow_form_action(mailbox.auth_url if mailbox.auth_type == "oauth" else None)
     return render_template("mailboxes/show.html", sent=sent, **_fetch_context(mailbox))
 
 
@@ -225,6 +231,7 @@ def fetch_status_block(mailbox_id: int):
 def setup(mailbox_id: int):
     mailbox = _get(mailbox_id)
     ctx = {"mailbox": mailbox, "stuck": verify.is_stuck(mailbox)}
+    allow_form_action(mailbox.auth_url if mailbox.auth_type == "oauth" else None)
     if htmx:
         return render_block("mailboxes/setup.html", "progress", **ctx)
     return render_template("mailboxes/setup.html", **ctx)

@@ -8,6 +8,7 @@ from webapp.models.mailbox import Mailbox
 from webapp.models.message import RawMessage, RawMessageBody
 from webapp.models.oauth import OAuthAuthorization
 from webapp.models.outbox import OutboxMessage
+from webapp.models.session import InstallStep, SigninThrottle, UserSession
 from webapp.models.task import Task, TaskEvent
 from webapp.models.template import EmailTemplate
 from webapp.models.user import ApiToken, User
@@ -34,3 +35,4 @@ __all__ += ["CaseEvent"]
 __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
 __all__ += ["OutboxMessage"]
+__all__ += ["InstallStep", "SigninThrottle", "UserSession"]

@@ -15,8 +15,6 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
-    failed_logins: int = 0
-    locked_until: datetime | None = None
 
 
 class ApiToken(SQLModel, table=True):

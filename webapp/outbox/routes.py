@@ -66,7 +66,7 @@ def index():
 def _row_response(row: OutboxMessage):
     """The list page's block "outbox_row" alone (the row is on a case or mailbox page too)."""
     g.db.refresh(row)
-    next_url = request.form.get("next") or request.args.get("next") or ""
+    next_url = local_path(request.form.get("next") or request.args.get("next")) or ""
     return render_block(PAGE, "outbox_row", row=row, next_url=next_url, link=None)
 
 

@@ -1,20 +1,16 @@
-"""Admin accounts: creation, password checks and per-account login throttling."""
+"""Accounts and API tokens; sign-in and password checks are in services/signin.py."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from sqlmodel import Session, func, select
-from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.security import generate_password_hash
 
-from webapp.db import utcnow
-from webapp.models import ApiToken, User
+from webapp.db import insert_ignore, utcnow
+from webapp.models import ApiToken, InstallStep, User
 
-FREE_ATTEMPTS = 5
-MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
 
 
@@ -41,44 +37,19 @@ def create_user(db: Session, email: str, password: str) -> User:
     return user
 
 
-@dataclass
-class LoginResult:
-    user: User | None
-    error: str | None = None
-
-
-def _lock_for(failures: int) -> timedelta:
-    return min(timedelta(seconds=30 * 2 ** (failures - FREE_ATTEMPTS)), MAX_LOCK)
-
-
-def authenticate(
-    db: Session, email: str, password: str, now: datetime | None = None
-) -> LoginResult:
-    """Check a login; after FREE_ATTEMPTS failures the account is locked for a growing time."""
-    now = now or utcnow()
-    user = db.exec(select(User).where(User.email == email.strip().lower())).first()
-    if user is None:
-        check_password_hash(generate_password_hash("x"), password)  # same cost as a real check
-        return LoginResult(None, "Email or password is wrong.")
-    if user.locked_until and user.locked_until > now:
-        wait = int((user.locked_until - now).total_seconds()) + 1
-        return LoginResult(
-            None,
-            f"Too many failed logins for this account. Try again in {wait} seconds.",
-        )
-    if not check_password_hash(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= FREE_ATTEMPTS:
-            user.locked_until = now + _lock_for(user.failed_logins)
-        db.add(user)
-        db.commit()
-        return LoginResult(None, "Email or password is wrong.")
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    db.add(user)
-    db.commit()
-    return LoginResult(user)
+def create_first_admin(db: Session, email: str, password: str) -> User | None:
+    """The installation's first admin, or None when there is one already: of two forms sent at
+    the same moment only the one that inserts the "first_admin" step row creates an admin (the
+    other waits on the row's primary key, then inserts nothing)."""
+    claim = insert_ignore(db, InstallStep).values(name="first_admin", done_at=utcnow())
+    if db.exec(claim).rowcount == 0 or has_users(db):  # type: ignore[call-overload]
+        db.rollback()
+        return None
+    try:
+        return create_user(db, email, password)  # commits the claim with the user
+    except UserError:
+        db.rollback()
+        raise
 
 
 def _hash_token(token: str) -> str:

@@ -1,0 +1,3 @@
+from webapp.account.routes import bp
+
+__all__ = ["bp"]
