@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -42,3 +43,18 @@ def insert_ignore(db: Session, table):
     dialect = db.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing()
+
+
+def lock_for_transaction(db: Session, name: str) -> None:
+    """Hold a lock named `name` until the transaction ends, so that two workers asking the
+    same question ("is this email filed already?") answer it one after the other.
+
+    PostgreSQL: a transaction-level advisory lock on 64 bits of the name's SHA-256; a
+    statement run after it sees what the other transaction committed (READ COMMITTED).
+    SQLite: nothing to do, the write transaction (BEGIN IMMEDIATE) already holds the one
+    write lock of the database.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    db.exec(text("SELECT pg_advisory_xact_lock(:key)"), params={"key": key})

@@ -19,6 +19,7 @@ from webapp.models import (
     Counter,
     Mailbox,
     Message,
+    MessageMailbox,
     RawMessage,
 )
 from webapp.models.contact import email_key
@@ -171,3 +172,16 @@ def add_participants(found: Lookups, case_id: int, roles: dict[str, str]) -> Non
         if len(key) <= 320
     ]
     found.add_participants(rows)
+
+
+def add_mailbox(db: Session, message_id: int, mailbox_id: int, raw_message_id: int) -> None:
+    """Note that a message filed before also came through this mailbox of ours; once per
+    mailbox, whatever the number of copies or of workers filing them."""
+    db.exec(
+        insert_ignore(db, MessageMailbox.__table__).values(
+            message_id=message_id,
+            mailbox_id=mailbox_id,
+            raw_message_id=raw_message_id,
+            created_at=utcnow(),
+        )
+    )

@@ -20,17 +20,30 @@ be gone. It also holds back the writes that nothing reads before the batch commi
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from webapp.db import insert_ignore, utcnow
+from webapp.db import insert_ignore, lock_for_transaction, utcnow
 from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Mailbox, Message
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
 
 _CHUNK = 500  # values per IN (…): well under every database's limit on parameters
+
+
+class Received(NamedTuple):
+    """An incoming message we filed, as the question "is this email filed already?" sees it."""
+
+    id: int
+    case_id: int
+    mailbox_id: int | None
+    raw_message_id: int | None
+    from_address: str
+    sent_at: datetime | None
 
 
 def _answered(
@@ -63,6 +76,29 @@ class Lookups:
     def outbox_cases(self, ids: list[str]) -> dict[str, int]:
         """Message-ID → case of the mail we sent (or queued) with these Message-IDs."""
         return self._query_outbox_cases(ids)
+
+    def received(self, message_id: str) -> list[Received]:
+        """The incoming messages filed with this Message-ID, first filed first.
+
+        Asked under a lock on the Message-ID that lasts until the transaction ends: a worker
+        filing the same email from another mailbox meanwhile waits, then finds this one
+        (db.lock_for_transaction). Never cached, not even by a batch: a negative answer is
+        only true under the lock.
+        """
+        lock_for_transaction(self.db, f"message-id {message_id}")
+        query = (
+            select(
+                Message.id,
+                Message.case_id,
+                Message.mailbox_id,
+                Message.raw_message_id,
+                Message.from_address,
+                Message.sent_at,
+            )
+            .where(Message.message_id == message_id, Message.direction == "in")
+            .order_by(col(Message.id))
+        )
+        return [Received(*row) for row in self.db.exec(query).all()]
 
     def case(self, case_id: int) -> Case | None:
         return self.db.get(Case, case_id)

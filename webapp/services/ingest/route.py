@@ -2,6 +2,12 @@
 
 For a parsed message, in this order:
 
+0. The same email filed before (matching.filed_copy: the same Message-ID, sender and
+   Date, fetched from another of our mailboxes or twice from one) is not filed again. The
+   other mailbox it came through is noted on the message filed first (MessageMailbox) and
+   the raw row is ignored with "duplicate of message #N"; nothing else happens (no
+   screening, no acknowledgement, no reopening). The question is asked under a lock on
+   the Message-ID, so two workers fetching two mailboxes file it once.
 1. A reply to a task-assignment email goes into the task's history (services/tasks.py).
 2. matching.py finds the case it answers, if any.
 3. screening.py applies the mailbox's Email Filtering. A message it stops becomes a
@@ -39,7 +45,7 @@ from webapp.models.intake import HeldMessage
 from webapp.services import case_status, tasks
 from webapp.services.ingest import filing, held, matching, screening
 from webapp.services.ingest.attachments import add_attachments
-from webapp.services.ingest.lookups import Lookups
+from webapp.services.ingest.lookups import Lookups, Received
 from webapp.services.ingest.parse_ahead import limits_for
 from webapp.services.ingest.screening import Verdict
 from webapp.services.outgoing import challenge, notify
@@ -59,6 +65,9 @@ def file_message(
     db: Session, found: Lookups, mailbox: Mailbox, raw: RawMessage, parsed: ParsedMessage
 ) -> str | None:
     """Add the message to a case; the reason when it is held or filtered instead."""
+    copy = matching.filed_copy(found, parsed, raw.id)
+    if copy is not None:
+        return _duplicate(db, found, mailbox, raw, copy)
     own = found.own()
     sender = email_key(parsed.from_addr)
     existing = found.held(raw.id)
@@ -97,6 +106,21 @@ def file_message(
                 db, case, by=sender, via=case_status.INCOMING_EMAIL, message_id=message.id
             )
     return None
+
+
+def _duplicate(
+    db: Session, found: Lookups, mailbox: Mailbox, raw: RawMessage, copy: Received
+) -> str:
+    """Note the mailbox this email also came through; the outcome for the fetch log."""
+    if copy.mailbox_id == mailbox.id:
+        where = "received by this mailbox before"
+    else:
+        filing.add_mailbox(db, copy.id, mailbox.id, raw.id)
+        first = db.get(Mailbox, copy.mailbox_id) if copy.mailbox_id else None
+        where = f"received by {first.email_address if first else 'a deleted mailbox'} too"
+    case = found.case(copy.case_id)
+    shown = f", in case [#{case.number}]" if case is not None else ""
+    return f"duplicate of message #{copy.id} ({where}): the same email is shown once{shown}"
 
 
 def _stopped(

@@ -1,0 +1,254 @@
+"""The same email sent to two of our mailboxes (support@ and sales@ both in To) makes one case,
+shown once with the mailboxes it came through; fetched from the real Dovecot."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from sqlmodel import col, select
+
+from tests.helpers.databases import ON_BOTH
+from tests.helpers.mailboxes import desk, fetch
+from tests.helpers.messages import email
+from tests.helpers.web import ADMIN_EMAIL, case_page, change_status
+from webapp.db import new_session
+from webapp.models import Case, Message, MessageMailbox, RawMessage
+from webapp.services import users
+
+
+@pytest.fixture
+def sales_user(dovecot):
+    return dovecot.new_user("sales")
+
+
+@pytest.fixture
+def boxes(app_env, dovecot, mail_user, sales_user, smtp_server) -> tuple[int, int]:
+    """Two desks of ours on the test Dovecot: Support (mail_user) and Sales (sales_user)."""
+    support = desk(app_env, dovecot, mail_user, smtp_server, name="Support")
+    sales = desk(app_env, dovecot, sales_user, smtp_server, name="Sales")
+    return support, sales
+
+
+@pytest.fixture
+def filed_twice(app_env, boxes, mail_user, sales_user) -> tuple[int, int]:
+    """The same email to both desks, fetched by Support then by Sales; the two desks."""
+    support, sales = boxes
+    to_both([mail_user, sales_user], "Invoice 42 is wrong")
+    fetch_ok(app_env, support)
+    fetch_ok(app_env, sales)
+    return boxes
+
+
+def to_both(users_, subject: str, message_id: str | None = "<both@ada.example>", **kwargs) -> bytes:
+    """One email to all these addresses, delivered into each mailbox as a mail server would
+    (each copy with its own Delivered-To, so the bytes differ); the email."""
+    kwargs.setdefault("sender", "Ada Lovelace <ada@example.org>")
+    raw = email(subject, to=", ".join(u.email for u in users_), message_id="<x@x>", **kwargs)
+    if message_id is None:
+        raw = raw.replace(b"Message-ID: <x@x>\r\n", b"")
+    else:
+        raw = raw.replace(b"<x@x>", message_id.encode())
+    for user in users_:
+        user.deliver(f"Delivered-To: {user.email}\r\n".encode() + raw)
+    return raw
+
+
+def fetch_ok(env, box: int) -> None:
+    result = fetch(env, box)
+    assert result["state"] == "ok", result
+
+
+def cases(env) -> list[Case]:
+    with new_session(env["DATABASE_URL"]) as db:
+        return list(db.exec(select(Case).order_by(col(Case.id))).all())
+
+
+def messages(env, case_id: int) -> list[Message]:
+    with new_session(env["DATABASE_URL"]) as db:
+        return list(db.exec(select(Message).where(Message.case_id == case_id)).all())
+
+
+def raw_rows(env, box: int) -> list[RawMessage]:
+    with new_session(env["DATABASE_URL"]) as db:
+        query = select(RawMessage).where(RawMessage.mailbox_id == box).order_by(RawMessage.id)
+        return list(db.exec(query).all())
+
+
+def received_by(page: str) -> str | None:
+    match = re.search(r'<dd class="received-by">(.*?) <small', page)
+    return match.group(1) if match else None
+
+
+def test_the_same_email_to_two_mailfiled_twice_makes_one_case(
+    app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    found = cases(app_env)
+    assert len(found) == 1
+    assert found[0].mailbox_id == support  # replies go out through the mailbox read first
+    assert len(messages(app_env, found[0].id)) == 1
+
+
+def test_the_second_mailbox_says_duplicate_in_its_fetch_log(
+    admin, app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    [copy] = raw_rows(app_env, sales)
+    [first] = messages(app_env, cases(app_env)[0].id)
+    assert copy.state == "ignored"
+    assert copy.error.startswith(f"duplicate of message #{first.id} (received by {mail_user.email}")
+    log = re.search(
+        r'<table class="list fetch-log">.*?</table>',
+        admin.get(f"/mailboxes/{sales}").get_data(as_text=True),
+        re.S,
+    ).group(0)
+    assert f"duplicate of message #{first.id}" in log
+
+
+def test_the_case_page_shows_both_mailfiled_twice(
+    admin, app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    page = case_page(admin, cases(app_env)[0].id)
+    assert received_by(page) == f"{mail_user.email}, {sales_user.email}"
+
+
+def test_a_case_of_one_mailbox_alone_shows_no_received_by(admin, app_env, boxes, mail_user):
+    support, _ = boxes
+    mail_user.deliver(email("Only to support", to=mail_user.email, message_id="<one@x>"))
+    fetch_ok(app_env, support)
+    assert received_by(case_page(admin, cases(app_env)[0].id)) is None
+
+
+def test_the_case_list_shows_the_case_once_under_each_mailbox(
+    admin, app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    case_id = cases(app_env)[0].id
+    every = admin.get("/cases/").get_data(as_text=True)
+    of_sales = admin.get(f"/cases/?mailbox={sales}").get_data(as_text=True)
+    of_support = admin.get(f"/cases/?mailbox={support}").get_data(as_text=True)
+    assert every.count(f'<tr id="case-{case_id}">') == 1
+    assert of_sales.count(f'<tr id="case-{case_id}">') == 1
+    assert of_support.count(f'<tr id="case-{case_id}">') == 1
+    assert f'title="also received by {sales_user.email}">Sales</a>' in every
+
+
+def test_a_mailbox_filter_leaves_out_the_cases_that_never_came_through_it(
+    admin, app_env, boxes, mail_user
+):
+    support, sales = boxes
+    mail_user.deliver(email("Only to support", to=mail_user.email, message_id="<one@x>"))
+    fetch_ok(app_env, support)
+    of_sales = admin.get(f"/cases/?mailbox={sales}").get_data(as_text=True)
+    assert '<tr id="case-' not in of_sales
+
+
+def test_a_reply_through_the_second_mailbox_lands_on_the_same_case(
+    app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    sales_user.deliver(
+        email(
+            "Re: Invoice 42 is wrong",
+            sender="ada@example.org",
+            to=sales_user.email,
+            message_id="<reply@ada.example>",
+            in_reply_to="<both@ada.example>",
+        )
+    )
+    fetch_ok(app_env, sales)
+    [case] = cases(app_env)
+    thread = messages(app_env, case.id)
+    assert [m.message_id for m in thread] == ["<both@ada.example>", "<reply@ada.example>"]
+
+
+def test_a_reply_to_both_mailfiled_twice_is_one_comment_too(
+    app_env, filed_twice, mail_user, sales_user
+):
+    support, sales = filed_twice
+    to_both(
+        [mail_user, sales_user],
+        "Re: Invoice 42 is wrong",
+        message_id="<reply@ada.example>",
+        in_reply_to="<both@ada.example>",
+    )
+    fetch_ok(app_env, sales)  # this time Sales reads it first
+    fetch_ok(app_env, support)
+    [case] = cases(app_env)
+    assert len(messages(app_env, case.id)) == 2
+
+
+def test_an_email_without_message_id_is_not_matched_across_mailboxes(
+    app_env, boxes, mail_user, sales_user
+):
+    support, sales = boxes
+    to_both([mail_user, sales_user], "No id at all", message_id=None)
+    fetch_ok(app_env, support)
+    fetch_ok(app_env, sales)
+    assert len(cases(app_env)) == 2
+
+
+def test_the_same_message_id_from_another_sender_is_another_email(
+    app_env, boxes, mail_user, sales_user
+):
+    support, sales = boxes
+    mail_user.deliver(email("First", to=mail_user.email, message_id="<reused@x>"))
+    sales_user.deliver(
+        email("Second", sender="bob@example.net", to=sales_user.email, message_id="<reused@x>")
+    )
+    fetch_ok(app_env, support)
+    fetch_ok(app_env, sales)
+    assert [c.subject for c in cases(app_env)] == ["First", "Second"]
+
+
+def test_a_second_copy_in_the_same_mailbox_is_filed_once(app_env, boxes, mail_user):
+    support, _ = boxes
+    raw = to_both([mail_user], "Sent twice")
+    fetch_ok(app_env, support)
+    mail_user.deliver(b"X-Copy: 2\r\n" + raw)  # the same email again, other bytes
+    fetch_ok(app_env, support)
+    assert len(cases(app_env)) == 1
+    assert "(received by this mailbox before)" in raw_rows(app_env, support)[-1].error
+
+
+@ON_BOTH
+def test_two_workers_fetching_both_mailboxes_at_once_make_one_case(
+    app_env, boxes, mail_user, sales_user, monkeypatch
+):
+    support, sales = boxes
+    to_both([mail_user, sales_user], "Invoice 42 is wrong")
+    # Each worker holds its filing transaction open a while: their filings overlap.
+    monkeypatch.setenv("MAILCHANNEL_TEST_PROCESS_DELAY", "1")
+    results: dict[int, dict] = {}
+    threads = [
+        threading.Thread(target=lambda b=box: results.__setitem__(b, fetch(app_env, b)))
+        for box in (support, sales)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [results[b]["state"] for b in (support, sales)] == ["ok", "ok"]
+    assert len(cases(app_env)) == 1
+    states = sorted(raw.state for box in boxes for raw in raw_rows(app_env, box))
+    assert states == ["done", "ignored"]
+    with new_session(app_env["DATABASE_URL"]) as db:
+        assert len(db.exec(select(MessageMailbox)).all()) == 1
+
+
+def test_the_api_case_lists_its_mailfiled_twice_and_its_history(
+    admin, app, app_env, filed_twice, client, mail_user, sales_user
+):
+    support, sales = filed_twice
+    case_id = cases(app_env)[0].id
+    assert change_status(admin, case_id, "close").status_code in (302, 303)
+    with new_session(app_env["DATABASE_URL"]) as db:
+        _, token = users.create_token(db, "tests")
+    body = client.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"}).get_json()
+    [item] = body["items"]
+    assert item["mailboxes"] == [mail_user.email, sales_user.email]
+    assert [(e["action"], e["via"]) for e in item["history"]] == [("closed", "case page")]
+    assert item["history"][0]["by"] == ADMIN_EMAIL
