@@ -7,14 +7,15 @@ import re
 import threading
 
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from tests.helpers.databases import ON_BOTH
-from tests.helpers.mailboxes import desk, fetch
+from tests.helpers.mailboxes import desk, fetch, update_mailbox
 from tests.helpers.messages import email
-from tests.helpers.web import ADMIN_EMAIL, case_page, change_status
+from tests.helpers.rows import all_cases, held_of, messages_of, raws
+from tests.helpers.web import ADMIN_EMAIL, case_page, change_status, comment, csrf_from
 from webapp.db import new_session
-from webapp.models import Case, Message, MessageMailbox, RawMessage
+from webapp.models import MessageMailbox
 from webapp.services import users
 
 
@@ -60,22 +61,6 @@ def fetch_ok(env, box: int) -> None:
     assert result["state"] == "ok", result
 
 
-def cases(env) -> list[Case]:
-    with new_session(env["DATABASE_URL"]) as db:
-        return list(db.exec(select(Case).order_by(col(Case.id))).all())
-
-
-def messages(env, case_id: int) -> list[Message]:
-    with new_session(env["DATABASE_URL"]) as db:
-        return list(db.exec(select(Message).where(Message.case_id == case_id)).all())
-
-
-def raw_rows(env, box: int) -> list[RawMessage]:
-    with new_session(env["DATABASE_URL"]) as db:
-        query = select(RawMessage).where(RawMessage.mailbox_id == box).order_by(RawMessage.id)
-        return list(db.exec(query).all())
-
-
 def received_by(page: str) -> str | None:
     match = re.search(r'<dd class="received-by">(.*?) <small', page)
     return match.group(1) if match else None
@@ -85,18 +70,18 @@ def test_the_same_email_to_two_mailfiled_twice_makes_one_case(
     app_env, filed_twice, mail_user, sales_user
 ):
     support, sales = filed_twice
-    found = cases(app_env)
+    found = all_cases(app_env)
     assert len(found) == 1
     assert found[0].mailbox_id == support  # replies go out through the mailbox read first
-    assert len(messages(app_env, found[0].id)) == 1
+    assert len(messages_of(app_env, found[0].id)) == 1
 
 
 def test_the_second_mailbox_says_duplicate_in_its_fetch_log(
     admin, app_env, filed_twice, mail_user, sales_user
 ):
     support, sales = filed_twice
-    [copy] = raw_rows(app_env, sales)
-    [first] = messages(app_env, cases(app_env)[0].id)
+    [copy] = raws(app_env, sales)
+    [first] = messages_of(app_env, all_cases(app_env)[0].id)
     assert copy.state == "ignored"
     assert copy.error.startswith(f"duplicate of message #{first.id} (received by {mail_user.email}")
     log = re.search(
@@ -111,7 +96,7 @@ def test_the_case_page_shows_both_mailfiled_twice(
     admin, app_env, filed_twice, mail_user, sales_user
 ):
     support, sales = filed_twice
-    page = case_page(admin, cases(app_env)[0].id)
+    page = case_page(admin, all_cases(app_env)[0].id)
     assert received_by(page) == f"{mail_user.email}, {sales_user.email}"
 
 
@@ -119,14 +104,14 @@ def test_a_case_of_one_mailbox_alone_shows_no_received_by(admin, app_env, boxes,
     support, _ = boxes
     mail_user.deliver(email("Only to support", to=mail_user.email, message_id="<one@x>"))
     fetch_ok(app_env, support)
-    assert received_by(case_page(admin, cases(app_env)[0].id)) is None
+    assert received_by(case_page(admin, all_cases(app_env)[0].id)) is None
 
 
 def test_the_case_list_shows_the_case_once_under_each_mailbox(
     admin, app_env, filed_twice, mail_user, sales_user
 ):
     support, sales = filed_twice
-    case_id = cases(app_env)[0].id
+    case_id = all_cases(app_env)[0].id
     every = admin.get("/cases/").get_data(as_text=True)
     of_sales = admin.get(f"/cases/?mailbox={sales}").get_data(as_text=True)
     of_support = admin.get(f"/cases/?mailbox={support}").get_data(as_text=True)
@@ -160,8 +145,8 @@ def test_a_reply_through_the_second_mailbox_lands_on_the_same_case(
         )
     )
     fetch_ok(app_env, sales)
-    [case] = cases(app_env)
-    thread = messages(app_env, case.id)
+    [case] = all_cases(app_env)
+    thread = messages_of(app_env, case.id)
     assert [m.message_id for m in thread] == ["<both@ada.example>", "<reply@ada.example>"]
 
 
@@ -177,8 +162,8 @@ def test_a_reply_to_both_mailfiled_twice_is_one_comment_too(
     )
     fetch_ok(app_env, sales)  # this time Sales reads it first
     fetch_ok(app_env, support)
-    [case] = cases(app_env)
-    assert len(messages(app_env, case.id)) == 2
+    [case] = all_cases(app_env)
+    assert len(messages_of(app_env, case.id)) == 2
 
 
 def test_an_email_without_message_id_is_not_matched_across_mailboxes(
@@ -188,7 +173,7 @@ def test_an_email_without_message_id_is_not_matched_across_mailboxes(
     to_both([mail_user, sales_user], "No id at all", message_id=None)
     fetch_ok(app_env, support)
     fetch_ok(app_env, sales)
-    assert len(cases(app_env)) == 2
+    assert len(all_cases(app_env)) == 2
 
 
 def test_the_same_message_id_from_another_sender_is_another_email(
@@ -201,7 +186,7 @@ def test_the_same_message_id_from_another_sender_is_another_email(
     )
     fetch_ok(app_env, support)
     fetch_ok(app_env, sales)
-    assert [c.subject for c in cases(app_env)] == ["First", "Second"]
+    assert [c.subject for c in all_cases(app_env)] == ["First", "Second"]
 
 
 def test_a_second_copy_in_the_same_mailbox_is_filed_once(app_env, boxes, mail_user):
@@ -210,8 +195,8 @@ def test_a_second_copy_in_the_same_mailbox_is_filed_once(app_env, boxes, mail_us
     fetch_ok(app_env, support)
     mail_user.deliver(b"X-Copy: 2\r\n" + raw)  # the same email again, other bytes
     fetch_ok(app_env, support)
-    assert len(cases(app_env)) == 1
-    assert "(received by this mailbox before)" in raw_rows(app_env, support)[-1].error
+    assert len(all_cases(app_env)) == 1
+    assert "(received by this mailbox before)" in raws(app_env, support)[-1].error
 
 
 @ON_BOTH
@@ -232,8 +217,8 @@ def test_two_workers_fetching_both_mailboxes_at_once_make_one_case(
     for thread in threads:
         thread.join(60)
     assert [results[b]["state"] for b in (support, sales)] == ["ok", "ok"]
-    assert len(cases(app_env)) == 1
-    states = sorted(raw.state for box in boxes for raw in raw_rows(app_env, box))
+    assert len(all_cases(app_env)) == 1
+    states = sorted(raw.state for box in boxes for raw in raws(app_env, box))
     assert states == ["done", "ignored"]
     with new_session(app_env["DATABASE_URL"]) as db:
         assert len(db.exec(select(MessageMailbox)).all()) == 1
@@ -243,7 +228,7 @@ def test_the_api_case_lists_its_mailfiled_twice_and_its_history(
     admin, app, app_env, filed_twice, client, mail_user, sales_user
 ):
     support, sales = filed_twice
-    case_id = cases(app_env)[0].id
+    case_id = all_cases(app_env)[0].id
     assert change_status(admin, case_id, "close").status_code in (302, 303)
     with new_session(app_env["DATABASE_URL"]) as db:
         _, token = users.create_token(db, "tests")
@@ -252,3 +237,37 @@ def test_the_api_case_lists_its_mailfiled_twice_and_its_history(
     assert item["mailboxes"] == [mail_user.email, sales_user.email]
     assert [(e["action"], e["via"]) for e in item["history"]] == [("closed", "case page")]
     assert item["history"][0]["by"] == ADMIN_EMAIL
+
+
+def test_a_copy_held_in_one_mailbox_is_released_into_the_case_of_the_other(
+    admin, app_env, boxes, mail_user, sales_user
+):
+    support, sales = boxes
+    update_mailbox(app_env, support, create_new_contact=False)  # Support holds strangers
+    to_both([mail_user, sales_user], "Invoice 42 is wrong")
+    fetch_ok(app_env, support)
+    fetch_ok(app_env, sales)  # Sales files it: a case of Sales
+    [case] = all_cases(app_env)
+    held = held_of(app_env, raws(app_env, support)[0].id)
+    detail = admin.get(f"/held/{held.id}").get_data(as_text=True)
+    resp = admin.post(f"/held/{held.id}/release", data={"csrf_token": csrf_from(detail)},
+                      headers={"HX-Request": "true"})  # fmt: skip
+    assert f"the message is case [#{case.number}]" in resp.get_data(as_text=True)
+    assert len(all_cases(app_env)) == 1
+    assert received_by(case_page(admin, case.id)) == f"{sales_user.email}, {mail_user.email}"
+
+
+def test_our_own_reply_coming_back_through_the_other_mailbox_is_not_a_copy(
+    admin, app_env, filed_twice, run_worker, sales_user, smtp_server
+):
+    support, sales = filed_twice
+    [case] = all_cases(app_env)
+    assert comment(admin, case.id, "We are on it.").status_code == 303
+    run_worker()
+    (sent,) = smtp_server.wait_for(1)
+    sales_user.deliver(sent.data)  # an agent's Cc to sales@, say
+    fetch_ok(app_env, sales)
+    assert [m.direction for m in messages_of(app_env, case.id)] == ["in", "out"]
+    assert "mail loop" in raws(app_env, sales)[-1].error
+    with new_session(app_env["DATABASE_URL"]) as db:
+        assert len(db.exec(select(MessageMailbox)).all()) == 1

@@ -183,7 +183,9 @@ def file_held(
 ) -> Case:
     """File a held message into a case in the caller's transaction (flushed, not committed).
 
-    The sender becomes a contact: a person or the sender has vouched for the address.
+    The sender becomes a contact: a person or the sender has vouched for the address. The
+    same email filed meanwhile from another of our mailboxes (it was held in this one only)
+    is not filed again: the release notes this mailbox on it and answers its case.
     """
     raw = db.get(RawMessage, row.raw_message_id)
     body = db.get(RawMessageBody, row.raw_message_id)
@@ -195,7 +197,12 @@ def file_held(
     except ParseError as exc:
         raise held.ReleaseRefused(f"The message cannot be read: {exc.reason}") from exc
     sender = email_key(parsed.from_addr)
-    if not mailbox.allow_new_case and matching.answered_case(found, parsed, sender) is None:
+    copy = matching.filed_copy(found, parsed, raw.id)  # the same email, filed from elsewhere
+    if (
+        copy is None
+        and not mailbox.allow_new_case
+        and matching.answered_case(found, parsed, sender) is None
+    ):
         raise held.ReleaseRefused(
             "Allow New Case is off for this mailbox and the message answers no case."
         )
@@ -203,16 +210,22 @@ def file_held(
     held.claim(db, row, by, allowed)
     if sender not in found.own():
         filing.find_contact(db, found, parsed, create=True)
-    ignored = file_message(db, found, mailbox, raw, parsed)
-    if ignored:
-        raise held.ReleaseRefused(f"The message still cannot become a case: {ignored}")
+    if copy is not None:  # released into the case that holds it already, not a second one
+        state, error = raw_states.IGNORED, _duplicate(db, found, mailbox, raw, copy)
+        case = found.case(copy.case_id)
+    else:
+        ignored = file_message(db, found, mailbox, raw, parsed)
+        if ignored:
+            raise held.ReleaseRefused(f"The message still cannot become a case: {ignored}")
+        state, error = raw_states.DONE, None
+        case = None
     db.exec(
         update(RawMessage)
         .where(col(RawMessage.id) == raw.id)
-        .values(state=raw_states.DONE, error=None, processed_at=utcnow())
+        .values(state=state, error=error, processed_at=utcnow())
     )
     db.flush()
-    case = held.case_of(db, raw.id)
+    case = case or held.case_of(db, raw.id)
     assert case is not None
     return case
 
