@@ -271,3 +271,12 @@ def test_our_own_reply_coming_back_through_the_other_mailbox_is_not_a_copy(
     assert "mail loop" in raws(app_env, sales)[-1].error
     with new_session(app_env["DATABASE_URL"]) as db:
         assert len(db.exec(select(MessageMailbox)).all()) == 1
+
+
+def test_two_copies_fetched_in_one_batch_are_filed_once(app_env, boxes, mail_user):
+    support, _ = boxes
+    raw = to_both([mail_user], "Sent twice at once")
+    mail_user.deliver(b"X-Copy: 2\r\n" + raw)
+    fetch_ok(app_env, support)
+    assert len(all_cases(app_env)) == 1
+    assert [r.state for r in raws(app_env, support)] == ["done", "ignored"]

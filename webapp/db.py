@@ -45,16 +45,25 @@ def insert_ignore(db: Session, table):
     return insert(table).on_conflict_do_nothing()
 
 
-def lock_for_transaction(db: Session, name: str) -> None:
-    """Hold a lock named `name` until the transaction ends, so that two workers asking the
+def lock_all_for_transaction(db: Session, names: list[str]) -> None:
+    """Hold locks named `names` until the transaction ends, so that two workers asking the
     same question ("is this email filed already?") answer it one after the other.
 
-    PostgreSQL: a transaction-level advisory lock on 64 bits of the name's SHA-256; a
-    statement run after it sees what the other transaction committed (READ COMMITTED).
-    SQLite: nothing to do, the write transaction (BEGIN IMMEDIATE) already holds the one
-    write lock of the database.
+    PostgreSQL: transaction-level advisory locks on 64 bits of each name's SHA-256, taken
+    in one statement in the order of the keys (two workers never wait for each other in a
+    circle); a statement run after it sees what the other transaction committed (READ
+    COMMITTED). SQLite: nothing to do, the write transaction (BEGIN IMMEDIATE) already
+    holds the one write lock of the database.
     """
-    if db.get_bind().dialect.name != "postgresql":
+    if not names or db.get_bind().dialect.name != "postgresql":
         return
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-    db.exec(text("SELECT pg_advisory_xact_lock(:key)"), params={"key": key})
+    keys = sorted(
+        {int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big", signed=True) for n in names}
+    )
+    db.exec(_LOCK_ALL, params={"keys": keys})
+
+
+_LOCK_ALL = text(
+    "SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY 1) AS sorted"
+)

@@ -23,6 +23,7 @@ from webapp.models import (
     RawMessage,
 )
 from webapp.models.contact import email_key
+from webapp.services.ingest.copies import Received
 from webapp.services.ingest.lookups import Lookups
 
 _INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
@@ -161,6 +162,10 @@ def add_message(
     )
     message_id = db.exec(_INSERT_MESSAGE, params=values).scalar_one()
     found.noted_message(values["message_id"], case.id)
+    found.noted_received(
+        values["message_id"],
+        Received(message_id, case.id, mailbox.id, raw.id, values["from_address"], parsed.date),
+    )
     return Message.model_construct(id=message_id, **values)
 
 

@@ -23,7 +23,8 @@ from webapp.mail.parse import ParsedMessage
 from webapp.mail.thread import answered_ids, capped_ids, case_numbers, nearest_first
 from webapp.models import Case
 from webapp.models.contact import email_key
-from webapp.services.ingest.lookups import Lookups, Received
+from webapp.services.ingest.copies import Received
+from webapp.services.ingest.lookups import Lookups
 
 # Parts of a delivery or read report that carry (the headers of) the original message.
 ORIGINAL_PARTS = {

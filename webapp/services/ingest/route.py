@@ -45,7 +45,8 @@ from webapp.models.intake import HeldMessage
 from webapp.services import case_status, tasks
 from webapp.services.ingest import filing, held, matching, screening
 from webapp.services.ingest.attachments import add_attachments
-from webapp.services.ingest.lookups import Lookups, Received
+from webapp.services.ingest.copies import Received
+from webapp.services.ingest.lookups import Lookups
 from webapp.services.ingest.parse_ahead import limits_for
 from webapp.services.ingest.screening import Verdict
 from webapp.services.outgoing import challenge, notify
