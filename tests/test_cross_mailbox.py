@@ -258,13 +258,14 @@ def test_a_copy_held_in_one_mailbox_is_released_into_the_case_of_the_other(
 
 
 def test_our_own_reply_coming_back_through_the_other_mailbox_is_not_a_copy(
-    admin, app_env, filed_twice, run_worker, sales_user, smtp_server
+    admin, app_env, filed_twice, mail_user, run_worker, sales_user, smtp_server
 ):
     support, sales = filed_twice
     [case] = all_cases(app_env)
     assert comment(admin, case.id, "We are on it.").status_code == 303
     run_worker()
     (sent,) = smtp_server.wait_for(1)
+    assert sent.mail_from == mail_user.email  # the case's own mailbox, read first
     sales_user.deliver(sent.data)  # an agent's Cc to sales@, say
     fetch_ok(app_env, sales)
     assert [m.direction for m in messages_of(app_env, case.id)] == ["in", "out"]
