@@ -13,7 +13,11 @@ pytest_plugins = ["tests.servers.fixtures", "tests.servers.oauth_fixtures"]
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
+def database_url(request, tmp_path) -> str:
+    """The app's database: SQLite, or PostgreSQL too for a test marked ON_BOTH
+    (tests/helpers/databases.py)."""
+    if getattr(request, "param", "SQLite") == "PostgreSQL":
+        return request.getfixturevalue("postgres_url")
     url = f"sqlite:///{tmp_path / 'test.db'}"
     migrate(url)
     COVERED.add("SQLite")

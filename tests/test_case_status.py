@@ -6,24 +6,10 @@ import re
 
 import pytest
 
+from tests.helpers.databases import ON_BOTH
 from tests.helpers.mailboxes import desk, fetch, open_case, replying_desk
 from tests.helpers.messages import email
 from tests.helpers.web import ADMIN_EMAIL, case_page, change_status, comment, csrf_from
-
-
-@pytest.fixture
-def database_url(request, database_url) -> str:
-    """SQLite; PostgreSQL too for the tests marked ON_BOTH (the changes are conditional UPDATEs)."""
-    if getattr(request, "param", "SQLite") == "PostgreSQL":
-        return request.getfixturevalue("postgres_url")
-    return database_url
-
-
-ON_BOTH = pytest.mark.parametrize(
-    "database_url",
-    ["SQLite", pytest.param("PostgreSQL", marks=pytest.mark.postgres)],
-    indirect=True,
-)
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -42,3 +43,27 @@ def insert_ignore(db: Session, table):
     dialect = db.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing()
+
+
+def lock_all_for_transaction(db: Session, names: list[str]) -> None:
+    """Hold locks named `names` until the transaction ends, so that two workers asking the
+    same question ("is this email filed already?") answer it one after the other.
+
+    PostgreSQL: transaction-level advisory locks on 64 bits of each name's SHA-256, taken
+    in one statement in the order of the keys (two workers never wait for each other in a
+    circle); a statement run after it sees what the other transaction committed (READ
+    COMMITTED). SQLite: nothing to do, the write transaction (BEGIN IMMEDIATE) already
+    holds the one write lock of the database.
+    """
+    if not names or db.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted(
+        {int.from_bytes(hashlib.sha256(n.encode()).digest()[:8], "big", signed=True) for n in names}
+    )
+    db.exec(_LOCK_ALL, params={"keys": keys})
+
+
+_LOCK_ALL = text(
+    "SELECT pg_advisory_xact_lock(k) FROM "
+    "(SELECT unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY 1) AS sorted"
+)

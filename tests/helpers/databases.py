@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
@@ -22,6 +23,14 @@ PG_USER = os.environ.get("TEST_PG_USER", "postgres")
 PG_ADMIN_DB = os.environ.get("TEST_PG_DB", "test")
 
 COVERED: set[str] = set()
+
+# For a test that must hold on both databases (conditional UPDATEs, locks between workers):
+# the app's `database_url` (tests/conftest.py) is SQLite, then PostgreSQL when one answers.
+ON_BOTH = pytest.mark.parametrize(
+    "database_url",
+    ["SQLite", pytest.param("PostgreSQL", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 
 
 def _alembic(database_url: str) -> Config:

@@ -8,8 +8,8 @@ from functools import wraps
 from flask import Blueprint, g, jsonify, request
 from sqlmodel import func, select
 
-from webapp.models import Case, Contact, Mailbox, Message
-from webapp.services import case_queries, users
+from webapp.models import Case, CaseEvent, Contact, Mailbox, Message
+from webapp.services import case_queries, case_status, users
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.outgoing import outbox as outbox_service
 
@@ -126,7 +126,26 @@ def message_json(m: Message, files: case_queries.MessageAttachments) -> dict:
     }
 
 
-def case_json(case: Case, contact: Contact | None, messages: list[dict]) -> dict:
+def event_json(event: CaseEvent) -> dict:
+    """One line of a case's history: closed or reopened, by whom, how and when."""
+    return {
+        "action": event.action,
+        "by": event.actor,
+        "via": event.via,
+        "message_id": event.message_id,
+        "at": iso(event.created_at),
+    }
+
+
+def case_json(
+    case: Case,
+    contact: Contact | None,
+    messages: list[dict],
+    mailboxes: list[case_queries.MailboxRef],
+    history: list[CaseEvent],
+) -> dict:
+    """A case; `mailboxes` are the addresses it came through, its own (replies go out
+    through it) first."""
     return {
         "id": case.id,
         "number": case.number,
@@ -135,9 +154,11 @@ def case_json(case: Case, contact: Contact | None, messages: list[dict]) -> dict
         "contact": contact_json(contact),
         "requester_email": case.requester_email,
         "mailbox_id": case.mailbox_id,
+        "mailboxes": [box.email_address for box in mailboxes],
         "created_at": iso(case.created_at),
         "updated_at": iso(case.updated_at),
         "messages": messages,
+        "history": [event_json(event) for event in history],
     }
 
 
@@ -149,7 +170,8 @@ def _int_arg(name: str) -> int | None:
 @bp.route("/cases")
 @token_required
 def cases():
-    """Cases, oldest first, each with its messages and attachment metadata: four queries a page."""
+    """Cases, oldest first, each with its messages and attachment metadata, the mailboxes it
+    came through and its history: seven queries a page."""
     page = page_number()
     status = request.args.get("status") or None
     mailbox_id = _int_arg("mailbox_id")
@@ -158,8 +180,16 @@ def cases():
     files = case_queries.attachments_by_message(
         g.db, [m.id for thread in messages.values() for m in thread]
     )
+    boxes = case_queries.mailboxes_by_case(g.db, [c.id for c, _ in rows])
+    history = case_status.histories(g.db, [c.id for c, _ in rows])
     items = [
-        case_json(c, contact, [message_json(m, files[m.id]) for m in messages[c.id]])
+        case_json(
+            c,
+            contact,
+            [message_json(m, files[m.id]) for m in messages[c.id]],
+            boxes[c.id],
+            history[c.id],
+        )
         for c, contact in rows
     ]
     return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)

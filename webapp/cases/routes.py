@@ -110,6 +110,7 @@ def show(case_id: int):
         messages=messages,
         contact=contact,
         mailbox=mailbox,
+        received_by=case_queries.mailboxes_by_case(g.db, [case.id])[case.id],
         attachments=case_queries.attachments_by_message(g.db, [m.id for m in messages]),
         remote_images={m.id for m in messages if case_queries.has_remote_images(m.html)},
         outgoing=outbox.for_case(g.db, case.id),

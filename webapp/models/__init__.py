@@ -1,6 +1,14 @@
 """SQLModel tables, one module per aggregate; importing this registers them all."""
 
-from webapp.models.case import Attachment, Case, CaseEvent, CaseParticipant, Counter, Message
+from webapp.models.case import (
+    Attachment,
+    Case,
+    CaseEvent,
+    CaseParticipant,
+    Counter,
+    Message,
+    MessageMailbox,
+)
 from webapp.models.contact import Contact
 from webapp.models.fetch import FetchCursor, FetchLease, FetchRun
 from webapp.models.intake import ContactAlias, HeldMessage, SenderChallenge
@@ -31,7 +39,7 @@ __all__ = [
     "RawMessageBody",
     "User",
 ]
-__all__ += ["CaseEvent"]
+__all__ += ["CaseEvent", "MessageMailbox"]
 __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
 __all__ += ["OutboxMessage"]

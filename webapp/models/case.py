@@ -111,6 +111,30 @@ class Message(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class MessageMailbox(SQLModel, table=True):
+    """One more of our mailboxes that an email filed once came through.
+
+    The same email (its Message-ID and sender) sent to support@ and sales@ becomes one
+    message, filed from the mailbox that was read first (Message.mailbox_id, and the case's
+    mailbox when it opened the case); each other mailbox it came through is a row here,
+    never a second message or case (services/ingest/route.py). A case came through its own
+    mailbox and the mailboxes of these rows for its messages; the list of one mailbox's cases
+    shows them too.
+    """
+
+    __tablename__ = "message_mailbox"
+    __table_args__ = (UniqueConstraint("message_id", "mailbox_id", name="uq_message_mailbox"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(sa_column=_fk("message.id", "CASCADE", nullable=False, index=False))
+    mailbox_id: int = Field(sa_column=_fk("mailbox.id", "CASCADE", nullable=False))
+    # The copy as fetched from that mailbox (its fetch log says it was a duplicate).
+    raw_message_id: int | None = Field(
+        default=None, sa_column=_fk("raw_message.id", "SET NULL", index=False)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Attachment(SQLModel, table=True):
     """Attachment metadata; the bytes only when the mailbox keeps attachments."""
 

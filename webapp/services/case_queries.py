@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import case as sql_case
+from sqlalchemy import literal, text, union_all
 from sqlalchemy.orm import defer
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, or_, select
 
-from webapp.models import Attachment, Case, Contact, Mailbox, Message, RawMessage
+from webapp.models import Attachment, Case, Contact, Mailbox, Message, MessageMailbox, RawMessage
 from webapp.services.fetching.status import FAILED_STATES
 from webapp.services.ingest.attachments import (
     KEPT_ATTACHMENTS,
@@ -31,12 +33,22 @@ MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
 _REMOTE_IMG = re.compile(r"""<img\b[^>]{0,4000}?\ssrc\s*=\s*["']?\s*(?:https?:)?//""", re.I)
 
 
+class MailboxRef(NamedTuple):
+    """A mailbox of ours as a case shows it."""
+
+    id: int
+    name: str
+    email_address: str
+
+
 @dataclass
 class CaseRow:
     case: Case
     contact_name: str | None
     contact_email: str | None
     mailbox_name: str | None
+    # The other mailboxes of ours its email came through (the same email to support@ and sales@).
+    also: list[MailboxRef] = field(default_factory=list)
 
 
 @dataclass
@@ -85,9 +97,63 @@ def _filters(status: str | None, mailbox_id: int | None) -> list:
     where = []
     if status:
         where.append(col(Case.status) == status)
-    if mailbox_id:
-        where.append(col(Case.mailbox_id) == mailbox_id)
+    if mailbox_id:  # its own cases, and those whose email came through it too
+        where.append(or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id))))
     return where
+
+
+def _via(mailbox_id: int):
+    """The ids of the cases with an email that came through this mailbox but was filed from
+    another one (MessageMailbox)."""
+    return (
+        select(Message.case_id)
+        .join(MessageMailbox, col(MessageMailbox.message_id) == col(Message.id))
+        .where(col(MessageMailbox.mailbox_id) == mailbox_id)
+    )
+
+
+def other_mailboxes(db: Session, case_ids: list[int]) -> dict[int, list[MailboxRef]]:
+    """Case id -> the mailboxes other than its own that its emails also came through."""
+    return {
+        case_id: [ref for ref in refs if ref.id != own]
+        for case_id, (own, refs) in _mailboxes(db, case_ids).items()
+    }
+
+
+def mailboxes_by_case(db: Session, case_ids: list[int]) -> dict[int, list[MailboxRef]]:
+    """Case id -> the mailboxes it came through: its own first (replies go out through it),
+    then the others its emails were also sent to."""
+    return {case_id: refs for case_id, (_, refs) in _mailboxes(db, case_ids).items()}
+
+
+def _mailboxes(db: Session, case_ids: list[int]) -> dict[int, tuple[int | None, list[MailboxRef]]]:
+    """Case id -> (its own mailbox's id, its own mailbox then those of its MessageMailbox rows
+    in the order they came, each once): one query."""
+    out: dict[int, tuple[int | None, list[MailboxRef]]] = {i: (None, []) for i in case_ids}
+    if not case_ids:
+        return out
+    boxes = (Mailbox.id, Mailbox.name, Mailbox.email_address)
+    own = (
+        select(Case.id, *boxes, literal(0).label("seen"))
+        .join(Mailbox, col(Mailbox.id) == col(Case.mailbox_id))
+        .where(col(Case.id).in_(case_ids))
+    )
+    others = (
+        select(Message.case_id, *boxes, col(MessageMailbox.id).label("seen"))
+        .join(MessageMailbox, col(MessageMailbox.message_id) == col(Message.id))
+        .join(Mailbox, col(Mailbox.id) == col(MessageMailbox.mailbox_id))
+        .where(col(Message.case_id).in_(case_ids))
+    )
+    for case_id, box_id, name, address, seen in db.exec(
+        union_all(own, others).order_by(text("seen"))
+    ).all():
+        own_id, refs = out[case_id]
+        ref = MailboxRef(box_id, name, address)
+        if ref not in refs:
+            refs.append(ref)
+        if seen == 0:
+            out[case_id] = (box_id, refs)
+    return out
 
 
 def list_cases(
@@ -97,7 +163,8 @@ def list_cases(
     mailbox_id: int | None = None,
     per_page: int = PER_PAGE,
 ) -> CasePage:
-    """Newest activity first, with contact and mailbox names: two queries."""
+    """Newest activity first, with contact and mailbox names (and the other mailboxes each
+    case came through): three queries."""
     where = _filters(status, mailbox_id)
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     query = (
@@ -110,6 +177,9 @@ def list_cases(
         .limit(per_page)
     )
     rows = [CaseRow(c, name, email, box) for c, name, email, box in db.exec(query).all()]
+    also = other_mailboxes(db, [row.case.id for row in rows])
+    for row in rows:
+        row.also = also[row.case.id]
     return CasePage(rows=rows, total=total, page=page, per_page=per_page)
 
 

@@ -226,15 +226,18 @@ def _prefetch(found: BatchLookups, window: list[int], outcomes: dict[int, Outcom
     """Ask once for what filing the window's messages will ask (lookups.py)."""
     ids: list[str] = []
     senders: list[str] = []
+    own: list[str] = []
     for outcome in outcomes.values():
         parsed = outcome.parsed
         if parsed is None:
             continue
+        if parsed.message_id:
+            own.append(parsed.message_id[:998])
         ids += answered_ids(parsed)
         ids += matching.original_ids(parsed)
         ids += confirmation_ids(parsed)
         senders.append(email_key(parsed.from_addr))
-    found.prefetch(ids, senders, window)
+    found.prefetch(ids, senders, window, own)
 
 
 def _conflict(exc: OperationalError) -> bool:

@@ -19,9 +19,11 @@ from webapp.models import (
     Counter,
     Mailbox,
     Message,
+    MessageMailbox,
     RawMessage,
 )
 from webapp.models.contact import email_key
+from webapp.services.ingest.copies import Received
 from webapp.services.ingest.lookups import Lookups
 
 _INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id)
@@ -160,6 +162,10 @@ def add_message(
     )
     message_id = db.exec(_INSERT_MESSAGE, params=values).scalar_one()
     found.noted_message(values["message_id"], case.id)
+    found.noted_received(
+        values["message_id"],
+        Received(message_id, case.id, mailbox.id, raw.id, values["from_address"], parsed.date),
+    )
     return Message.model_construct(id=message_id, **values)
 
 
@@ -171,3 +177,16 @@ def add_participants(found: Lookups, case_id: int, roles: dict[str, str]) -> Non
         if len(key) <= 320
     ]
     found.add_participants(rows)
+
+
+def add_mailbox(db: Session, message_id: int, mailbox_id: int, raw_message_id: int) -> None:
+    """Note that a message filed before also came through this mailbox of ours; once per
+    mailbox, whatever the number of copies or of workers filing them."""
+    db.exec(
+        insert_ignore(db, MessageMailbox.__table__).values(
+            message_id=message_id,
+            mailbox_id=mailbox_id,
+            raw_message_id=raw_message_id,
+            created_at=utcnow(),
+        )
+    )

@@ -29,6 +29,7 @@ from webapp.models import Case, CaseParticipant, Contact, EmailTemplate, Mailbox
 from webapp.models import intake as held_states
 from webapp.models.intake import ContactAlias, HeldMessage
 from webapp.models.outbox import OutboxMessage
+from webapp.services.ingest.copies import Received, lock_and_query
 
 _CHUNK = 500  # values per IN (…): well under every database's limit on parameters
 
@@ -63,6 +64,11 @@ class Lookups:
     def outbox_cases(self, ids: list[str]) -> dict[str, int]:
         """Message-ID → case of the mail we sent (or queued) with these Message-IDs."""
         return self._query_outbox_cases(ids)
+
+    def received(self, message_id: str) -> list[Received]:
+        """The incoming messages filed with this Message-ID, first filed first; asked under a
+        lock on it until the transaction ends (copies.py)."""
+        return lock_and_query(self.db, [message_id]).get(message_id, [])
 
     def case(self, case_id: int) -> Case | None:
         return self.db.get(Case, case_id)
@@ -118,6 +124,9 @@ class Lookups:
 
     def noted_case(self, case: Case) -> None:
         """Filing opened this case (flushed)."""
+
+    def noted_received(self, message_id: str | None, message: Received) -> None:
+        """Filing added this incoming message (flushed)."""
 
     def noted_contact(self, key: str, contact: Contact | None) -> None:
         """Filing made (or found) the contact of this address."""
@@ -210,7 +219,9 @@ class BatchLookups(Lookups):
         self._touched: set[int] = set()
 
     def write_pending(self) -> None:
-        """Make the held-back writes, one statement each, in the batch's transaction."""
+        """Make the held-back writes, one statement each, in the batch's transaction; the
+        batch commits next, which lets go of the Message-IDs it locked (copies.py)."""
+        self._locked, self._received = set(), {}
         super().add_participants(list(self._participants.values()))
         if self._touched:
             table = Case.__table__
@@ -240,9 +251,21 @@ class BatchLookups(Lookups):
         self._held: dict[int, HeldMessage | None] = {}
         self._case_rows: dict[int, Case] = {}  # held here: the session keeps only weak ones
         self._templates: dict[int, EmailTemplate | None] = {}
+        self._locked: set[str] = set()  # Message-IDs locked by this transaction
+        self._received: dict[str, list[Received]] = {}  # their answers, true while locked
+        self._window: list[str] = []  # the Message-IDs of the window being filed
 
-    def prefetch(self, ids: Iterable[str], senders: Iterable[str], raw_ids: Iterable[int]):
-        """Ask once for everything a window of messages will ask."""
+    def prefetch(
+        self,
+        ids: Iterable[str],
+        senders: Iterable[str],
+        raw_ids: Iterable[int],
+        own_ids: Iterable[str] = (),
+    ):
+        """Ask once for everything a window of messages will ask; `own_ids` are their own
+        Message-IDs (is this email filed already?)."""
+        self._window = list(dict.fromkeys(own_ids))
+        self._ask_received(self._window)
         self._ask_ids(list(dict.fromkeys(ids)))
         self._ask_contacts(list(dict.fromkeys(k for k in senders if k)))
         self._ask_held(list(dict.fromkeys(raw_ids)))
@@ -289,6 +312,22 @@ class BatchLookups(Lookups):
 
     def noted_case(self, case: Case) -> None:
         self._case_rows[case.id] = case
+
+    def received(self, message_id: str) -> list[Received]:
+        # After a commit mid-window, the rest of the window is asked (and locked) again at once.
+        self._ask_received([message_id, *self._window])
+        return list(self._received[message_id])
+
+    def noted_received(self, message_id: str | None, message: Received) -> None:
+        if message_id in self._received:  # else asked later, when the row is flushed already
+            self._received[message_id].append(message)
+
+    def _ask_received(self, ids: list[str]) -> None:
+        new = [i for i in ids if i not in self._locked]
+        if new:
+            found = lock_and_query(self.db, new)
+            self._received.update({i: found.get(i, []) for i in new})
+            self._locked.update(new)
 
     def _ask_ids(self, ids: list[str]) -> None:
         new = [i for i in ids if i not in self._ids]

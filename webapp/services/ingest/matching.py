@@ -5,17 +5,25 @@ token ([#123]) in the subject only when the sender already takes part in that ca
 a stranger (or a forged From of a stranger) quoting someone else's case number
 opens a new case instead of writing into theirs. A bounce or a read report is
 matched by the Message-ID of our own mail that it carries.
+
+The same email fetched twice, from two of our mailboxes (support@ and sales@ both in To)
+or from one mailbox in two copies, is the message filed first (`filed_copy`): the same
+Message-ID, sender and Date. The sender and Date guard against a mailer that gives
+different emails one Message-ID; a message without a Message-ID is never matched.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from webapp.mail.parse import ParsedMessage
 from webapp.mail.thread import answered_ids, capped_ids, case_numbers, nearest_first
 from webapp.models import Case
+from webapp.models.contact import email_key
+from webapp.services.ingest.copies import Received
 from webapp.services.ingest.lookups import Lookups
 
 # Parts of a delivery or read report that carry (the headers of) the original message.
@@ -75,3 +83,26 @@ def outgoing_case(found: Lookups, ids: list[str]) -> Case | None:
 def answered_case(found: Lookups, parsed: ParsedMessage, sender: str) -> Case | None:
     """The case a message answers by its headers, its case token, or as a reply to our mail."""
     return thread_case(found, parsed, sender) or outgoing_case(found, original_ids(parsed))
+
+
+def filed_copy(found: Lookups, parsed: ParsedMessage, raw_id: int) -> Received | None:
+    """The incoming message filed before that is this same email, fetched again (from another
+    of our mailboxes, or another copy in the same one); None when there is none."""
+    if not parsed.message_id:
+        return None
+    sender = email_key(parsed.from_addr)
+    for message in found.received(parsed.message_id[:998]):
+        if message.raw_message_id == raw_id:
+            continue  # this very row (filed already): not a copy of itself
+        if email_key(message.from_address) == sender and _same_time(message.sent_at, parsed.date):
+            return message
+    return None
+
+
+def _same_time(stored: datetime | None, header: datetime | None) -> bool:
+    """Whether two Date headers are the same instant (SQLite hands stored times back naive)."""
+    if stored is None or header is None:
+        return stored is None and header is None
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=UTC)
+    return stored == header

@@ -2,6 +2,12 @@
 
 For a parsed message, in this order:
 
+0. The same email filed before (matching.filed_copy: the same Message-ID, sender and
+   Date, fetched from another of our mailboxes or twice from one) is not filed again. The
+   other mailbox it came through is noted on the message filed first (MessageMailbox) and
+   the raw row is ignored with "duplicate of message #N"; nothing else happens (no
+   screening, no acknowledgement, no reopening). The question is asked under a lock on
+   the Message-ID, so two workers fetching two mailboxes file it once.
 1. A reply to a task-assignment email goes into the task's history (services/tasks.py).
 2. matching.py finds the case it answers, if any.
 3. screening.py applies the mailbox's Email Filtering. A message it stops becomes a
@@ -39,6 +45,7 @@ from webapp.models.intake import HeldMessage
 from webapp.services import case_status, tasks
 from webapp.services.ingest import filing, held, matching, screening
 from webapp.services.ingest.attachments import add_attachments
+from webapp.services.ingest.copies import Received
 from webapp.services.ingest.lookups import Lookups
 from webapp.services.ingest.parse_ahead import limits_for
 from webapp.services.ingest.screening import Verdict
@@ -59,6 +66,9 @@ def file_message(
     db: Session, found: Lookups, mailbox: Mailbox, raw: RawMessage, parsed: ParsedMessage
 ) -> str | None:
     """Add the message to a case; the reason when it is held or filtered instead."""
+    copy = matching.filed_copy(found, parsed, raw.id)
+    if copy is not None:
+        return _duplicate(db, found, mailbox, raw, copy)
     own = found.own()
     sender = email_key(parsed.from_addr)
     existing = found.held(raw.id)
@@ -97,6 +107,21 @@ def file_message(
                 db, case, by=sender, via=case_status.INCOMING_EMAIL, message_id=message.id
             )
     return None
+
+
+def _duplicate(
+    db: Session, found: Lookups, mailbox: Mailbox, raw: RawMessage, copy: Received
+) -> str:
+    """Note the mailbox this email also came through; the outcome for the fetch log."""
+    if copy.mailbox_id == mailbox.id:
+        where = "received by this mailbox before"
+    else:
+        filing.add_mailbox(db, copy.id, mailbox.id, raw.id)
+        first = db.get(Mailbox, copy.mailbox_id) if copy.mailbox_id else None
+        where = f"received by {first.email_address if first else 'a deleted mailbox'} too"
+    case = found.case(copy.case_id)
+    shown = f", in case [#{case.number}]" if case is not None else ""
+    return f"duplicate of message #{copy.id} ({where}): the same email is shown once{shown}"
 
 
 def _stopped(
@@ -159,7 +184,9 @@ def file_held(
 ) -> Case:
     """File a held message into a case in the caller's transaction (flushed, not committed).
 
-    The sender becomes a contact: a person or the sender has vouched for the address.
+    The sender becomes a contact: a person or the sender has vouched for the address. The
+    same email filed meanwhile from another of our mailboxes (it was held in this one only)
+    is not filed again: the release notes this mailbox on it and answers its case.
     """
     raw = db.get(RawMessage, row.raw_message_id)
     body = db.get(RawMessageBody, row.raw_message_id)
@@ -171,7 +198,12 @@ def file_held(
     except ParseError as exc:
         raise held.ReleaseRefused(f"The message cannot be read: {exc.reason}") from exc
     sender = email_key(parsed.from_addr)
-    if not mailbox.allow_new_case and matching.answered_case(found, parsed, sender) is None:
+    copy = matching.filed_copy(found, parsed, raw.id)  # the same email, filed from elsewhere
+    if (
+        copy is None
+        and not mailbox.allow_new_case
+        and matching.answered_case(found, parsed, sender) is None
+    ):
         raise held.ReleaseRefused(
             "Allow New Case is off for this mailbox and the message answers no case."
         )
@@ -179,16 +211,22 @@ def file_held(
     held.claim(db, row, by, allowed)
     if sender not in found.own():
         filing.find_contact(db, found, parsed, create=True)
-    ignored = file_message(db, found, mailbox, raw, parsed)
-    if ignored:
-        raise held.ReleaseRefused(f"The message still cannot become a case: {ignored}")
+    if copy is not None:  # released into the case that holds it already, not a second one
+        state, error = raw_states.IGNORED, _duplicate(db, found, mailbox, raw, copy)
+        case = found.case(copy.case_id)
+    else:
+        ignored = file_message(db, found, mailbox, raw, parsed)
+        if ignored:
+            raise held.ReleaseRefused(f"The message still cannot become a case: {ignored}")
+        state, error = raw_states.DONE, None
+        case = None
     db.exec(
         update(RawMessage)
         .where(col(RawMessage.id) == raw.id)
-        .values(state=raw_states.DONE, error=None, processed_at=utcnow())
+        .values(state=state, error=error, processed_at=utcnow())
     )
     db.flush()
-    case = held.case_of(db, raw.id)
+    case = case or held.case_of(db, raw.id)
     assert case is not None
     return case
 
