@@ -1,7 +1,7 @@
 """sessions kept on the server, sign-in throttling instead of the account lock, the first-admin claim
 
 Revision ID: 0013_sessions
-Revises: 0010_used_code
+Revises: 0012_case_mailboxes
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = "0013_sessions"
-down_revision = "0010_used_code"
+down_revision = "0012_case_mailboxes"
 branch_labels = None
 depends_on = None
 
