@@ -61,7 +61,9 @@ def create_app(test_config: dict | None = None) -> Flask:
             # for an IPv6 literal, so http://[::1] Auth URLs cannot be used from a browser.
             "form-action 'self' https: http://127.0.0.1:* http://localhost:*",
         )
-        if request.path.startswith(("/mailboxes", "/auth", "/templates", "/tokens")):
+        if request.path.startswith(
+            ("/mailboxes", "/auth", "/templates", "/tokens", "/users", "/audit")
+        ):
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
@@ -78,13 +80,18 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(comments.bp)
     app.register_blueprint(outbox.bp)
-    from webapp import contacts, intake
+    from webapp import audit, contacts, intake, users
 
     app.register_blueprint(intake.bp)
     app.register_blueprint(contacts.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     auth.install_login_guard(app)
+    from webapp.auth.roles import install_role_guard
+
+    install_role_guard(app)  # after the login guard, which sets g.user
 
     from webapp.cli import register_cli
 

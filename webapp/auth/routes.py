@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
 
+from webapp.auth import trail
 from webapp.auth.forms import FirstAdminForm, LoginForm
+from webapp.auth.roles import home_for
 from webapp.models import User
 from webapp.services import users
 from webapp.urls import local_path
@@ -28,7 +30,7 @@ def install_login_guard(app: Flask) -> None:
         if endpoint.startswith("api."):
             return None  # the API checks its bearer tokens itself
         uid = session.get("uid")
-        g.user = g.db.get(User, uid) if uid else None
+        g.user = users.active_user(g.db, uid)  # a deactivated user is signed out at once
         if g.user is not None or endpoint in OPEN_ENDPOINTS:
             return None
         if not users.has_users(g.db):
@@ -45,7 +47,9 @@ def first_admin():
     form = FirstAdminForm()
     if form.validate_on_submit():
         try:
-            user = users.create_user(g.db, form.email.data, form.password.data)
+            user = users.create_user(
+                g.db, form.email.data, form.password.data, address=trail.client_address()
+            )
         except users.UserError as exc:
             form.email.errors.append(str(exc))
         else:
@@ -64,9 +68,10 @@ def login():
     error = None
     if form.validate_on_submit():
         result = users.authenticate(g.db, form.email.data, form.password.data)
+        trail.sign_in_attempt(form.email.data, result.user)  # the audit log
         if result.user is not None:
             _start_session(result.user)
-            return redirect(local_path(request.args.get("next")) or url_for("mailboxes.index"))
+            return redirect(local_path(request.args.get("next")) or home_for(result.user))
         error = result.error
     status = 422 if request.method == "POST" else 200
     return render_template("auth/login.html", form=form, error=error), status

@@ -1,5 +1,6 @@
 """SQLModel tables, one module per aggregate; importing this registers them all."""
 
+from webapp.models.audit import AuditEvent
 from webapp.models.case import Attachment, Case, CaseEvent, CaseParticipant, Counter, Message
 from webapp.models.contact import Contact
 from webapp.models.fetch import FetchCursor, FetchLease, FetchRun
@@ -34,3 +35,4 @@ __all__ += ["CaseEvent"]
 __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
 __all__ += ["OutboxMessage"]
+__all__ += ["AuditEvent"]

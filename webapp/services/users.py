@@ -1,4 +1,5 @@
-"""Admin accounts: creation, password checks and per-account login throttling."""
+"""The team's accounts: creation, roles, deactivation, password checks, login throttling,
+and the API tokens admins issue."""
 
 from __future__ import annotations
 
@@ -7,35 +8,62 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.db import utcnow
 from webapp.models import ApiToken, User
+from webapp.models.user import ADMIN, ROLES
+from webapp.services import audit
 
 FREE_ATTEMPTS = 5
 MAX_LOCK = timedelta(minutes=15)
 MIN_PASSWORD = 10
 
 
+WRONG_LOGIN = "Email or password is wrong."
+
+
 class UserError(ValueError):
-    """A user cannot be created as asked; the message says why."""
+    """A user cannot be created or changed as asked; the message says why, `field` where."""
+
+    def __init__(self, message: str, field: str = "email") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def has_users(db: Session) -> bool:
     return db.exec(select(func.count()).select_from(User)).one() > 0
 
 
-def create_user(db: Session, email: str, password: str) -> User:
+def create_user(
+    db: Session,
+    email: str,
+    password: str,
+    *,
+    name: str = "",
+    role: str = ADMIN,
+    actor: int | None = None,
+    address: str | None = None,
+) -> User:
+    """A new user (an admin unless told otherwise); the name defaults to the email's local part."""
     email = email.strip().lower()
     if "@" not in email:
         raise UserError("Enter an email address.")
+    if role not in ROLES:
+        raise UserError("Choose Admin or Agent.", field="role")
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"Use a password of at least {MIN_PASSWORD} characters.")
+        raise UserError(f"Use a password of at least {MIN_PASSWORD} characters.", "password")
     if db.exec(select(User).where(User.email == email)).first():
-        raise UserError("An admin with this email address exists already.")
-    user = User(email=email, password_hash=generate_password_hash(password))
+        raise UserError("A user with this email address exists already.")
+    name = " ".join(name.split())[:200] or email.split("@")[0]
+    user = User(email=email, password_hash=generate_password_hash(password), name=name, role=role)
     db.add(user)
+    db.flush()
+    details = {"email": email, "name": name, "role": role}
+    audit.record(
+        db, audit.USER_CREATED, actor or user.id, audit.user_target(user), details, address
+    )
     db.commit()
     db.refresh(user)
     return user
@@ -59,7 +87,7 @@ def authenticate(
     user = db.exec(select(User).where(User.email == email.strip().lower())).first()
     if user is None:
         check_password_hash(generate_password_hash("x"), password)  # same cost as a real check
-        return LoginResult(None, "Email or password is wrong.")
+        return LoginResult(None, WRONG_LOGIN)
     if user.locked_until and user.locked_until > now:
         wait = int((user.locked_until - now).total_seconds()) + 1
         return LoginResult(
@@ -72,7 +100,9 @@ def authenticate(
             user.locked_until = now + _lock_for(user.failed_logins)
         db.add(user)
         db.commit()
-        return LoginResult(None, "Email or password is wrong.")
+        return LoginResult(None, WRONG_LOGIN)
+    if not user.active:  # deactivated: told as little as a wrong password tells
+        return LoginResult(None, WRONG_LOGIN)
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
@@ -85,11 +115,15 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(db: Session, name: str) -> tuple[ApiToken, str]:
+def create_token(
+    db: Session, name: str, actor: int | None = None, address: str | None = None
+) -> tuple[ApiToken, str]:
     """Make an API token; the plain token is returned once and only its hash is stored."""
     token = "mc_" + secrets.token_urlsafe(32)
     row = ApiToken(name=name.strip() or "token", token_hash=_hash_token(token), prefix=token[:8])
     db.add(row)
+    db.flush()
+    audit.record(db, audit.TOKEN_CREATED, actor, _token_target(row), None, address)
     db.commit()
     db.refresh(row)
     return row, token
@@ -105,9 +139,87 @@ def check_token(db: Session, token: str) -> ApiToken | None:
     return row
 
 
-def revoke_token(db: Session, token_id: int) -> None:
+def _token_target(row: ApiToken) -> str:
+    return f"API token {row.name} ({row.prefix}…, #{row.id})"
+
+
+def revoke_token(
+    db: Session, token_id: int, actor: int | None = None, address: str | None = None
+) -> None:
     row = db.get(ApiToken, token_id)
     if row is not None and row.revoked_at is None:
         row.revoked_at = utcnow()
         db.add(row)
+        audit.record(db, audit.TOKEN_REVOKED, actor, _token_target(row), None, address)
         db.commit()
+
+
+def active_user(db: Session, user_id: int | None) -> User | None:
+    """The signed-in user of a session, or None when there is none or they were deactivated."""
+    user = db.get(User, user_id) if user_id else None
+    return user if user is not None and user.active else None
+
+
+def list_users(db: Session) -> list[User]:
+    return list(db.exec(select(User).order_by(col(User.active).desc(), User.email)).all())
+
+
+def admin_emails(db: Session) -> list[str]:
+    """Whom to ask for what only an admin may do: the active admins' addresses."""
+    query = select(User.email).where(User.role == ADMIN, col(User.active).is_(True))
+    return list(db.exec(query.order_by(User.email)).all())
+
+
+def _other_active_admins(db: Session, user: User) -> int:
+    """Active admins but `user`, their rows locked (PostgreSQL) until the caller commits, so
+    that two admins demoting each other at once cannot leave nobody."""
+    ids = db.exec(
+        select(User.id)
+        .where(User.role == ADMIN, col(User.active).is_(True), User.id != user.id)
+        .with_for_update()
+    ).all()
+    return len(ids)
+
+
+LAST_ADMIN = (
+    "{email} is the last active admin: make another user an admin first, or nobody could "
+    "manage mailboxes and users any more."
+)
+
+
+def set_role(
+    db: Session, user: User, role: str, actor: int | None, address: str | None = None
+) -> bool:
+    """Change a user's role; False when it already was. Never demotes the last active admin."""
+    if role not in ROLES:
+        raise UserError("Choose Admin or Agent.", field="role")
+    if user.role == role:
+        return False
+    if user.role == ADMIN and user.active and _other_active_admins(db, user) == 0:
+        message = LAST_ADMIN.format(email=user.email)
+        db.rollback()
+        raise UserError(message, field="role")
+    details = {"from": user.role, "to": role}
+    user.role = role
+    db.add(user)
+    audit.record(db, audit.USER_ROLE, actor, audit.user_target(user), details, address)
+    db.commit()
+    return True
+
+
+def set_active(
+    db: Session, user: User, active: bool, actor: int | None, address: str | None = None
+) -> bool:
+    """Deactivate (signed out at once, cannot sign in) or reactivate; False when unchanged."""
+    if user.active == active:
+        return False
+    if not active and user.role == ADMIN and _other_active_admins(db, user) == 0:
+        message = LAST_ADMIN.format(email=user.email)
+        db.rollback()
+        raise UserError(message, field="active")
+    user.active = active
+    db.add(user)
+    action = audit.USER_REACTIVATED if active else audit.USER_DEACTIVATED
+    audit.record(db, action, actor, audit.user_target(user), None, address)
+    db.commit()
+    return True
