@@ -3,9 +3,15 @@ admin stays; a deactivated user is signed out at once; create-user; the migratio
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from sqlalchemy import create_engine, text
+from sqlmodel import select
 
 from tests.helpers.databases import migrate
+from tests.helpers.mailboxes import open_case, replying_desk
+from tests.helpers.rows import outbox_rows
 from tests.helpers.team import (
     AGENT_EMAIL,
     AGENT_NAME,
@@ -16,7 +22,10 @@ from tests.helpers.team import (
     sign_in,
     user_row,
 )
-from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, case_page, comment
+from webapp.db import new_session
+from webapp.models import User
+from webapp.services import users
 
 
 def test_the_users_page_lists_the_team_and_offers_the_add_form(admin):
@@ -177,3 +186,69 @@ def test_the_migration_makes_existing_users_admins_named_after_their_email(tmp_p
     assert name == "boss"
     assert role == "admin"
     assert active == 1
+
+
+def test_agent_name_in_a_comment_email_is_the_users_name(
+    admin, app, app_env, dovecot, mail_user, smtp_server
+):
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
+    case = open_case(app_env, box, mail_user)
+    grace = agent(app, admin)
+    assert comment(grace, case.id, "On its way.").status_code == 303
+    (row,) = outbox_rows(app_env)
+    assert f"On its way.\n\n{AGENT_NAME}\nSupport" in row.text  # the default template's signature
+    assert row.created_by == AGENT_EMAIL
+
+
+def test_an_agent_sees_the_cases_mailbox_by_name_without_a_link_to_its_settings(
+    admin, app, app_env, dovecot, mail_user, smtp_server
+):
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
+    case = open_case(app_env, box, mail_user)
+    page = case_page(agent(app, admin), case.id)
+    assert "<dd>Support (" in page
+    assert f'href="/mailboxes/{box}"' not in page
+    assert f'href="/mailboxes/{box}"' in case_page(admin, case.id)
+
+
+def test_the_last_admin_rule_holds_on_both_databases(any_db):
+    with new_session(any_db) as db:
+        first = users.create_user(db, "one@example.com", ADMIN_PASSWORD)
+        second = users.create_user(db, "two@example.com", ADMIN_PASSWORD)
+        assert users.set_role(db, second, "agent", first.id) is True
+        with pytest.raises(users.UserError, match="one@example.com is the last active admin"):
+            users.set_active(db, first, False, first.id)
+        db.refresh(first)
+        assert first.active is True
+
+
+@pytest.mark.postgres
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(postgres_url):
+    """The second demotion waits for the first one's lock, then counts again and is refused."""
+    with new_session(postgres_url) as setup:
+        one = users.create_user(setup, "one@example.com", ADMIN_PASSWORD)
+        two = users.create_user(setup, "two@example.com", ADMIN_PASSWORD)
+    first = new_session(postgres_url)
+    locked = first.exec(select(User).where(User.role == "admin").with_for_update()).all()
+    assert len(locked) == 2
+    demoted = first.get(User, one.id)
+    demoted.role = "agent"
+    first.add(demoted)
+    first.flush()  # one is being demoted, not yet committed
+    outcome = {}
+
+    def demote_two():
+        with new_session(postgres_url) as second:
+            try:
+                users.set_role(second, second.get(User, two.id), "agent", two.id)
+                outcome["result"] = "demoted"
+            except users.UserError as exc:
+                outcome["result"] = str(exc)
+
+    thread = threading.Thread(target=demote_two)
+    thread.start()
+    thread.join(0.5)  # it waits for the lock
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert outcome["result"].startswith("two@example.com is the last active admin")

@@ -171,14 +171,12 @@ def admin_emails(db: Session) -> list[str]:
 
 
 def _other_active_admins(db: Session, user: User) -> int:
-    """Active admins but `user`, their rows locked (PostgreSQL) until the caller commits, so
-    that two admins demoting each other at once cannot leave nobody."""
-    ids = db.exec(
-        select(User.id)
-        .where(User.role == ADMIN, col(User.active).is_(True), User.id != user.id)
-        .with_for_update()
-    ).all()
-    return len(ids)
+    """Active admins but `user`. Every active admin's row stays locked (PostgreSQL) until the
+    caller commits, so that two admins demoting each other at once cannot leave nobody: the
+    second waits, then counts again."""
+    query = select(User.id).where(User.role == ADMIN, col(User.active).is_(True))
+    ids = db.exec(query.with_for_update()).all()
+    return len([i for i in ids if i != user.id])
 
 
 LAST_ADMIN = (
