@@ -217,3 +217,10 @@ def test_the_api_lists_the_audit_log_newest_first(admin, app, app_env):
 
 def test_the_audit_api_needs_a_token(app):
     assert app.test_client().get("/api/v1/audit").status_code == 401
+
+
+def test_a_user_created_on_the_command_line_has_no_actor(admin, runner, app_env):
+    runner.invoke(args=["create-user", "ops@example.com", "--password", "a long password 1"])
+    created = _events(app_env, audit.USER_CREATED)[-1]
+    assert created.actor_id is None
+    assert created.details["email"] == "ops@example.com"

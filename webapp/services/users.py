@@ -46,7 +46,10 @@ def create_user(
     actor: int | None = None,
     address: str | None = None,
 ) -> User:
-    """A new user (an admin unless told otherwise); the name defaults to the email's local part."""
+    """A new user (an admin unless told otherwise); the name defaults to the email's local part.
+
+    `actor`: the admin who added them; None from the command line. The very first user
+    creates themselves."""
     email = email.strip().lower()
     if "@" not in email:
         raise UserError("Enter an email address.")
@@ -57,13 +60,13 @@ def create_user(
     if db.exec(select(User).where(User.email == email)).first():
         raise UserError("A user with this email address exists already.")
     name = " ".join(name.split())[:200] or email.split("@")[0]
+    first = not has_users(db)
     user = User(email=email, password_hash=generate_password_hash(password), name=name, role=role)
     db.add(user)
     db.flush()
     details = {"email": email, "name": name, "role": role}
-    audit.record(
-        db, audit.USER_CREATED, actor or user.id, audit.user_target(user), details, address
-    )
+    actor = user.id if first and actor is None else actor
+    audit.record(db, audit.USER_CREATED, actor, audit.user_target(user), details, address)
     db.commit()
     db.refresh(user)
     return user
