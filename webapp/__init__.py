@@ -69,15 +69,20 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(comments.bp)
     app.register_blueprint(outbox.bp)
-    from webapp import account, contacts, intake
+    from webapp import account, audit, contacts, intake, users
 
     app.register_blueprint(account.bp)
 
     app.register_blueprint(intake.bp)
     app.register_blueprint(contacts.bp)
+    app.register_blueprint(users.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)
     auth.install_login_guard(app)
+    from webapp.auth.roles import install_role_guard
+
+    install_role_guard(app)  # after the login guard, which sets g.user
 
     from webapp.cli import register_cli
 

@@ -1,4 +1,5 @@
-"""Shell commands: `flask --app webapp create-admin EMAIL --password PW`, `create-token NAME`."""
+"""Shell commands: `flask --app webapp create-admin EMAIL --password PW`,
+`create-user EMAIL --role agent --password PW`, `create-token NAME`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import click
 from flask import Flask, current_app
 
 from webapp.db import new_session
+from webapp.models.user import ADMIN, ROLES
 from webapp.services import users
 
 
@@ -25,6 +27,22 @@ def register_cli(app: Flask) -> None:
             except users.UserError as exc:
                 raise click.ClickException(str(exc)) from exc
             click.echo(f"Admin {user.email} created.")
+
+    @app.cli.command("create-user")
+    @click.argument("email")
+    @click.option("--role", type=click.Choice(list(ROLES)), default=ADMIN, show_default=True)
+    @click.option(
+        "--name", default="", help="Shown as agent_name; the email's first part if blank."
+    )
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    def create_user(email: str, role: str, name: str, password: str) -> None:
+        """Create a user: an admin, or an agent (--role agent)."""
+        with _db() as db:
+            try:
+                user = users.create_user(db, email, password, name=name, role=role)
+            except users.UserError as exc:
+                raise click.ClickException(str(exc)) from exc
+            click.echo(f"{ROLES[user.role]} {user.email} ({user.name}) created.")
 
     @app.cli.command("create-token")
     @click.argument("name")

@@ -6,7 +6,7 @@ from flask import Blueprint, flash, g, redirect, render_template, session, url_f
 
 from webapp.account.forms import PasswordChangeForm
 from webapp.auth import signed_in
-from webapp.services import sessions, signin
+from webapp.services import audit, sessions, signin
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -53,7 +53,15 @@ def change_password():
 @bp.route("/sign-out-everywhere", methods=["POST"])
 def sign_out_everywhere():
     """End every session of this user, this one included."""
-    sessions.end_sessions(g.db, g.user.id)
+    audit.record(
+        g.db,
+        audit.SIGNED_OUT_EVERYWHERE,
+        g.user.id,
+        audit.user_target(g.user),
+        None,
+        signed_in.client_address(),
+    )
+    sessions.end_sessions(g.db, g.user.id)  # commits the event too
     session.clear()
     flash("You are signed out everywhere, here too. Log in again to go on.", "ok")
     return redirect(url_for("auth.login"))

@@ -9,6 +9,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlmodel import func, select
 
 from webapp.models import Case, CaseEvent, Contact, Mailbox, Message
+from webapp.services import audit as audit_service
 from webapp.services import case_queries, case_status, users
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.outgoing import outbox as outbox_service
@@ -244,3 +245,13 @@ def outbox():
         page=page, per_page=PER_PAGE,
     )  # fmt: skip
     return jsonify(items=[outbox_json(r) for r in rows], total=total, page=page, per_page=PER_PAGE)
+
+
+@bp.route("/audit")
+@token_required
+def audit():
+    """The audit log, newest first: sign-ins, user, mailbox, OAuth, token and case changes."""
+    page = page_number()
+    rows, total = audit_service.page(g.db, page, PER_PAGE)
+    items = [audit_service.as_json(event, email) for event, email in rows]
+    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, url_for
 
-from webapp.auth import signed_in
+from webapp.auth import signed_in, trail
 from webapp.auth.forms import FirstAdminForm, LoginForm
+from webapp.auth.roles import home_for
 from webapp.db import utcnow
 from webapp.services import signin, users
 from webapp.urls import local_path
@@ -40,7 +41,9 @@ def first_admin():
     form = FirstAdminForm()
     if form.validate_on_submit():
         try:
-            user = users.create_first_admin(g.db, form.email.data, form.password.data)
+            user = users.create_first_admin(
+                g.db, form.email.data, form.password.data, address=trail.client_address()
+            )
         except users.UserError as exc:
             form.email.errors.append(str(exc))
         else:
@@ -65,9 +68,10 @@ def login():
         result = signin.authenticate(
             g.db, form.email.data, form.password.data, signed_in.client_address()
         )
+        trail.sign_in_attempt(form.email.data, result.user)  # the audit log
         if result.user is not None:
             signed_in.sign_in(result.user)
-            return redirect(next_path or url_for("mailboxes.index"))
+            return redirect(next_path or home_for(result.user))
         error, status = result.error, 422
         if result.retry_at is not None:
             wait = max(1, int((result.retry_at - utcnow()).total_seconds()) + 1)

@@ -25,6 +25,7 @@ from flask import (
 from jinja2_fragments.flask import render_block
 from sqlmodel import col, select
 
+from webapp.auth.trail import client_address
 from webapp.comments.forms import new_comment_key
 from webapp.extensions import htmx
 from webapp.mail.sanitize import sanitize_html
@@ -134,7 +135,7 @@ def reopen(case_id: int):
 def _change_status(case_id: int, change, done: str, unchanged: str):
     """Close or Reopen as the agent; the case page says which happened."""
     case = _get_case(case_id)
-    if change(g.db, case, by=g.user.email):
+    if change(g.db, case, by=g.user.email, who=(g.user.id, client_address())):
         g.db.commit()
         return _status_changed(case, f"Case #{case.number} {done}.")
     return _status_changed(case, f"Case #{case.number} {unchanged}.")

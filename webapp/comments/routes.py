@@ -23,6 +23,7 @@ from flask import (
 from jinja2_fragments.flask import render_block
 from redis.exceptions import RedisError
 
+from webapp.auth.trail import client_address
 from webapp.comments.forms import CommentForm, new_comment_key
 from webapp.extensions import htmx
 from webapp.models import Case, Message, OutboxMessage
@@ -63,7 +64,8 @@ def add(case_id: int):
     if form.validate_on_submit():
         try:
             row = notify.post_comment(
-                g.db, case, author=g.user.email, text=form.comment.data,
+                g.db, case, author=g.user.email, agent_name=g.user.display_name,
+                text=form.comment.data,
                 idempotency_key=(form.key.data or new_comment_key())[:100],
             )  # fmt: skip
         except notify.CommentError as exc:
@@ -93,7 +95,8 @@ def add(case_id: int):
 
 def _close(case: Case) -> bool:
     """Send and close: the comment is queued (committed), now the case closes."""
-    if not case_status.close_case(g.db, case, by=g.user.email, via=case_status.SEND_AND_CLOSE):
+    who = (g.user.id, client_address())
+    if not case_status.close_case(g.db, case, g.user.email, case_status.SEND_AND_CLOSE, who):
         return False
     g.db.commit()
     return True

@@ -18,14 +18,15 @@ from jinja2_fragments.flask import render_block
 from redis.exceptions import RedisError
 from sqlmodel import select
 
+from webapp.auth.trail import actor, client_address
 from webapp.extensions import htmx
 from webapp.headers import FORM_AUTH_URLS, allow_form_action
 from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
 from webapp.oauth.nonces import remember_nonce, session_nonces
+from webapp.services import audit, oauth, pasted_code
 from webapp.services import mailboxes as mailbox_service
-from webapp.services import oauth, pasted_code
 from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
@@ -105,7 +106,9 @@ def _edit(mailbox: Mailbox | None):
         return _page(form, mailbox)
     if form.validate_on_submit():
         data = form.cleaned()
+        before = audit.mailbox_snapshot(mailbox)
         saved = mailbox_service.save_mailbox(g.db, mailbox, data)
+        audit.mailbox_saved(g.db, before, saved, actor(), client_address())
         if data["auth_type"] == "oauth" and data.get("auth_code"):
             _exchange_pasted_code(saved, data["auth_code"])
         if request.form.get("action") == "authorize":
@@ -331,6 +334,8 @@ def toggle(mailbox_id: int):
     mailbox = _get(mailbox_id)
     mailbox.enabled = not mailbox.enabled
     g.db.add(mailbox)
+    target, fields = audit.mailbox_target(mailbox), {"fields": ["enabled"]}
+    audit.record(g.db, audit.MAILBOX_CHANGED, actor(), target, fields, client_address())
     g.db.commit()
     flash(f"{mailbox.name} is {'enabled' if mailbox.enabled else 'disabled'}.", "ok")
     if htmx:
@@ -348,7 +353,9 @@ def toggle(mailbox_id: int):
 def delete(mailbox_id: int):
     mailbox = _get(mailbox_id)
     if request.method == "POST":
+        target = audit.mailbox_target(mailbox)
         g.db.delete(mailbox)
+        audit.record(g.db, audit.MAILBOX_DELETED, actor(), target, None, client_address())
         g.db.commit()
         flash(f"Mailbox {mailbox.name} was deleted.", "ok")
         return redirect(url_for(".index"))

@@ -18,6 +18,8 @@ from flask import (
 from sqlalchemy import text
 from sqlmodel import select
 
+from webapp.auth.roles import home_for
+from webapp.auth.trail import actor, client_address
 from webapp.models import ApiToken
 from webapp.queue import get_redis
 from webapp.services import users
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 @bp.route("/")
 def home():
-    return redirect(url_for("mailboxes.index"))
+    return redirect(home_for(g.user))
 
 
 @bp.route("/healthz")
@@ -63,13 +65,13 @@ def tokens():
         if not name:
             flash("Give the token a name, such as the tool that will use it.", "error")
         else:
-            _row, new_token = users.create_token(g.db, name)
+            _row, new_token = users.create_token(g.db, name, actor(), client_address())
     rows = g.db.exec(select(ApiToken).order_by(ApiToken.created_at.desc())).all()
     return render_template("main/tokens.html", tokens=rows, new_token=new_token)
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
 def revoke_token(token_id: int):
-    users.revoke_token(g.db, token_id)
+    users.revoke_token(g.db, token_id, actor(), client_address())
     flash("The token is revoked.", "ok")
     return redirect(url_for(".tokens"))

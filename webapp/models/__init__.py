@@ -1,5 +1,6 @@
 """SQLModel tables, one module per aggregate; importing this registers them all."""
 
+from webapp.models.audit import AuditEvent
 from webapp.models.case import (
     Attachment,
     Case,
@@ -43,4 +44,4 @@ __all__ += ["CaseEvent", "MessageMailbox"]
 __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
 __all__ += ["OutboxMessage"]
-__all__ += ["InstallStep", "SigninThrottle", "UserSession"]
+__all__ += ["AuditEvent", "InstallStep", "SigninThrottle", "UserSession"]

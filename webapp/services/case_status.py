@@ -14,24 +14,37 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.models import Case, CaseEvent
 from webapp.models.case import CLOSED, CLOSED_EVENT, OPEN, REOPENED_EVENT
+from webapp.services import audit
 
 # CaseEvent.via: how the change was made
 CASE_PAGE = "case page"
 SEND_AND_CLOSE = "send and close"
 INCOMING_EMAIL = "incoming email"
 
+Who = tuple[int | None, str | None]  # (user id, client address): who acted, for the audit log
+AUDIT_ACTIONS = {CLOSED_EVENT: audit.CASE_CLOSED, REOPENED_EVENT: audit.CASE_REOPENED}
 
-def close_case(db: Session, case: Case, by: str, via: str = CASE_PAGE) -> bool:
-    """Close an open or pending case; False when it was closed already."""
-    return _change(db, case, CLOSED, CLOSED_EVENT, col(Case.status) != CLOSED, by, via)
+
+def close_case(
+    db: Session, case: Case, by: str, via: str = CASE_PAGE, who: Who = (None, None)
+) -> bool:
+    """Close an open or pending case; False when it was closed already.
+
+    `who`: the signed-in user's id and client address, for the audit log."""
+    return _change(db, case, CLOSED, CLOSED_EVENT, col(Case.status) != CLOSED, by, via, None, who)
 
 
 def reopen_case(
-    db: Session, case: Case, by: str, via: str = CASE_PAGE, message_id: int | None = None
+    db: Session,
+    case: Case,
+    by: str,
+    via: str = CASE_PAGE,
+    message_id: int | None = None,
+    who: Who = (None, None),
 ) -> bool:
     """Open a closed case again; False when it was not closed."""
     is_closed = col(Case.status) == CLOSED
-    return _change(db, case, OPEN, REOPENED_EVENT, is_closed, by, via, message_id)
+    return _change(db, case, OPEN, REOPENED_EVENT, is_closed, by, via, message_id, who)
 
 
 def history(db: Session, case_id: int) -> list[CaseEvent]:
@@ -62,6 +75,7 @@ def _change(
     by: str,
     via: str,
     message_id: int | None = None,
+    who: Who = (None, None),
 ) -> bool:
     now = utcnow()
     changed = db.exec(
@@ -86,5 +100,7 @@ def _change(
             created_at=now,
         )
     )
-    db.flush()
+    audit.record(
+        db, AUDIT_ACTIONS[action], who[0], f"case #{case.number}", {"via": via}, who[1]
+    )  # flushes
     return True

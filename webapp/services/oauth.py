@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from webapp import crypto
 from webapp.db import utcnow
 from webapp.models import Mailbox, OAuthAuthorization
+from webapp.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ def complete_authorization(
         crypto.decrypt(pending.code_verifier_enc),
         pending.token_url,
         pending.redirect_uri,
+        actor=user_id,
     )
     return mailbox
 
@@ -192,6 +194,7 @@ def exchange_code(
     verifier: str | None,
     token_url: str,
     redirect_uri: str,
+    actor: int | None = None,
 ) -> None:
     client = _client(mailbox, redirect_uri)
     kwargs = {"code_verifier": verifier} if verifier else {}
@@ -216,6 +219,8 @@ def exchange_code(
     mailbox.oauth_error = None
     mailbox.oauth_account = _account(token, client) or mailbox.oauth_account
     db.add(mailbox)
+    details = {"account": mailbox.oauth_account} if mailbox.oauth_account else None
+    audit.record(db, audit.OAUTH_AUTHORIZED, actor, audit.mailbox_target(mailbox), details)
     db.commit()
 
 
@@ -303,6 +308,8 @@ def refresh(db: Session, mailbox_id: int, stale_token: str | None = None) -> str
                 mailbox.reauth_needed = True
                 mailbox.oauth_error = refused
                 db.add(mailbox)
+                reason = {"provider_error": exc.error}
+                audit.record(db, audit.OAUTH_REAUTH, None, audit.mailbox_target(mailbox), reason)
                 db.commit()
                 raise ReauthNeeded(mailbox.oauth_error) from None
             raise OAuthFailed(

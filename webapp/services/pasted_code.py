@@ -51,7 +51,9 @@ def exchange_pasted(
         db.commit()
         raise
     verifier = crypto.decrypt(pending.code_verifier_enc)
-    oauth.exchange_code(db, mailbox, code, verifier, pending.token_url, pending.redirect_uri)
+    oauth.exchange_code(
+        db, mailbox, code, verifier, pending.token_url, pending.redirect_uri, actor=user_id
+    )
     return mailbox
 
 

@@ -27,6 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.db import insert_ignore, utcnow
 from webapp.models import SigninThrottle, User
+from webapp.services import audit
 
 FREE_BY_ADDRESS = 10
 FREE_BY_ACCOUNT_AND_ADDRESS = 3
@@ -167,4 +168,5 @@ def change_password(
         raise PasswordError("new_password", f"Use at least {MIN_PASSWORD} characters.")
     user.password_hash = generate_password_hash(new)
     db.add(user)
+    audit.record(db, audit.PASSWORD_CHANGED, user.id, audit.user_target(user), None, address)
     db.commit()

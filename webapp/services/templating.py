@@ -11,7 +11,7 @@ VARIABLES = {
     "contact_name": "The contact's name (or address when no name is known)",
     "contact_email": "The contact's email address",
     "message": "The comment or the received message's text",
-    "agent_name": "The agent who wrote the comment",
+    "agent_name": "The Name of the user who wrote the comment (Users page)",
     "mailbox_name": "The mailbox's name",
 }
 

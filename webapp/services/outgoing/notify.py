@@ -81,9 +81,12 @@ def _naive(moment):
 
 
 def post_comment(
-    db: Session, case: Case, *, author: str, text: str, idempotency_key: str
+    db: Session, case: Case, *, author: str, text: str, idempotency_key: str, agent_name: str = ""
 ) -> OutboxMessage:
     """Email an agent's comment to the case's contact and add it to the conversation; commits.
+
+    `author` is the agent's address (kept with the comment), `agent_name` their Name (the
+    templates' agent_name; the address when empty).
 
     The same idempotency key (a double click, a resubmitted form) gives the same row.
     """
@@ -100,7 +103,7 @@ def post_comment(
     existing = outbox.by_key(db, key)
     if existing is not None:
         return existing
-    context = template_context(case, mailbox, to_name, to_addr, text, author)
+    context = template_context(case, mailbox, to_name, to_addr, text, agent_name or author)
     template = (
         db.get(EmailTemplate, mailbox.case_response_template_id)
         if mailbox.case_response_template_id

@@ -1,0 +1,3 @@
+from webapp.audit.routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,3 @@
+from webapp.users.routes import bp
+
+__all__ = ["bp"]
