@@ -71,6 +71,7 @@ class MailboxForm(FlaskForm):
     protocol = SelectField("Protocol", choices=list(PROTOCOL_LABELS.items()), default="imaps")
     host = StringField("Host")
     port = IntegerField("Port", default=993, validators=[Optional()])
+    allow_plaintext_login = BooleanField("Allow login without encryption", default=False)
     folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
     fetch_interval_minutes = SelectField(
         "Fetch every",
@@ -144,6 +145,7 @@ class MailboxForm(FlaskForm):
         "email_address": "Must be unique across mailboxes.",
         "username": "Defaults to the email address.",
         "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
+        "allow_plaintext_login": "Off: plain IMAP or POP3 logs in only after STARTTLS, and SMTP Security None never logs in; a server that offers no encryption is refused and nothing secret is sent.",
         "folder": "IMAP only: the folder to read, INBOX by default.",
         "fetch_interval_minutes": "How often the server is asked for new mail.",
         "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
