@@ -14,6 +14,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import PasswordInput
 
+from webapp.mailboxes.secret_scope import moved, secret_errors
 from webapp.services import validation
 from webapp.services.presets import (
     AFTER_FETCH_LABELS,
@@ -192,7 +193,8 @@ class MailboxForm(FlaskForm):
             "auth_code": "auth_code_enc",
             "smtp_password": "smtp_password_enc",
         }[name]
-        return bool(self.mailbox is not None and getattr(self.mailbox, column, None))
+        saved = bool(self.mailbox is not None and getattr(self.mailbox, column, None))
+        return saved and (name == "auth_code" or not moved(self, name))
 
     # Per-field checks, also used one field at a time by live validation.
     def field_errors(self, name: str) -> list[str]:
@@ -215,6 +217,8 @@ class MailboxForm(FlaskForm):
                 value if value is not None else DEFAULT_PORTS.get(self.protocol.data)
             )
             return [msg] if msg else []
+        if name in ("password", "client_secret", "smtp_password") and secret_errors(self, name):
+            return secret_errors(self, name)
         if name == "password" and not oauth and not value and not self.secret_saved("password"):
             return ["Enter the mailbox password (or an app password)."]
         if oauth and name in ("client_id", "scope") and not (value or "").strip():
