@@ -19,7 +19,7 @@ from tests.servers.smtp import CapturingSMTPServer
 from webapp import crypto
 from webapp.db import new_session, utcnow
 from webapp.mail.connect import ServerSettings, count_messages
-from webapp.mail.errors import EncryptionMissing
+from webapp.mail.errors import EncryptionMissing, MechanismNotOffered
 from webapp.mail.send import SmtpSettings, send_message
 from webapp.services.fetching.verify import run_verification
 
@@ -179,3 +179,16 @@ def test_smtp_none_logs_in_when_allowed():
                          allow_plaintext_login=True)  # fmt: skip
         send_message(s, _smtp_message(), "desk@example.com", ["ada@example.org"])
         assert len(server.wait_for(1)) == 1
+
+
+def test_smtp_starttls_stripped_sends_no_password(test_ca):
+    tls = (test_ca.cert_pem, test_ca.key_pem)
+    with CapturingSMTPServer(auth=("desk", "smtp-pw-123"), tls=tls) as server:
+        with DowngradeProxy("127.0.0.1", server.port) as mitm:
+            s = SmtpSettings("127.0.0.1", mitm.port, "starttls", username="desk",
+                             password="smtp-pw-123", ca_bundle=str(test_ca.ca_pem))  # fmt: skip
+            with pytest.raises(MechanismNotOffered) as info:
+                send_message(s, _smtp_message(), "desk@example.com", ["ada@example.org"])
+            assert b"smtp-pw-123" not in mitm.client_bytes
+            assert base64.b64encode(b"\0desk\0smtp-pw-123") not in mitm.client_bytes
+    assert "so the password was not sent" in info.value.message

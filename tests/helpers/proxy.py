@@ -1,6 +1,6 @@
 """A man in the middle for the downgrade tests: a TCP proxy in front of a real server that
-removes the offer of encryption (IMAP STARTTLS, POP3 STLS) from what the server says, and
-records every byte the client sends."""
+removes the offer of encryption (IMAP and SMTP STARTTLS, POP3 STLS) from what the server
+says, and records every byte the client sends."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import threading
 
 # IMAP: the STARTTLS word in a greeting's [CAPABILITY ...] or a CAPABILITY answer.
 _IMAP_STARTTLS = re.compile(rb"(?i)\sSTARTTLS(?=[\s\]])")
-# POP3: the STLS line of a CAPA answer.
+# POP3: the STLS line of a CAPA answer; SMTP: a STARTTLS line inside an EHLO answer.
 _POP3_STLS = re.compile(rb"(?i)^STLS\r?\n$")
+_SMTP_STARTTLS = re.compile(rb"(?i)^250-STARTTLS\r?\n$")
 
 
 def strip_encryption_offer(line: bytes) -> bytes:
     """One server line without its STARTTLS or STLS offer."""
-    if _POP3_STLS.match(line):
+    if _POP3_STLS.match(line) or _SMTP_STARTTLS.match(line):
         return b""
     if b"CAPABILITY" in line.upper():
         return _IMAP_STARTTLS.sub(b"", line)

@@ -179,7 +179,8 @@ def _secure_and_login(smtp: smtplib.SMTP, s: SmtpSettings, context: ssl.SSLConte
     if s.security == "starttls":
         if not smtp.has_extn("starttls"):
             raise MechanismNotOffered(
-                f"The server at {s.where} does not offer STARTTLS; mail would go out unencrypted.",
+                f"The server at {s.where} did not offer encryption (STARTTLS), so the password "
+                "was not sent and no mail went out unencrypted.",
                 f"Use SSL if the server has a TLS port ({PORT_HINTS['smtp']}), or check host and port.",
             )
         smtp.starttls(context=context)
