@@ -26,7 +26,7 @@ MAX_SECONDS = 2.0
 MAX_STEPS = 1_000_000  # loop turns, calls and operators
 MAX_NUMBER_BITS = 4096
 # A field width or precision of six digits or more in a format string ("%0999999d", "{:>999999}").
-_HUGE_WIDTH = re.compile(r"(?:%[-+ #0]*|[{:][^{}]*?)\d{6,}")
+_HUGE_WIDTH = re.compile(r"%[-+ #0]*\d{6,}|%[-+ #0]*\d*\.\d{6,}|\{[^{}]*:[^{}]*\d{6,}[^{}]*\}")
 
 
 class TemplateLimit(Exception):
@@ -61,10 +61,8 @@ _BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("budget"
 
 def _budget() -> Budget:
     budget = _BUDGET.get()
-    if budget is None:  # rendered outside render_limited (never by this app): default limits
-        budget = Budget(MAX_ADDED)
-        _BUDGET.set(budget)
-    return budget
+    # Outside render_limited (never in this app) each check gets the default limits.
+    return budget if budget is not None else Budget(MAX_ADDED)
 
 
 def _length(value) -> int | None:
