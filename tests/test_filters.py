@@ -143,8 +143,11 @@ def test_spf_alignment() -> None:
 
 
 def test_our_dmarc_fail_beats_a_forged_pass() -> None:
-    value = f"{MX}; dkim=pass header.d=example.org\n{MX}; dmarc=fail header.from=example.org"
+    # Forged headers sit below ours (our server adds its own at the top): only ours counts.
+    value = f"{MX}; dmarc=fail header.from=example.org\n{MX}; dkim=pass header.d=example.org"
     assert not sender_verified(value, MX, "ada@example.org")
+    same = f"{MX}; dkim=pass header.d=example.org; dmarc=fail header.from=example.org"
+    assert not sender_verified(same, MX, "ada@example.org")
 
 
 def test_alignment_needs_two_labels() -> None:

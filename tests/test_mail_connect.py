@@ -285,7 +285,8 @@ def strict_plain_dovecot() -> Iterator[DovecotServer]:
 def test_plaintext_fallback_is_flagged(plain_dovecot, protocol):
     user = plain_dovecot.new_user()
     user.deliver(MESSAGE)
-    result = count_messages(settings_for(plain_dovecot, user, protocol, None))
+    s = settings_for(plain_dovecot, user, protocol, None, allow_plaintext_login=True)
+    result = count_messages(s)
     assert result.count == 1
     assert result.plaintext is True
 
@@ -293,8 +294,9 @@ def test_plaintext_fallback_is_flagged(plain_dovecot, protocol):
 @pytest.mark.parametrize("protocol", ["imap", "pop3"])
 def test_plaintext_login_refused(strict_plain_dovecot, protocol):
     user = strict_plain_dovecot.new_user()
+    s = settings_for(strict_plain_dovecot, user, protocol, None, allow_plaintext_login=True)
     with pytest.raises(PlaintextRefused) as info:
-        count_messages(settings_for(strict_plain_dovecot, user, protocol, None))
+        count_messages(s)
     assert_clean_text(info.value, user.password)
 
 

@@ -1,14 +1,15 @@
 """Shell commands: `flask --app webapp create-admin EMAIL --password PW`,
-`create-user EMAIL --role agent --password PW`, `create-token NAME`."""
+`create-user EMAIL --role agent --password PW`, `create-token NAME`, `rotate-key`."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 
+from webapp import crypto
 from webapp.db import new_session
 from webapp.models.user import ADMIN, ROLES
-from webapp.services import users
+from webapp.services import keys, users
 
 
 def _db():
@@ -52,3 +53,25 @@ def register_cli(app: Flask) -> None:
             _row, token = users.create_token(db, name)
         click.echo(f"Token “{name}” created. It is shown only once:")
         click.echo(token)
+
+    @app.cli.command("rotate-key")
+    def rotate_key() -> None:
+        """Re-encrypt every stored secret with the first key of ENCRYPTION_KEY."""
+        with _db() as db:
+            try:
+                touched = keys.rotate_secrets(db)
+            except crypto.SecretUnreadable as exc:
+                raise click.ClickException(str(exc)) from exc
+        rows = sum(touched.values())
+        detail = ", ".join(f"{table}: {count}" for table, count in touched.items() if count)
+        click.echo(
+            f"Re-encrypted the secrets of {rows} row{'' if rows == 1 else 's'} with the first "
+            f"key of ENCRYPTION_KEY{f' ({detail})' if detail else ''}."
+        )
+        if crypto.key_count() > 1:
+            click.echo("Every secret now uses the first key: remove the other keys.")
+        else:
+            click.echo(
+                "ENCRYPTION_KEY holds one key. To rotate, put a new key first, e.g. "
+                f"ENCRYPTION_KEY={crypto.new_key()},OLD_KEY, run rotate-key, then remove OLD_KEY."
+            )

@@ -6,6 +6,17 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+__all__ = [
+    "InvalidToken",
+    "SecretUnreadable",
+    "configure",
+    "decrypt",
+    "encrypt",
+    "key_count",
+    "new_key",
+    "rotate",
+]
+
 
 class SecretUnreadable(Exception):
     """A stored secret cannot be decrypted with any configured key."""
@@ -42,6 +53,16 @@ def decrypt(token: str | None) -> str | None:
         ) from exc
 
 
+def key_count() -> int:
+    """How many keys ENCRYPTION_KEY holds (the first encrypts, all decrypt)."""
+    return len(_KEYS)
+
+
+def new_key() -> str:
+    """A fresh key to put first in ENCRYPTION_KEY."""
+    return Fernet.generate_key().decode()
+
+
 def rotate(token: str | None) -> str | None:
-    """Re-encrypt a stored secret with the first (newest) key."""
+    """Re-encrypt a stored secret with the first (newest) key; InvalidToken if no key fits."""
     return _fernet(_KEYS).rotate(token.encode()).decode() if token else None

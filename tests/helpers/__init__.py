@@ -7,4 +7,5 @@
 - web: what the test client posts (CSRF tokens, the admin's login, the mailbox form, comments)
 - oauth: an OAuth mailbox authorized through the forms and the test provider
 - browser: Playwright steps shared by the browser tests
+- proxy: a man in the middle that strips STARTTLS/STLS and records what the client sends
 """

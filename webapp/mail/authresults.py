@@ -1,8 +1,10 @@
 """Did the receiving server authenticate the sender? Authentication-Results (RFC 8601).
 
-Only headers whose authserv-id is our receiving server's count: anyone can write an
-Authentication-Results header into the mail they send, and RFC 8601 section 5 has the
-receiving server remove incoming ones that claim its own id. The sender counts as
+Only headers whose authserv-id is our receiving server's count, and of those only the
+topmost: anyone can write an Authentication-Results header into the mail they send, and
+RFC 8601 section 5 has the receiving server remove incoming ones that claim its own id and
+add its own at the top. So only the first header of ours from the top counts; any copy
+further down may be the sender's and is ignored. The sender counts as
 verified when our server reports dmarc=pass, or SPF or DKIM pass for a domain aligned
 with the From domain (relaxed alignment, approximated without the public suffix list).
 """
@@ -47,15 +49,28 @@ def parse_authentication_results(value: str | None) -> list[AuthResults]:
     return [parsed for header in headers if (parsed := _parse_one(header)) is not None]
 
 
-def check_sender(headers_value: str | None, authserv_id: str, from_addr: str) -> SenderCheck:
-    """The verdict of our own server (authserv_id) on the sender of from_addr."""
+def trusted_results(runs: str | list[str] | None, ours: str) -> list[AuthResults]:
+    """The header of our server that counts: the topmost one with our authserv-id. `runs` are
+    the runs of adjacent headers top down (HeaderFields.auth_results_runs); a string is one
+    run. A second header of ours right below it is not trusted either: a sender can put a
+    forged one first in its own header block, directly below our server's."""
+    for run in [runs or ""] if isinstance(runs, str | None) else runs:
+        for header in parse_authentication_results(run):
+            if header.authserv_id == ours:
+                return [header]
+    return []
+
+
+def check_sender(runs: str | list[str] | None, authserv_id: str, from_addr: str) -> SenderCheck:
+    """The verdict of our own server (authserv_id) on the sender of from_addr; `runs` as for
+    trusted_results."""
     ours = _normalise_id(authserv_id)
     from_domain = from_addr.strip().rpartition("@")[2].strip(" >.").lower()
     if not ours:
         return SenderCheck(False, "no authserv-id is configured, so no header is trusted")
     if not from_domain:
         return SenderCheck(False, "the message has no From address")
-    headers = [h for h in parse_authentication_results(headers_value) if h.authserv_id == ours]
+    headers = trusted_results(runs, ours)
     if not headers:
         return SenderCheck(False, f"no Authentication-Results header from {ours}")
     results = [r for h in headers for r in h.results]
@@ -85,9 +100,9 @@ def check_sender(headers_value: str | None, authserv_id: str, from_addr: str) ->
     return SenderCheck(False, f"{ours} reports {found}: no pass aligned with {from_domain}")
 
 
-def sender_verified(headers_value: str | None, authserv_id: str, from_addr: str) -> bool:
+def sender_verified(runs: str | list[str] | None, authserv_id: str, from_addr: str) -> bool:
     """True when our server saw SPF or DKIM pass aligned with the From domain (or dmarc=pass)."""
-    return check_sender(headers_value, authserv_id, from_addr).verified
+    return check_sender(runs, authserv_id, from_addr).verified
 
 
 def aligned(domain: str, from_domain: str) -> bool:

@@ -23,6 +23,7 @@ from webapp.mail.errors import (
     ProtocolError,
     TlsFailed,
     auth_failed,
+    encryption_missing,
     family,
     from_network_error,
     no_credentials,
@@ -46,6 +47,8 @@ class ServerSettings:
     ca_bundle: str | None = None  # extra PEM CAs trusted beside the system CAs
     timeout: float = 20.0
     folder: str = "INBOX"
+    # imap/pop3 without STARTTLS/STLS: log in anyway (the admin's "Allow login without encryption").
+    allow_plaintext_login: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -78,7 +81,7 @@ class CountResult:
     """Messages in the folder, and whether the session ran without TLS."""
 
     count: int
-    plaintext: bool  # True when imap/pop3 fell back to plain text: no STARTTLS/STLS offered
+    plaintext: bool  # True when imap/pop3 logged in unencrypted (allowed for this mailbox)
 
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
@@ -144,6 +147,12 @@ def _check_host(s: ServerSettings) -> None:
         ) from exc
 
 
+def _refuse_unencrypted(s: ServerSettings) -> None:
+    """No encryption was offered: send no password or token unless the admin allowed it."""
+    if not s.allow_plaintext_login:
+        raise encryption_missing(s.where, s.protocol, bool(s.access_token))
+
+
 def _xoauth2_payload(s: ServerSettings) -> str:
     raw = f"user={s.username}\x01auth=Bearer {s.access_token}\x01\x01"
     return base64.b64encode(raw.encode()).decode("ascii")
@@ -153,7 +162,8 @@ def _xoauth2_payload(s: ServerSettings) -> str:
 
 
 def open_imap(s: ServerSettings) -> tuple[IMAPClient, bool]:
-    """A logged-in IMAPClient and whether it runs in plain text (no STARTTLS offered)."""
+    """A logged-in IMAPClient and whether it runs in plain text (no STARTTLS offered, and
+    the mailbox allows that; otherwise EncryptionMissing before any credential is sent)."""
     _check_host(s)
     context = tls_context(s.ca_bundle)
     with classified(s):
@@ -166,6 +176,7 @@ def open_imap(s: ServerSettings) -> tuple[IMAPClient, bool]:
                 if b"STARTTLS" in client.capabilities():
                     client.starttls(context)
                 else:
+                    _refuse_unencrypted(s)
                     plaintext = True
             _imap_login(client, s, plaintext)
         except BaseException:
@@ -221,7 +232,8 @@ def _count_imap(s: ServerSettings) -> CountResult:
 
 
 def open_pop3(s: ServerSettings) -> tuple[poplib.POP3, bool]:
-    """A logged-in POP3 session and whether it runs in plain text (no STLS offered)."""
+    """A logged-in POP3 session and whether it runs in plain text (no STLS offered, and the
+    mailbox allows that; otherwise EncryptionMissing before any credential is sent)."""
     _check_host(s)
     context = tls_context(s.ca_bundle)
     with classified(s):
@@ -237,6 +249,7 @@ def open_pop3(s: ServerSettings) -> tuple[poplib.POP3, bool]:
                     pop.stls(context)
                     capabilities = _pop3_capa(pop)
                 else:
+                    _refuse_unencrypted(s)
                     plaintext = True
             _pop3_login(pop, s, capabilities, plaintext)
         except BaseException:

@@ -100,6 +100,12 @@ class FolderNotFound(MailError):
     kind = "folder_not_found"
 
 
+class EncryptionMissing(MailError):
+    """The server offered no encryption, so no password or token was sent."""
+
+    kind = "encryption_missing"
+
+
 def family(protocol: str) -> str:
     """imap, pop3 or smtp for a protocol name such as imaps or pop3s."""
     for name in PORT_HINTS:
@@ -211,6 +217,27 @@ def plaintext_refused(where: str, protocol: str) -> PlaintextRefused:
     return PlaintextRefused(
         f"The server at {where} refuses passwords over an unencrypted connection.",
         f"Use the TLS protocol and port ({PORT_HINTS[family(protocol)]}).",
+    )
+
+
+_UPGRADE = {"imap": "STARTTLS", "pop3": "STLS", "smtp": "STARTTLS"}
+_TLS_CHOICE = {
+    "imap": "Protocol IMAPS (port 993)",
+    "pop3": "Protocol POP3S (port 995)",
+    "smtp": "SMTP Security SSL/TLS (port 465) or STARTTLS (port 587)",
+}
+
+
+def encryption_missing(where: str, protocol: str, oauth: bool) -> EncryptionMissing:
+    """No STARTTLS/STLS on a plain port and no permission to log in unencrypted."""
+    fam = family(protocol)
+    secret = "access token" if oauth else "password"
+    return EncryptionMissing(
+        f"The server at {where} did not offer encryption ({_UPGRADE[fam]}), so the {secret} "
+        "was not sent.",
+        f"Someone on the network may have removed the offer. Choose {_TLS_CHOICE[fam]}. Only if "
+        "this server has no encryption at all and the network to it is trusted, tick "
+        "“Allow login without encryption” for this mailbox.",
     )
 
 

@@ -58,15 +58,25 @@ class HeaderFields:
     date: datetime | None = None
     headers: dict[str, str] = field(default_factory=dict)
     from_addr_normalized: str = ""
+    # Authentication-Results headers, top down, grouped into runs of adjacent headers (each
+    # run joined with "\n"): mail/authresults.py trusts only the topmost run of our server.
+    auth_results_runs: list[str] = field(default_factory=list)
 
 
 def read_headers(msg: Message, out: HeaderFields, notes: list[str]) -> None:
     """Fill out's header fields from msg; what had to be guessed goes to notes."""
     raw: dict[str, list[str]] = {}
-    has_8bit = False
+    runs: list[list[str]] = []
+    has_8bit, previous = False, ""
     for name, value in msg.raw_items():
-        raw.setdefault(name.lower(), []).append(value)
+        key = name.lower()
+        raw.setdefault(key, []).append(value)
         has_8bit = has_8bit or has_surrogates(value)
+        if key == "authentication-results":
+            if previous != key:
+                runs.append([])
+            runs[-1].append(value)
+        previous = key
     hint = _charset_hint(msg) if has_8bit else None
     out.message_id = _message_id(raw.get("message-id", []))
     out.in_reply_to = _message_ids(raw.get("in-reply-to", []))
@@ -84,6 +94,7 @@ def read_headers(msg: Message, out: HeaderFields, notes: list[str]) -> None:
     for name in HEADERS_OF_INTEREST:
         if name in raw:
             out.headers[name] = "\n".join(decode_header_value(v, hint) for v in raw[name])
+    out.auth_results_runs = ["\n".join(decode_header_value(v, hint) for v in run) for run in runs]
 
 
 def _charset_hint(msg: Message) -> str | None:

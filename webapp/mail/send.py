@@ -25,6 +25,7 @@ from webapp.mail.connect import tls_context
 from webapp.mail.errors import (
     PORT_HINTS,
     AuthFailed,
+    EncryptionMissing,
     HostNotFound,
     MailError,
     MechanismNotOffered,
@@ -80,6 +81,7 @@ class SmtpSettings:
     ca_bundle: str | None = None  # MAIL_CA_BUNDLE: extra PEM CAs beside the system CAs
     timeout: float = 30.0
     local_hostname: str | None = None  # EHLO name; None lets smtplib use this host's FQDN
+    allow_plaintext_login: bool = False  # security "none": log in unencrypted if asked to
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY:
@@ -177,13 +179,22 @@ def _secure_and_login(smtp: smtplib.SMTP, s: SmtpSettings, context: ssl.SSLConte
     if s.security == "starttls":
         if not smtp.has_extn("starttls"):
             raise MechanismNotOffered(
-                f"The server at {s.where} does not offer STARTTLS; mail would go out unencrypted.",
+                f"The server at {s.where} did not offer encryption (STARTTLS), so the password "
+                "was not sent and no mail went out unencrypted.",
                 f"Use SSL if the server has a TLS port ({PORT_HINTS['smtp']}), or check host and port.",
             )
         smtp.starttls(context=context)
         smtp.ehlo_or_helo_if_needed()
     if not smtp.has_extn("auth"):
         return  # nothing to log in to: a relay that accepts us as we are
+    has_secret = bool(s.access_token) or (bool(s.username) and s.password is not None)
+    if s.security == "none" and has_secret and not s.allow_plaintext_login:
+        secret = "access token" if s.access_token else "SMTP password"
+        raise EncryptionMissing(
+            f"SMTP Security is None, so the {secret} was not sent to {s.where} unencrypted.",
+            "Choose STARTTLS or SSL/TLS; or, for a relay on this machine that wants a login, "
+            "tick “Allow login without encryption” for this mailbox.",
+        )
     if s.access_token:
         _xoauth2(smtp, s)
     elif s.username and s.password is not None:

@@ -14,6 +14,7 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, Optional
 from wtforms.widgets import PasswordInput
 
+from webapp.mailboxes.secret_scope import moved, secret_errors
 from webapp.services import validation
 from webapp.services.presets import (
     AFTER_FETCH_LABELS,
@@ -71,6 +72,7 @@ class MailboxForm(FlaskForm):
     protocol = SelectField("Protocol", choices=list(PROTOCOL_LABELS.items()), default="imaps")
     host = StringField("Host")
     port = IntegerField("Port", default=993, validators=[Optional()])
+    allow_plaintext_login = BooleanField("Allow login without encryption", default=False)
     folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
     fetch_interval_minutes = SelectField(
         "Fetch every",
@@ -144,6 +146,7 @@ class MailboxForm(FlaskForm):
         "email_address": "Must be unique across mailboxes.",
         "username": "Defaults to the email address.",
         "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
+        "allow_plaintext_login": "Off: plain IMAP or POP3 logs in only after STARTTLS, and SMTP Security None never logs in; a server that offers no encryption is refused and nothing secret is sent.",
         "folder": "IMAP only: the folder to read, INBOX by default.",
         "fetch_interval_minutes": "How often the server is asked for new mail.",
         "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
@@ -190,7 +193,8 @@ class MailboxForm(FlaskForm):
             "auth_code": "auth_code_enc",
             "smtp_password": "smtp_password_enc",
         }[name]
-        return bool(self.mailbox is not None and getattr(self.mailbox, column, None))
+        saved = bool(self.mailbox is not None and getattr(self.mailbox, column, None))
+        return saved and (name == "auth_code" or not moved(self, name))
 
     # Per-field checks, also used one field at a time by live validation.
     def field_errors(self, name: str) -> list[str]:
@@ -213,6 +217,8 @@ class MailboxForm(FlaskForm):
                 value if value is not None else DEFAULT_PORTS.get(self.protocol.data)
             )
             return [msg] if msg else []
+        if name in ("password", "client_secret", "smtp_password") and secret_errors(self, name):
+            return secret_errors(self, name)
         if name == "password" and not oauth and not value and not self.secret_saved("password"):
             return ["Enter the mailbox password (or an app password)."]
         if oauth and name in ("client_id", "scope") and not (value or "").strip():

@@ -32,6 +32,8 @@ class Mailbox(SQLModel, table=True):
     host: str = Field(default="", max_length=255)
     port: int = 993
     folder: str = Field(default="INBOX", max_length=255)
+    # Plain IMAP/POP3 without STARTTLS (and SMTP Security None): send the login anyway.
+    allow_plaintext_login: bool = False
     client_id: str = Field(default="", max_length=500)
     client_secret_enc: str | None = None
     scope: str = Field(default="", max_length=1000)

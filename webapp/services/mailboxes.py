@@ -19,6 +19,7 @@ PLAIN_FIELDS = (
     "protocol",
     "host",
     "port",
+    "allow_plaintext_login",
     "folder",
     "client_id",
     "scope",
@@ -52,11 +53,15 @@ PLAIN_FIELDS += (  # Connection: how often and what happens on the server after 
     "max_message_bytes",
 )
 SECRET_FIELDS["smtp_password"] = "smtp_password_enc"
+# Where each saved secret is sent: when that setting changes, the secret is dropped and must
+# be entered again, so that a changed host or URL never receives the old one.
+SECRET_SCOPE = {"password": "host", "smtp_password": "smtp_host", "client_secret": "token_url"}
 OAUTH_IDENTITY = ("client_id", "scope", "auth_url", "token_url", "client_secret_enc")
 CONNECTION = (
     "protocol",
     "host",
     "port",
+    "allow_plaintext_login",
     "username",
     "folder",
     "auth_type",
@@ -81,10 +86,29 @@ def default_template_ids(db: Session) -> dict[str, int | None]:
     return found
 
 
+def _place(setting: str, value: str | None) -> str:
+    value = (value or "").strip()
+    return value if setting == "token_url" else value.lower()  # host names ignore case
+
+
+def scope_changed(mailbox: Mailbox | None, secret: str, new_place: str | None) -> bool:
+    """True when `secret` is saved and the host or URL it goes to would now be new_place."""
+    if mailbox is None or mailbox.id is None or not getattr(mailbox, SECRET_FIELDS[secret]):
+        return False
+    setting = SECRET_SCOPE[secret]
+    return _place(setting, getattr(mailbox, setting)) != _place(setting, new_place)
+
+
 def save_mailbox(db: Session, mailbox: Mailbox | None, data: dict) -> Mailbox:
-    """Apply validated form data; a blank secret keeps the saved one."""
+    """Apply validated form data; a blank secret keeps the saved one, unless the host or URL
+    it is sent to changed: then it is dropped."""
     mailbox = mailbox or Mailbox(name="", email_address="", email_key="")
     before = {f: getattr(mailbox, f) for f in OAUTH_IDENTITY + CONNECTION}
+    moved = [
+        secret
+        for secret, setting in SECRET_SCOPE.items()
+        if setting in data and scope_changed(mailbox, secret, data[setting])
+    ]
     for name in PLAIN_FIELDS:
         if name in data:
             setattr(mailbox, name, data[name])
@@ -95,6 +119,8 @@ def save_mailbox(db: Session, mailbox: Mailbox | None, data: dict) -> Mailbox:
         value = data.get(field)
         if value:
             setattr(mailbox, column, crypto.encrypt(value))
+        elif field in moved:
+            setattr(mailbox, column, None)
     if mailbox.id is not None and any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY):
         drop_tokens(mailbox)
     if mailbox.id is None or any(
@@ -112,6 +138,7 @@ def drop_tokens(mailbox: Mailbox) -> None:
     mailbox.access_token_enc = None
     mailbox.refresh_token_enc = None
     mailbox.token_expires_at = None
+    mailbox.oauth_account = None  # whoever authorizes next
 
 
 def count_mailboxes(db: Session) -> int:

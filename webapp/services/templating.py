@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+
+from webapp.services.template_limits import LimitedSandbox, TemplateLimit, render_limited
 
 VARIABLES = {
     "case_number": "The case number, e.g. 123",
@@ -44,7 +45,7 @@ DEFAULTS = [
     },
 ]
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_env = LimitedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 def template_errors(source: str, what: str) -> list[str]:
@@ -63,15 +64,18 @@ def template_errors(source: str, what: str) -> list[str]:
             )
     if not errors:
         try:
-            _env.from_string(source).render(SAMPLE)
+            render(source, SAMPLE)
+        except TemplateLimit as exc:
+            errors.append(f"{what}: the template is refused because {exc}.")
         except Exception as exc:  # a sandbox violation or a runtime error in the template
             errors.append(f"{what}: the template does not render: {exc}.")
     return errors
 
 
 def render(source: str, context: dict) -> str:
+    """The template's text; TemplateLimit when it would be too large or render too long."""
     values = {k: _header_safe(v) if k != "message" else v for k, v in context.items()}
-    return _env.from_string(source).render(values)
+    return render_limited(_env, source, values)
 
 
 def _header_safe(value):

@@ -37,6 +37,7 @@ def server_settings(
         access_token=(access_token or crypto.decrypt(mailbox.access_token_enc)) if oauth else None,
         ca_bundle=ca_bundle,
         folder=mailbox.folder or "INBOX",
+        allow_plaintext_login=mailbox.allow_plaintext_login,
     )
 
 

@@ -38,9 +38,7 @@ def confirmation_link(held_id: int, settings=None) -> str:
 def send_challenge(db: Session, mailbox: Mailbox, held: HeldMessage, parsed: ParsedMessage) -> str:
     """Queue the confirmation mail for a held message when it is safe; the decision in words."""
     now = utcnow()
-    check = check_sender(
-        parsed.headers.get("authentication-results"), mailbox.authserv_id, parsed.from_addr
-    )
+    check = check_sender(parsed.auth_results_runs, mailbox.authserv_id, parsed.from_addr)
     decision = should_challenge(
         enabled=mailbox.confirm_unknown_senders,
         held=held.state == held_states.HELD,

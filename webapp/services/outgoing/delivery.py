@@ -116,10 +116,12 @@ def smtp_settings(
     login = mailbox.smtp_username or mailbox.username or mailbox.email_address
     if mailbox.auth_type == "oauth":
         return SmtpSettings(host, mailbox.smtp_port, mailbox.smtp_security, username=login,
-                            access_token=access_token, ca_bundle=ca_bundle)  # fmt: skip
+                            access_token=access_token, ca_bundle=ca_bundle,
+                            allow_plaintext_login=mailbox.allow_plaintext_login)  # fmt: skip
     password = crypto.decrypt(mailbox.smtp_password_enc) or crypto.decrypt(mailbox.password_enc)
     return SmtpSettings(host, mailbox.smtp_port, mailbox.smtp_security, username=login,
-                        password=password, ca_bundle=ca_bundle)  # fmt: skip
+                        password=password, ca_bundle=ca_bundle,
+                        allow_plaintext_login=mailbox.allow_plaintext_login)  # fmt: skip
 
 
 def _send(db: Session, mailbox: Mailbox, row: OutboxMessage, ca_bundle: str | None) -> SendResult:
