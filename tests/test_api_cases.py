@@ -17,7 +17,7 @@ from tests.helpers.rows import bulk_cases
 from tests.helpers.web import change_status, csrf_from, fetch_now
 from webapp.db import get_engine, new_session
 from webapp.models import Mailbox
-from webapp.services import users
+from webapp.services.access import users
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from tests.helpers.web import (
 )
 from webapp.db import new_session, utcnow
 from webapp.models import AuditEvent, Mailbox
-from webapp.services import audit, oauth
+from webapp.services import oauth
+from webapp.services.access import audit
 
 
 def _events(env: dict, action: str | None = None) -> list[AuditEvent]:

@@ -11,7 +11,7 @@ from tests.helpers.rows import bulk_cases
 from tests.helpers.web import csrf_from, fetch_now
 from webapp.db import new_session
 from webapp.models import Mailbox
-from webapp.services import users
+from webapp.services.access import users
 
 
 def _case_ids(page: str) -> list[str]:

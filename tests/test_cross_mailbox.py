@@ -16,7 +16,7 @@ from tests.helpers.rows import all_cases, held_of, messages_of, raws
 from tests.helpers.web import ADMIN_EMAIL, case_page, change_status, comment, csrf_from
 from webapp.db import new_session
 from webapp.models import MessageMailbox
-from webapp.services import users
+from webapp.services.access import users
 
 
 @pytest.fixture

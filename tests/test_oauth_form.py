@@ -14,7 +14,7 @@ from tests.helpers.rows import mailbox_of
 from tests.helpers.web import csrf_from, mailbox_data
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox, OAuthAuthorization
-from webapp.services import users
+from webapp.services.access import users
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi %d\r\n\r\nbody\r\n"
 NO_AUTHORIZATION = "No authorization of this mailbox that you started is waiting for a code"

@@ -35,7 +35,7 @@ from webapp.config import PROJECT_ROOT
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox, OutboxMessage
 from webapp.queue import get_queue
-from webapp.services import users
+from webapp.services.access import users
 from webapp.services.outgoing import delivery, outbox
 from worker.jobs import dispatch_outbox
 

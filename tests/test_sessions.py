@@ -12,7 +12,7 @@ from sqlmodel import select
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, api_token, csrf_from, get_csrf
 from webapp.db import new_session
 from webapp.models import User, UserSession
-from webapp.services import sessions
+from webapp.services.access import sessions
 
 NEW_PASSWORD = "a brand new passphrase"
 

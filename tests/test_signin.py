@@ -13,7 +13,7 @@ from sqlmodel import select
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, get_csrf
 from webapp.db import new_session
 from webapp.models import SigninThrottle, User
-from webapp.services import signin
+from webapp.services.access import signin
 
 ATTACKER = "203.0.113.66"
 ADMIN_DESK = "198.51.100.7"

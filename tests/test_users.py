@@ -25,7 +25,7 @@ from tests.helpers.team import (
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, case_page, comment
 from webapp.db import new_session
 from webapp.models import User
-from webapp.services import users
+from webapp.services.access import users
 
 
 def test_the_users_page_lists_the_team_and_offers_the_add_form(admin):

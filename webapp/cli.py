@@ -9,7 +9,8 @@ from flask import Flask, current_app
 from webapp import crypto
 from webapp.db import new_session
 from webapp.models.user import ADMIN, ROLES
-from webapp.services import keys, users
+from webapp.services import keys
+from webapp.services.access import users
 
 
 def _db():

@@ -6,7 +6,7 @@ from flask import Blueprint, flash, g, redirect, render_template, session, url_f
 
 from webapp.account.forms import PasswordChangeForm
 from webapp.auth import signed_in
-from webapp.services import audit, sessions, signin
+from webapp.services.access import audit, sessions, signin
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

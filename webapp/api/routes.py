@@ -9,9 +9,10 @@ from flask import Blueprint, g, jsonify, request
 from sqlmodel import func, select
 
 from webapp.models import Case, CaseEvent, Contact, Mailbox, Message
-from webapp.services import audit as audit_service
-from webapp.services import case_queries, case_status, users
+from webapp.services import case_queries, case_status
 from webapp.services import mailboxes as mailbox_service
+from webapp.services.access import audit as audit_service
+from webapp.services.access import users
 from webapp.services.outgoing import outbox as outbox_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

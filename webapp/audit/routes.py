@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, render_template, request
 
-from webapp.services import audit
+from webapp.services.access import audit
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 

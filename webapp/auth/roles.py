@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask, g, render_template, request, url_for
 
 from webapp.models import User
-from webapp.services import users
+from webapp.services.access import users
 
 # A blueprint, or one endpoint of a blueprint that is otherwise open -> what only an admin may do.
 ADMIN_ONLY = {

@@ -8,7 +8,7 @@ from webapp.auth import signed_in, trail
 from webapp.auth.forms import FirstAdminForm, LoginForm
 from webapp.auth.roles import home_for
 from webapp.db import utcnow
-from webapp.services import signin, users
+from webapp.services.access import signin, users
 from webapp.urls import local_path
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")

@@ -7,7 +7,7 @@ from datetime import timedelta
 from flask import current_app, g, request, session
 
 from webapp.models import User
-from webapp.services import sessions
+from webapp.services.access import sessions
 
 COOKIE_KEY = "sid"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, request
 
 from webapp.models import User
-from webapp.services import audit
+from webapp.services.access import audit
 
 
 def client_address() -> str:

@@ -25,8 +25,9 @@ from webapp.mailboxes.forms import MailboxForm
 from webapp.models import EmailTemplate, Mailbox, RawMessage
 from webapp.models import message as message_states
 from webapp.oauth.nonces import remember_nonce, session_nonces
-from webapp.services import audit, oauth, pasted_code
 from webapp.services import mailboxes as mailbox_service
+from webapp.services import oauth, pasted_code
+from webapp.services.access import audit
 from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows

@@ -22,7 +22,7 @@ from webapp.auth.roles import home_for
 from webapp.auth.trail import actor, client_address
 from webapp.models import ApiToken
 from webapp.queue import get_redis
-from webapp.services import users
+from webapp.services.access import users
 
 bp = Blueprint("main", __name__)
 log = logging.getLogger(__name__)

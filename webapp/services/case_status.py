@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.models import Case, CaseEvent
 from webapp.models.case import CLOSED, CLOSED_EVENT, OPEN, REOPENED_EVENT
-from webapp.services import audit
+from webapp.services.access import audit
 
 # CaseEvent.via: how the change was made
 CASE_PAGE = "case page"

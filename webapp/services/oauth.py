@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from webapp import crypto
 from webapp.db import utcnow
 from webapp.models import Mailbox, OAuthAuthorization
-from webapp.services import audit
+from webapp.services.access import audit
 
 log = logging.getLogger(__name__)
 

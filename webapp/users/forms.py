@@ -3,7 +3,7 @@ from wtforms import EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
 from webapp.models.user import AGENT, ROLES
-from webapp.services.users import MIN_PASSWORD
+from webapp.services.access.users import MIN_PASSWORD
 
 
 class NewUserForm(FlaskForm):

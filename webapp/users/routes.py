@@ -8,7 +8,7 @@ from webapp.auth.roles import home_for
 from webapp.auth.trail import actor, client_address
 from webapp.models import User
 from webapp.models.user import ROLES
-from webapp.services import users
+from webapp.services.access import users
 from webapp.users.forms import NewUserForm
 
 bp = Blueprint("users", __name__, url_prefix="/users")

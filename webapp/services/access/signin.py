@@ -27,7 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.db import insert_ignore, utcnow
 from webapp.models import SigninThrottle, User
-from webapp.services import audit
+from webapp.services.access import audit
 
 FREE_BY_ADDRESS = 10
 FREE_BY_ACCOUNT_AND_ADDRESS = 3

@@ -1,5 +1,5 @@
 """The team's accounts: creation, roles, deactivation, and the API tokens admins issue.
-Sign-in, throttling and password checks are in services/signin.py."""
+Sign-in, throttling and password checks are in services/access/signin.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 from webapp.db import insert_ignore, utcnow
 from webapp.models import ApiToken, InstallStep, User
 from webapp.models.user import ADMIN, ROLES
-from webapp.services import audit, sessions
+from webapp.services.access import audit, sessions
 
 MIN_PASSWORD = 10
 
