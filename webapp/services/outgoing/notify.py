@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -86,12 +86,13 @@ def parse_cc(text: str) -> list[str]:
     """The addresses typed in a Cc field (commas between them), each once; CommentError names
     the first one that is not an address."""
     out: list[str] = []
-    for name, address in getaddresses([(text or "").replace(";", ",")]):
-        if not address and not name:
+    for piece in re.split(r"[,;\n]", text or ""):
+        address = parseaddr(piece.strip())[1]
+        if not piece.strip():
             continue
         if not _ADDRESS.match(address or ""):
             raise CommentError(
-                f"“{(address or name)[:80]}” is not an email address: "
+                f"“{piece.strip()[:80]}” is not an email address: "
                 "write addresses such as ada@example.org, with commas between them."
             )
         if email_key(address) not in {email_key(a) for a in out}:
