@@ -257,7 +257,7 @@ def test_the_list_shows_the_last_message_and_sorts_by_any_column(
 
     page = admin.get("/cases/").get_data(as_text=True)
     row = re.search(rf'<tr id="case-{first.id}">.*?</tr>', page, re.S).group(0)
-    preview = re.search(r'<span class="preview">(.*?)</span>', row, re.S).group(1)
+    preview = re.search(r'<span class="case-preview">(.*?)</span>', row, re.S).group(1)
     assert preview.startswith("The printer is on fire.")
     assert preview.endswith("…")
     assert len(preview) <= 120
