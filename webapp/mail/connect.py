@@ -208,7 +208,7 @@ def _count_imap(s: ServerSettings) -> CountResult:
             except imaplib.IMAP4.error as exc:
                 raise FolderNotFound(
                     f"The folder {s.folder} does not exist on {s.where}.",
-                    "Check the Folder field: INBOX is the usual one; other names are case-sensitive.",
+                    "Check the Folders field: INBOX is the usual one; other names are case-sensitive.",
                 ) from exc
         except BaseException:
             _drop_imap(client)
