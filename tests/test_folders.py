@@ -10,7 +10,7 @@ from sqlmodel import select
 from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import cases_by_subject, mailbox, mailbox_of, raw_by_subject, runs
-from tests.helpers.web import api_token, csrf_from, mailbox_data
+from tests.helpers.web import api_token, csrf_from, mailbox_data, on_dovecot, save_new_mailbox
 from webapp.db import new_session
 from webapp.models import FetchCursor
 from webapp.services.fetching.verify import run_verification
@@ -87,16 +87,7 @@ def test_a_folder_added_later_brings_its_old_mail_as_backlog(app_env, dovecot, m
 
 
 def _save(admin, dovecot, user, **overrides) -> int:
-    fields = {
-        "email_address": user.email,
-        "password": user.password,
-        "host": "127.0.0.1",
-        "port": str(dovecot.imaps_port),
-        **overrides,
-    }
-    resp = admin.post("/mailboxes/new", data=mailbox_data(admin, **fields))
-    assert resp.status_code == 302, resp.get_data(as_text=True)
-    return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
+    return save_new_mailbox(admin, **on_dovecot(dovecot, user, **overrides))
 
 
 def _checkbox(page: str, name: str) -> str:
@@ -167,12 +158,12 @@ def test_htmx_gets_the_setup_block_back_after_a_tick(admin, dovecot, mail_user, 
 
 
 def test_blank_folders_mean_inbox(admin, app):
-    box = _save_plain(admin, folders="  \n")
+    box = save_new_mailbox(admin, folders="  \n")
     assert mailbox_of(app, box).folders == "INBOX"
 
 
 def test_repeated_folders_are_kept_once(admin, app):
-    box = _save_plain(admin, folders="Support\ninbox\nSupport\n INBOX \nSales")
+    box = save_new_mailbox(admin, folders="Support\ninbox\nSupport\n INBOX \nSales")
     assert mailbox_of(app, box).folder_list == ["Support", "INBOX", "Sales"]
 
 
@@ -186,30 +177,24 @@ def test_moving_into_a_folder_that_is_read_is_refused_beside_move_to(admin):
 
 
 def test_the_form_keeps_the_folders_one_per_line(admin):
-    box = _save_plain(admin, folders="INBOX\nSupport")
+    box = save_new_mailbox(admin, folders="INBOX\nSupport")
     page = admin.get(f"/mailboxes/{box}/edit").get_data(as_text=True)
     assert re.search(r'<textarea[^>]*name="folders"[^>]*>\s*INBOX\r?\nSupport</textarea>', page)
 
 
 def test_the_mailbox_page_names_the_folders(admin):
-    box = _save_plain(admin, folders="INBOX\nSupport")
+    box = save_new_mailbox(admin, folders="INBOX\nSupport")
     page = admin.get(f"/mailboxes/{box}").get_data(as_text=True)
     assert '<dd class="folders">INBOX, Support</dd>' in page
 
 
 def test_the_api_lists_the_folders(admin, client):
-    _save_plain(admin, folders="INBOX\nSupport")
+    save_new_mailbox(admin, folders="INBOX\nSupport")
     token = api_token(admin)
     items = client.get(
         "/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}
     ).get_json()["items"]
     assert items[0]["folders"] == ["INBOX", "Support"]
-
-
-def _save_plain(admin, **overrides) -> int:
-    resp = admin.post("/mailboxes/new", data=mailbox_data(admin, **overrides))
-    assert resp.status_code == 302, resp.get_data(as_text=True)
-    return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
 
 
 def test_a_check_counts_only_the_chosen_folders_and_lists_all(app_env, dovecot, mail_user):

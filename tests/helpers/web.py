@@ -70,6 +70,24 @@ def mailbox_data(client, **overrides) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
+def save_new_mailbox(admin, **overrides) -> int:
+    """Post New Mailbox; the id of the mailbox saved (the redirect to its Mailbox Setup)."""
+    resp = admin.post("/mailboxes/new", data=mailbox_data(admin, **overrides))
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
+
+
+def on_dovecot(dovecot, user, **overrides) -> dict:
+    """Form fields for a mailbox of this test Dovecot user (IMAPS unless overridden)."""
+    return {
+        "email_address": user.email,
+        "password": user.password,
+        "host": "127.0.0.1",
+        "port": str(dovecot.imaps_port),
+        **overrides,
+    }
+
+
 def fetch_now(admin, box: int, run_worker) -> None:
     """Press Fetch now on the mailbox page, then let the real RQ worker run the job."""
     token = csrf_from(admin.get(f"/mailboxes/{box}").get_data(as_text=True))
