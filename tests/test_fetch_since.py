@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from tests.helpers.mailboxes import append, fetch, make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import cases_by_subject, mailbox_of, raw_by_subject, runs
-from tests.helpers.web import api_token, mailbox_data, on_dovecot, save_new_mailbox
+from tests.helpers.web import api_mailbox_items, mailbox_data, on_dovecot, save_new_mailbox
 
 SINCE = date(2026, 3, 1)
 BEFORE = datetime(2026, 2, 20, 10, 0, tzinfo=UTC)
@@ -146,17 +146,11 @@ def test_the_mailbox_page_shows_the_date(admin):
 
 def test_the_api_gives_the_date(admin, client):
     save_new_mailbox(admin, fetch_since="2026-03-01")
-    token = api_token(admin)
-    items = client.get(
-        "/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}
-    ).get_json()["items"]
+    items = api_mailbox_items(admin, client)
     assert items[0]["fetch_since"] == "2026-03-01"
 
 
 def test_the_api_gives_null_without_a_date(admin, client):
     save_new_mailbox(admin)
-    token = api_token(admin)
-    items = client.get(
-        "/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}
-    ).get_json()["items"]
+    items = api_mailbox_items(admin, client)
     assert items[0]["fetch_since"] is None

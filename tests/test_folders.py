@@ -10,7 +10,13 @@ from sqlmodel import select
 from tests.helpers.mailboxes import fetch, make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import cases_by_subject, mailbox, mailbox_of, raw_by_subject, runs
-from tests.helpers.web import api_token, csrf_from, mailbox_data, on_dovecot, save_new_mailbox
+from tests.helpers.web import (
+    api_mailbox_items,
+    csrf_from,
+    mailbox_data,
+    on_dovecot,
+    save_new_mailbox,
+)
 from webapp.db import new_session
 from webapp.models import FetchCursor
 from webapp.services.fetching.verify import run_verification
@@ -190,10 +196,7 @@ def test_the_mailbox_page_names_the_folders(admin):
 
 def test_the_api_lists_the_folders(admin, client):
     save_new_mailbox(admin, folders="INBOX\nSupport")
-    token = api_token(admin)
-    items = client.get(
-        "/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}
-    ).get_json()["items"]
+    items = api_mailbox_items(admin, client)
     assert items[0]["folders"] == ["INBOX", "Support"]
 
 

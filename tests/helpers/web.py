@@ -77,6 +77,13 @@ def save_new_mailbox(admin, **overrides) -> int:
     return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
 
 
+def api_mailbox_items(admin, client) -> list[dict]:
+    """GET /api/v1/mailboxes with a token made on the Tokens page."""
+    token = api_token(admin)
+    resp = client.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
+    return resp.get_json()["items"]
+
+
 def on_dovecot(dovecot, user, **overrides) -> dict:
     """Form fields for a mailbox of this test Dovecot user (IMAPS unless overridden)."""
     return {
