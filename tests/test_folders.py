@@ -210,3 +210,18 @@ def test_a_check_counts_only_the_chosen_folders_and_lists_all(app_env, dovecot, 
     checked = mailbox(app_env, box)
     assert checked.message_count == 1
     assert {"name": "INBOX", "messages": 2} in checked.server_folders
+
+
+def test_the_move_to_folder_cannot_be_ticked_as_a_read_folder(
+    admin, app, dovecot, mail_user, run_worker
+):
+    mail_user.deliver(email("Already filed"), folder="Done")
+    box = _save(admin, dovecot, mail_user, after_fetch="move", move_to_folder="Done")
+    run_worker()
+    token = csrf_from(admin.get(f"/mailboxes/{box}/setup").get_data(as_text=True))
+    resp = admin.post(
+        f"/mailboxes/{box}/folders", data={"csrf_token": token, "folders": ["INBOX", "Done"]}
+    )
+    page = admin.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Done is where fetched messages are moved to" in page
+    assert mailbox_of(app, box).folder_list == ["INBOX"]

@@ -244,8 +244,12 @@ def choose_folders(mailbox_id: int):
     names = [name for name in request.form.getlist("folders") if name.strip()]
     if not names:
         flash("Tick at least one folder to read: the folders were left as they were.", "error")
-    elif mailbox_service.choose_folders(g.db, mailbox, names):
-        _start_verification(mailbox)
+    else:
+        try:
+            if mailbox_service.choose_folders(g.db, mailbox, names):
+                _start_verification(mailbox)
+        except ValueError as exc:
+            flash(f"{exc} The folders were left as they were.", "error")
     if htmx:
         return _setup_page(mailbox)
     return redirect(url_for(".setup", mailbox_id=mailbox_id))

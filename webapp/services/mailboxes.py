@@ -124,8 +124,16 @@ def count_mailboxes(db: Session) -> int:
 def choose_folders(db: Session, mailbox: Mailbox, names: list[str]) -> bool:
     """Mailbox Setup's checkboxes: the folders read from now on; True when they changed.
 
-    Like the form, a change must be checked again (and Continue pressed) before fetching."""
-    folders = "\n".join(folder_names("\n".join(names)))
+    Like the form, a change must be checked again (and Continue pressed) before fetching.
+    ValueError (its message fit to show) when the Move to folder target is among them."""
+    chosen = folder_names("\n".join(names))
+    target = mailbox.move_to_folder if mailbox.after_fetch == "move" else ""
+    if target and any(name.upper() == target.upper() for name in chosen):
+        raise ValueError(
+            f"{target} is where fetched messages are moved to (After fetching), so it cannot be "
+            "read too: untick it, or choose another Move to folder in the form."
+        )
+    folders = "\n".join(chosen)
     if folders == mailbox.folders:
         return False
     mailbox.folders = folders
