@@ -20,6 +20,7 @@ from tests.helpers.web import (
 from webapp.db import new_session
 from webapp.models import FetchCursor
 from webapp.services.fetching.verify import run_verification
+from webapp.services.ingest.rows import reprocess
 
 
 def _cursors(env, box) -> dict[str, int]:
@@ -225,3 +226,18 @@ def test_the_move_to_folder_cannot_be_ticked_as_a_read_folder(
     page = admin.get(resp.headers["Location"]).get_data(as_text=True)
     assert "Done is where fetched messages are moved to" in page
     assert mailbox_of(app, box).folder_list == ["INBOX"]
+
+
+def test_a_too_large_message_in_the_second_folder_is_downloaded_after_reprocess(
+    app_env, dovecot, mail_user
+):
+    mail_user.deliver(email("Big support mail", body="b" * 400_000 + "\n"), folder="Support")
+    box = make_mailbox(
+        app_env, dovecot, mail_user, folders="INBOX\nSupport", max_message_bytes=350_000
+    )
+    fetch(app_env, box)
+    with new_session(app_env["DATABASE_URL"]) as db:
+        assert reprocess(db, raw_by_subject(app_env, "Big support mail").id) == "refetch"
+    update_mailbox(app_env, box, max_message_bytes=1_000_000)
+    fetch(app_env, box)
+    assert "Big support mail" in cases_by_subject(app_env)

@@ -20,9 +20,9 @@ from imapclient import IMAPClient
 
 from webapp.mail.connect import (
     ServerSettings,
-    _drop_imap,
-    _drop_pop3,
     classified,
+    drop_imap,
+    drop_pop3,
     open_imap,
     open_pop3,
 )
@@ -97,7 +97,7 @@ def _survey_imap(s: ServerSettings, chosen: list[str], since: date | None) -> Su
                     since_total += _count_since(client, found.name, since)
             result.importable = since_total if since is not None else None
         except BaseException:
-            _drop_imap(client)
+            drop_imap(client)
             raise
         client.logout()
     return result
@@ -135,7 +135,7 @@ def _survey_pop3(s: ServerSettings, since: date | None) -> Survey:
                     not sent_before(_top(pop, number), since) for number in range(1, count + 1)
                 )
         except BaseException:
-            _drop_pop3(pop)
+            drop_pop3(pop)
             raise
         pop.quit()
     return Survey(count=count, plaintext=plaintext, importable=importable)

@@ -13,16 +13,21 @@ import logging
 import os
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from webapp import crypto
 from webapp.db import new_session
 from webapp.mail.errors import FolderNotFound, MailError
 from webapp.mail.folders import sent_before, since_text
 from webapp.mail.sync import BATCH_SIZE, Fetched, ImapFolder, Pop3Box
-from webapp.models import Mailbox, RawMessage
+from webapp.models import Mailbox
 from webapp.services import oauth
 from webapp.services.fetching import leases, store
+from webapp.services.fetching.after_fetch import (
+    forget_unread_folders,
+    pending_server_actions,
+    server_actions,
+)
 from webapp.services.fetching.leases import LeaseKeeper, LeaseLost
 from webapp.services.fetching.refetch import refetch_imap, refetch_pop3
 from webapp.services.fetching.run import Progress, RunContext, close_run, finish, start_run
@@ -143,7 +148,7 @@ def _fetch_imap(ctx: RunContext, settings) -> bool:
     box = ImapFolder(settings, None, writable=mailbox.after_fetch != "leave")
     missing: list[FolderNotFound] = []
     more = False
-    _forget_unread_folders(ctx)
+    forget_unread_folders(ctx)
     try:
         for folder in mailbox.folder_list:
             try:
@@ -181,7 +186,7 @@ def _fetch_folder(ctx: RunContext, box: ImapFolder, folder: str) -> bool:
             "known messages were skipped."
         )
     refetch_imap(db, mailbox, ctx.holder, box, folder)
-    _pending_server_actions(ctx, box, folder, uidvalidity)
+    pending_server_actions(ctx, box, folder, uidvalidity)
     if box.has_new(cursor.last_uid):
         uids = box.uids_after(cursor.last_uid, mailbox.fetch_since)
         ctx.add_total(len(uids))
@@ -216,72 +221,12 @@ def _store_uids(
             backlog=backlog,
             listed=len(chunk),
         )
-        _server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
+        server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
         ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
         ctx.ahead.forget()
         if ctx.after_batch():
             return True
     return False
-
-
-def _server_actions(
-    ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int, uids: list[int]
-) -> None:
-    """After commit only: mark read, move or delete on the server, then clear the pending flag."""
-    mailbox = ctx.mailbox
-    action = mailbox.after_fetch
-    if not uids or action == "leave":
-        return
-    if action == "delete":
-        box.delete(uids)
-    elif action == "move":
-        box.move(uids, mailbox.move_to_folder)
-    else:
-        box.mark_seen(uids)
-    ctx.db.exec(
-        update(RawMessage)
-        .where(
-            col(RawMessage.mailbox_id) == mailbox.id,
-            col(RawMessage.folder) == folder,
-            col(RawMessage.uidvalidity) == uidvalidity,
-            col(RawMessage.uid).in_(uids),
-        )
-        .values(server_pending=False)
-    )
-    ctx.db.commit()
-
-
-def _pending_server_actions(
-    ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int
-) -> None:
-    """Finish mark-read / move / delete of messages committed before a crash (harmless if done)."""
-    db, mailbox = ctx.db, ctx.mailbox
-    where = [
-        col(RawMessage.mailbox_id) == mailbox.id,
-        col(RawMessage.server_pending).is_(True),
-        col(RawMessage.folder) == folder,
-    ]
-    rows = db.exec(select(RawMessage.uid, RawMessage.uidvalidity).where(*where)).all()
-    current = [uid for uid, uv in rows if uv == uidvalidity and uid is not None]
-    if current and mailbox.after_fetch != "leave":
-        _server_actions(ctx, box, folder, uidvalidity, current)
-    if rows:  # old UIDVALIDITY or option turned off: nothing left to do there
-        db.exec(update(RawMessage).where(*where).values(server_pending=False))
-        db.commit()
-
-
-def _forget_unread_folders(ctx: RunContext) -> None:
-    """Pending server actions in folders no longer read are dropped: they are not selected."""
-    ctx.db.exec(
-        update(RawMessage)
-        .where(
-            col(RawMessage.mailbox_id) == ctx.mailbox_id,
-            col(RawMessage.server_pending).is_(True),
-            col(RawMessage.folder).not_in(ctx.mailbox.folder_list),
-        )
-        .values(server_pending=False)
-    )
-    ctx.db.commit()
 
 
 def _fetch_pop3(ctx: RunContext, settings) -> bool:
