@@ -154,3 +154,16 @@ def test_the_api_gives_null_without_a_date(admin, client):
     save_new_mailbox(admin)
     items = api_mailbox_items(admin, client)
     assert items[0]["fetch_since"] is None
+
+
+def test_setup_of_a_large_pop3_mailbox_says_the_date_header_decides(
+    admin, dovecot, mail_user, run_worker, monkeypatch
+):
+    monkeypatch.setattr("webapp.mail.folders.POP3_PEEK_LIMIT", 1)  # as if it held thousands
+    mail_user.deliver(email("Old pop question", date=BEFORE))
+    mail_user.deliver(email("New pop question", date=AFTER))
+    box = _save(admin, dovecot, mail_user, protocol="pop3s", port=str(dovecot.pop3s_port))
+    run_worker()
+    page = admin.get(f"/mailboxes/{box}/setup").get_data(as_text=True)
+    assert "2 messages in this mailbox" in page
+    assert "each message is judged by its Date header when it is fetched" in page
