@@ -103,13 +103,17 @@ def test_setup_says_how_many_imap_messages_will_be_imported(
     assert "received since 1 March 2026" in page
 
 
-def test_setup_says_how_many_pop3_messages_will_be_imported(admin, dovecot, mail_user, run_worker):
-    mail_user.deliver(email("Old pop question", date=BEFORE))
-    mail_user.deliver(email("New pop question", date=AFTER))
-    mail_user.deliver(email("Newer pop question", date=AFTER))
-    box = _save(admin, dovecot, mail_user, protocol="pop3s", port=str(dovecot.pop3s_port))
+def _pop3_setup_page(admin, dovecot, user, run_worker, dates: list[datetime]) -> str:
+    """Mailbox Setup of a POP3 mailbox holding messages with these Date headers."""
+    for i, sent in enumerate(dates):
+        user.deliver(email(f"Pop question {i}", date=sent))
+    box = _save(admin, dovecot, user, protocol="pop3s", port=str(dovecot.pop3s_port))
     run_worker()
-    page = admin.get(f"/mailboxes/{box}/setup").get_data(as_text=True)
+    return admin.get(f"/mailboxes/{box}/setup").get_data(as_text=True)
+
+
+def test_setup_says_how_many_pop3_messages_will_be_imported(admin, dovecot, mail_user, run_worker):
+    page = _pop3_setup_page(admin, dovecot, mail_user, run_worker, [BEFORE, AFTER, AFTER])
     assert "2 of 3 messages will be imported" in page
     assert "by their Date header" in page
 
@@ -160,10 +164,6 @@ def test_setup_of_a_large_pop3_mailbox_says_the_date_header_decides(
     admin, dovecot, mail_user, run_worker, monkeypatch
 ):
     monkeypatch.setattr("webapp.mail.folders.POP3_PEEK_LIMIT", 1)  # as if it held thousands
-    mail_user.deliver(email("Old pop question", date=BEFORE))
-    mail_user.deliver(email("New pop question", date=AFTER))
-    box = _save(admin, dovecot, mail_user, protocol="pop3s", port=str(dovecot.pop3s_port))
-    run_worker()
-    page = admin.get(f"/mailboxes/{box}/setup").get_data(as_text=True)
+    page = _pop3_setup_page(admin, dovecot, mail_user, run_worker, [BEFORE, AFTER])
     assert "2 messages in this mailbox" in page
     assert "each message is judged by its Date header when it is fetched" in page

@@ -260,7 +260,6 @@ class MailboxForm(FlaskForm):
         if name == "folders":
             msg = validation.folders_error(value or "")
             return [msg] if msg else []
-
         return []
 
     def fetch_option_errors(self, name: str) -> list[str]:

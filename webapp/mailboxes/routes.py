@@ -242,14 +242,14 @@ def choose_folders(mailbox_id: int):
     """Mailbox Setup's folder checkboxes: the ticked ones become Folders, then counted again."""
     mailbox = _get(mailbox_id)
     names = [name for name in request.form.getlist("folders") if name.strip()]
-    if not names:
-        flash("Tick at least one folder to read: the folders were left as they were.", "error")
-    else:
-        try:
-            if mailbox_service.choose_folders(g.db, mailbox, names):
-                _start_verification(mailbox)
-        except ValueError as exc:
-            flash(f"{exc} The folders were left as they were.", "error")
+    try:
+        if not names:
+            raise ValueError("Tick at least one folder to read.")
+        if mailbox_service.choose_folders(g.db, mailbox, names):
+            _start_verification(mailbox)
+    except ValueError as exc:
+        flash(f"{exc} The folders were left as they were.", "error")
+        return _to(url_for(".setup", mailbox_id=mailbox_id))  # the whole page, with the message
     if htmx:
         return _setup_page(mailbox)
     return redirect(url_for(".setup", mailbox_id=mailbox_id))
