@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask import Flask
+
+from webapp.mail.folders import since_text
 
 
 def utc(value: datetime | None, empty: str = "—") -> str:
@@ -85,6 +87,14 @@ def file_kind(attachment) -> str:
     return f"{kind}, {file_size(attachment.size)}"
 
 
+def day(value: date | None, empty: str = "—") -> str:
+    """A day as "1 March 2026"."""
+    if value is None:
+        return empty
+    return since_text(value)
+
+
 def register_filters(app: Flask) -> None:
     app.add_template_filter(utc, "utc")
     app.add_template_filter(file_kind, "file_kind")
+    app.add_template_filter(day, "day")
