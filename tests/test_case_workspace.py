@@ -293,3 +293,13 @@ def test_contacts_sort_naturally(admin, app_env):
     page = admin.get("/contacts/").get_data(as_text=True)
     order = re.findall(r"Customer (\d+)", page)
     assert order == ["1", "2", "10"]
+
+
+def test_a_filter_changed_with_htmx_answers_with_the_list_alone(admin, case):
+    headers = {"HX-Request": "true", "HX-Target": "case-list"}
+    body = admin.get("/cases/?status=closed&assignee=none", headers=headers).get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="case-list">')
+    assert "<html" not in body
+    assert "No case with these filters." in body
+    shown = admin.get("/cases/?status=open", headers=headers).get_data(as_text=True)
+    assert f'<tr id="case-{case.id}">' in shown

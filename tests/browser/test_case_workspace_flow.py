@@ -4,6 +4,7 @@ the HTML version in a frame that grows to its content (fixed height without Java
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -113,6 +114,26 @@ def test_reply_and_internal_note_with_javascript(
         f"Assigned to admin by {ADMIN_EMAIL}"
     )
     assert window_marker(page) == "case", "the page was reloaded instead of swapped"
+
+    # the case list filters as a choice changes, in place
+    page.locator("p.crumbs").get_by_role("link", name="Cases").click()
+    page.wait_for_function("() => window.htmx !== undefined && document.readyState === 'complete'")
+    set_window_marker(page, "list")
+    expect(page.get_by_role("button", name="Filter")).to_be_hidden()
+    swapped(
+        page, "#case-list", lambda: page.get_by_label("Status", exact=True).select_option("closed")
+    )
+    expect(page).to_have_url(re.compile(r"status=closed"))
+    expect(page.get_by_role("link", name="Printer report")).to_have_count(0)
+    swapped(
+        page, "#case-list", lambda: page.get_by_label("Status", exact=True).select_option("pending")
+    )
+    swapped(
+        page, "#case-list", lambda: page.get_by_label("Assignee", exact=True).select_option("me")
+    )
+    expect(page).to_have_url(re.compile(r"status=pending&assignee=me"))
+    expect(page.locator("#case-list .case-preview")).to_have_text(f"Reply: {reply}")
+    assert window_marker(page) == "list", "the list was reloaded instead of swapped"
     assert_clean(page_problems)
 
 
