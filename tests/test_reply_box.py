@@ -117,7 +117,7 @@ def test_a_refused_login_on_the_last_send_turns_the_reply_box_off(
     comment(admin, case.id, "First answer.")
     _fail_last(app_env, "auth", "The SMTP server refused the login.")
     page = case_page(admin, case.id)
-    assert "its last email failed. The SMTP server refused the login." in page
+    assert "its last email failed.</strong> The SMTP server refused the login." in page
     assert "disabled" in _reply_fieldset(page)
 
 

@@ -96,7 +96,7 @@ def post_comment(
     mailbox = db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
     problem = readiness.send_problem(db, mailbox)
     if problem is not None:  # the page disabled the form; a stale page or a script posted anyway
-        raise CommentError(problem.text)
+        raise CommentError(f"{problem.text} {problem.detail}".strip())
     to_addr, to_name = recipient(db, case)
     if not to_addr:
         raise CommentError("This case has no contact address to email the comment to.")

@@ -40,10 +40,12 @@ LAST_FAILED = "last_failed"
 
 @dataclass(frozen=True)
 class SendProblem:
-    """Why the mailbox cannot send: `reason` (one of the names above) and a sentence."""
+    """Why the mailbox cannot send: `reason` (one of the names above), a sentence, and what
+    failed and what to do (`detail`)."""
 
     reason: str
     text: str
+    detail: str = ""
     failed: OutboxMessage | None = None  # the failed email to Send again (LAST_FAILED)
 
 
@@ -65,9 +67,9 @@ def send_problem(db: Session, mailbox: Mailbox | None) -> SendProblem | None:
     if last is not None and last.state == states.FAILED and last.last_error_kind in MAILBOX_WIDE:
         return SendProblem(
             LAST_FAILED,
-            "This mailbox cannot send: its last email failed. "
+            "This mailbox cannot send: its last email failed.",
             f"{last.last_error or ''} Fix its Outgoing mail, then press Send again on that "
-            "email; replies open again once it goes out.".replace("  ", " "),
+            "email; replies open again once it goes out.".strip(),
             failed=last,
         )
     return None
