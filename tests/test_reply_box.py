@@ -138,3 +138,19 @@ def test_smtp_security_none_elsewhere_turns_the_reply_box_off(
     update_mailbox(app_env, box, smtp_host="smtp.example.com", smtp_security="none")
     case = open_case(app_env, box, mail_user)
     assert "disabled" in _reply_fieldset(case_page(admin, case.id))
+
+
+def test_a_comment_being_sent_polls_its_state_until_it_settles(
+    admin, app_env, dovecot, mail_user, smtp_server
+):
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
+    case = open_case(app_env, box, mail_user)
+    comment(admin, case.id, "A new drum is on its way.")
+    (row,) = outbox_rows(app_env)
+    assert f'hx-get="/outbox/{row.id}/send-state' in case_page(admin, case.id)
+    _fail_last(app_env, "auth", "The SMTP server refused the login.")
+    fragment = admin.get(f"/outbox/{row.id}/send-state?next=/cases/{case.id}").get_data(
+        as_text=True
+    )
+    assert "Not sent" in fragment
+    assert "hx-get" not in fragment  # settled: no more polling
