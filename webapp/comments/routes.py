@@ -17,9 +17,11 @@ from flask import (
     current_app,
     flash,
     g,
+    get_template_attribute,
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from jinja2_fragments.flask import render_block
@@ -27,8 +29,9 @@ from redis.exceptions import RedisError
 
 from webapp.auth.trail import client_address
 from webapp.comments.forms import CommentForm, NoteForm, new_comment_key
+from webapp.comments.sending import reply_context
 from webapp.extensions import htmx
-from webapp.models import Case, Message, OutboxMessage
+from webapp.models import Case, Mailbox, Message, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services import case_status
 from webapp.services.outgoing import notify, outbox
@@ -99,6 +102,7 @@ def add(case_id: int):
         "comment_key": form.key.data or new_comment_key(),
         "comment_next": back,
         "writing": "reply",
+        **_reply_context(case),
     }
     if htmx:
         return render_block(RETRY_PAGE, "comment_form", **ctx), 422
@@ -130,7 +134,7 @@ def add_note(case_id: int):
                 html = render_block(CASE_PAGE, "note_form", case=case, note_notice=notice,
                                     note_next=back)  # fmt: skip
                 html += render_block(CASE_PAGE, "message", case=case, message=note,
-                                     attachments={}, remote_images=set(), oob=True)  # fmt: skip
+                                     attachments={}, remote_images=set(), sends={}, oob=True)  # fmt: skip
                 resp = make_response(html)
                 resp.headers["HX-Trigger"] = "case-updated"
                 return resp
@@ -159,6 +163,7 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: b
     html = render_block(
         CASE_PAGE, "comment_form", case=case, comment_key=new_comment_key(),
         comment_notice=notice, comment_next=back, comment_cc=notify.reply_cc(g.db, case),
+        **_reply_context(case),
     )  # fmt: skip
     html += render_block(
         CASE_PAGE, "outbox", case=case, outgoing=outbox.for_case(g.db, case.id), oob=True
@@ -166,10 +171,24 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: b
     if message is not None:
         html += render_block(
             CASE_PAGE, "message", case=case, message=message, attachments={},
-            remote_images=set(), oob=True,
+            remote_images=set(), oob=True, sends={message.id: row},
         )  # fmt: skip
     if closed:
         html += render_block(CASE_PAGE, "status", **case_status.top_of_case(g.db, case), oob=True)
     resp = make_response(html)
     resp.headers["HX-Trigger"] = "case-updated"
     return resp
+
+
+def _reply_context(case: Case) -> dict:
+    return reply_context(g.db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None)
+
+
+@bp.route("/outbox/<int:outbox_id>/send-state")
+def send_state(outbox_id: int):
+    """HTMX: a comment's email state on its message in the thread (polled while it is sent)."""
+    row = g.db.get(OutboxMessage, outbox_id)
+    if row is None:
+        abort(404)
+    next_url = local_path(request.args.get("next")) or ""
+    return get_template_attribute("cases/_sending.html", "send_state")(row, next_url)

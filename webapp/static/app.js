@@ -58,3 +58,37 @@ function setUpComposers(root) {
 document.addEventListener("DOMContentLoaded", () => setUpComposers(document));
 // A form swapped in by htmx (a fresh Reply or note form) keeps the tab that was open.
 document.addEventListener("htmx:afterSettle", () => setUpComposers(document));
+
+// Times (<time data-when>, see webapp/filters.py `when`): the exact time on hover in the
+// reader's own time zone, and the relative words kept fresh while the page stays open.
+(() => {
+  const units = [["day", 86400], ["hour", 3600], ["minute", 60]];
+  const words = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const exact = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
+  });
+  const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  function relative(date) {
+    const seconds = (date.getTime() - Date.now()) / 1000;
+    const size = Math.abs(seconds);
+    if (size < 45) return "just now";
+    if (size >= 14 * 86400) return dateOnly.format(date);
+    for (const [unit, length] of units) {
+      if (size >= length * 0.9 || unit === "minute") {
+        return words.format(Math.round(seconds / length) || Math.sign(seconds), unit);
+      }
+    }
+    return "";
+  }
+  function refresh() {
+    for (const el of document.querySelectorAll("time[data-when]")) {
+      const date = new Date(el.getAttribute("datetime"));
+      if (Number.isNaN(date.getTime())) continue;
+      el.title = exact.format(date);
+      el.textContent = relative(date);
+    }
+  }
+  document.addEventListener("DOMContentLoaded", refresh);
+  document.addEventListener("htmx:afterSettle", refresh);
+  setInterval(refresh, 30000);
+})();
