@@ -378,3 +378,13 @@ def test_a_failed_run_is_never_folded(app_env):
     with new_session(app_env["DATABASE_URL"]) as db:
         log = fetch_status.fetch_log(db, box)
     assert [e.quiet for e in log] == [False, False, False]
+
+
+def test_live_validation_of_a_google_host_sends_the_warning_as_html(admin):
+    data = mailbox_data(admin, auth_type="", host="imap.gmail.com")
+    frag = admin.post(
+        "/mailboxes/validate/host",
+        data=data,
+        headers={"HX-Request": "true", "X-CSRFToken": data["csrf_token"]},
+    ).get_data(as_text=True)
+    assert '<small class="warning" id="auth-warning" role="note" hx-swap-oob="true">' in frag

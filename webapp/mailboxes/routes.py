@@ -15,6 +15,7 @@ from flask import (
     url_for,
 )
 from jinja2_fragments.flask import render_block
+from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlmodel import select
 
@@ -209,7 +210,8 @@ def validate_field(field: str, mailbox_id: int | None = None):
     target.validate(form)
     target.errors = list(target.errors) + form.field_errors(field)
     field_row = get_template_attribute("_macros.html", "field_row")
-    return field_row(target, form) + (_warning_oob(form) if field == "host" else "")
+    # field_row gives Markup: the warning is HTML too, not text to escape
+    return field_row(target, form) + Markup(_warning_oob(form) if field == "host" else "")
 
 
 def _start_verification(mailbox: Mailbox) -> None:
