@@ -909,9 +909,9 @@ REPOLL_KEYS = [
     ("webapp/services/fetching/store.py", "cursor_for", "store.cursor_for"),
     ("webapp/services/fetching/refetch.py", "refetch_imap", "refetch.refetch_imap"),
     (
-        "webapp/services/fetching/fetch.py",
-        "_pending_server_actions",
-        "fetch._pending_server_actions",
+        "webapp/services/fetching/after_fetch.py",
+        "pending_server_actions",
+        "after_fetch.pending_server_actions",
     ),
     ("webapp/services/fetching/store.py", "advance_to", "store.advance_to (+ commit)"),
     ("webapp/mail/sync.py", "close", "ImapFolder.close (LOGOUT)"),

@@ -266,6 +266,12 @@ def test_a_refused_connection_makes_edit_settings_open_the_port(admin, app_env):
     assert f'href="/mailboxes/{box}/edit?focus=port#field-port">Edit settings' in page
 
 
+def test_a_missing_folder_makes_edit_settings_open_the_folders(admin, app_env):
+    box = _box(app_env, verify_state="error", last_error_kind="folder_not_found", last_error="x")
+    page = _page(admin, f"/mailboxes/{box}/setup")
+    assert f'href="/mailboxes/{box}/edit?focus=folders#field-folders">Edit settings' in page
+
+
 def test_a_failed_check_leaves_check_again_secondary(admin, app_env):
     box = _box(app_env, verify_state="error", last_error_kind="host_not_found", last_error="x")
     page = _page(admin, f"/mailboxes/{box}/setup")

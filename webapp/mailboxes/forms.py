@@ -5,24 +5,24 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     IntegerField,
-    PasswordField,
     RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
 from wtforms.validators import InputRequired, Length, Optional
-from wtforms.widgets import PasswordInput
 
 from webapp.mailboxes.help import FIELD_HELP
-from webapp.mailboxes.secret_scope import moved, secret_errors
+from webapp.mailboxes.secret_scope import SecretField, moved, secret_errors
 from webapp.services import validation
 from webapp.services.presets import (
     AFTER_FETCH_LABELS,
     DEFAULT_PORTS,
     FETCH_INTERVAL_MINUTES,
     POP3_AFTER_FETCH,
+    PRESET_OWNERS,
     PROTOCOL_LABELS,
     PROVIDER_LABELS,
     SMTP_SECURITY_LABELS,
@@ -46,13 +46,16 @@ def _coerce_minutes(value):
     return int(value) if str(value).isdigit() and len(str(value)) < 6 else None
 
 
-class SecretField(PasswordField):
-    """Never shows a saved secret; a value typed in this very request is kept on re-render."""
+class DayField(DateField):
+    """A date (YYYY-MM-DD, the browser's date picker) whose error says what to type."""
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("render_kw", {"autocomplete": "new-password"})
-        kwargs.setdefault("widget", PasswordInput(hide_value=False))
-        super().__init__(*args, **kwargs)
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as exc:
+            raise ValueError(
+                "Enter the day as YYYY-MM-DD, or leave it blank to import everything."
+            ) from exc
 
 
 class MailboxForm(FlaskForm):
@@ -80,7 +83,8 @@ class MailboxForm(FlaskForm):
     host = StringField("Host")
     port = IntegerField("Port", default=993, validators=[Optional()])
     allow_plaintext_login = BooleanField("Allow login without encryption", default=False)
-    folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
+    folders = TextAreaField("Folders", default="INBOX", render_kw={"rows": 3})
+    fetch_since = DayField("Fetch mail since", validators=[Optional()])
     fetch_interval_minutes = SelectField(
         "Fetch every",
         choices=[(m, f"{m} minute{'s' if m > 1 else ''}") for m in FETCH_INTERVAL_MINUTES],
@@ -169,11 +173,21 @@ class MailboxForm(FlaskForm):
         return self.auth_type.data or default_auth_type(self.provider.data)
 
     @property
+    def has_preset(self) -> bool:
+        return self.provider.data in PRESET_OWNERS  # Gmail, Microsoft 365
+
+    @property
     def advanced_open(self) -> bool:
         """Advanced is unfolded when no preset fills it in, or when one of its fields needs a look."""
-        if self.provider.data not in ("gmail", "outlook") or self.focus in ADVANCED_NAMES:
+        if not self.has_preset or self.focus in ADVANCED_NAMES:
             return True
         return any(self[name].errors for name in ADVANCED_NAMES)
+
+    def choose_provider(self) -> None:
+        """A provider was chosen: its published values, and OAuth for Gmail and Microsoft 365."""
+        self.apply_preset()
+        if self.has_preset:
+            self.auth_type.data = default_auth_type(self.provider.data)
 
     def apply_preset(self, only_blank: bool = False) -> None:
         """Fill in the provider's published values (only the blank ones when only_blank)."""
@@ -250,6 +264,9 @@ class MailboxForm(FlaskForm):
             return ["Enter a number of hours between 1 and 1440."]
         if name in ("fetch_interval_minutes", "after_fetch", "move_to_folder", "max_message_mb"):
             return self.fetch_option_errors(name)
+        if name == "folders":
+            msg = validation.folders_error(value or "")
+            return [msg] if msg else []
         return []
 
     def fetch_option_errors(self, name: str) -> list[str]:
@@ -265,8 +282,9 @@ class MailboxForm(FlaskForm):
             target = (value or "").strip()
             if not target:
                 return ["Enter the folder that fetched messages are moved to."]
-            if target.upper() == ((self.folder.data or "").strip() or "INBOX").upper():
-                return ["Choose another folder than the one that is read (Folder)."]
+            read = validation.folder_names(self.folders.data or "")
+            if any(target.upper() == name.upper() for name in read):
+                return ["Choose another folder than the ones that are read (Folders)."]
         if name == "max_message_mb":
             raw = self.max_message_mb.raw_data
             if value is None and raw and raw[0].strip():
@@ -335,10 +353,9 @@ class MailboxForm(FlaskForm):
             "tenant",
             "auth_url",
             "token_url",
-            "folder",
         ):
             data[name] = (data[name] or "").strip()
-        data["folder"] = data["folder"] or "INBOX"
+        data["folders"] = "\n".join(validation.folder_names(data["folders"] or ""))
         data["tenant"] = data["tenant"] or "common"
         data["description"] = data["description"] or ""
         data["sender_filter"] = data["sender_filter"] or ""

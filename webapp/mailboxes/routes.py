@@ -33,13 +33,7 @@ from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
 from webapp.services.outgoing import outbox
-from webapp.services.presets import (
-    AFTER_FETCH_LABELS,
-    DEFAULT_PORTS,
-    PRESET_OWNERS,
-    default_auth_type,
-    failing_field,
-)
+from webapp.services.presets import AFTER_FETCH_LABELS, DEFAULT_PORTS, failing_field
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -111,7 +105,7 @@ def edit(mailbox_id: int):
 def _edit(mailbox: Mailbox | None):
     form = _form(mailbox)
     if request.method == "POST" and request.form.get("action") == "preset":
-        _choose_provider(form)  # the no-JavaScript way to apply a preset: re-render filled in
+        form.choose_provider()  # the no-JavaScript way to apply a preset: re-render filled in
         return _page(form, mailbox)
     if request.method == "POST":
         form.apply_preset(only_blank=True)  # Gmail or Microsoft 365 chosen, Save pressed at once
@@ -159,13 +153,6 @@ def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
         flash("The pasted authorization code was exchanged for a token.", "ok")
 
 
-def _choose_provider(form: MailboxForm) -> None:
-    """A provider was chosen: its published values, and OAuth for Gmail and Microsoft 365."""
-    form.apply_preset()
-    if form.provider.data in PRESET_OWNERS:
-        form.auth_type.data = default_auth_type(form.provider.data)
-
-
 @bp.route("/form/<part>", methods=["POST"])
 @bp.route("/<int:mailbox_id>/form/<part>", methods=["POST"])
 def form_fragment(part: str, mailbox_id: int | None = None):
@@ -174,7 +161,7 @@ def form_fragment(part: str, mailbox_id: int | None = None):
     form = _form(mailbox)
     trigger = request.headers.get("HX-Trigger-Name")
     if trigger == "provider":
-        _choose_provider(form)
+        form.choose_provider()
     elif trigger == "tenant" and form.provider.data == "outlook":
         form.apply_preset()
     elif trigger == "protocol":
@@ -182,7 +169,7 @@ def form_fragment(part: str, mailbox_id: int | None = None):
         if not old or (old.isdigit() and int(old) in DEFAULT_PORTS.values()):
             form.port.data = DEFAULT_PORTS[form.protocol.data]
             form.port.raw_data = [str(form.port.data)]
-        if form.provider.data in PRESET_OWNERS:
+        if form.has_preset:
             form.apply_preset()
     if part != "connection":
         abort(404)
@@ -248,16 +235,38 @@ def fetch_status_block(mailbox_id: int):
 
 @bp.route("/<int:mailbox_id>/setup")
 def setup(mailbox_id: int):
-    mailbox = _get(mailbox_id)
+    return _setup_page(_get(mailbox_id))
+
+
+def _setup_page(mailbox: Mailbox):
     ctx = {
         "mailbox": mailbox,
         "stuck": verify.is_stuck(mailbox),
+        "folders": mailbox_service.folder_choices(mailbox),
         "failing": failing_field(mailbox.last_error_kind, mailbox.auth_type),
     }
     allow_form_action(mailbox.auth_url if mailbox.auth_type == "oauth" else None)
     if htmx:
         return render_block("mailboxes/setup.html", "progress", **ctx)
     return render_template("mailboxes/setup.html", **ctx)
+
+
+@bp.route("/<int:mailbox_id>/folders", methods=["POST"])
+def choose_folders(mailbox_id: int):
+    """Mailbox Setup's folder checkboxes: the ticked ones become Folders, then counted again."""
+    mailbox = _get(mailbox_id)
+    names = [name for name in request.form.getlist("folders") if name.strip()]
+    try:
+        if not names:
+            raise ValueError("Tick at least one folder to read.")
+        if mailbox_service.choose_folders(g.db, mailbox, names):
+            _start_verification(mailbox)
+    except ValueError as exc:
+        flash(f"{exc} The folders were left as they were.", "error")
+        return _to(url_for(".setup", mailbox_id=mailbox_id))  # the whole page, with the message
+    if htmx:
+        return _setup_page(mailbox)
+    return redirect(url_for(".setup", mailbox_id=mailbox_id))
 
 
 @bp.route("/<int:mailbox_id>/verify", methods=["POST"])

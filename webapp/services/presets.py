@@ -127,7 +127,7 @@ _FIELD_BY_KIND = {
     "mechanism": "auth_type",
     "plaintext_refused": "protocol",
     "encryption_missing": "protocol",
-    "folder_not_found": "folder",
+    "folder_not_found": "folders",
 }
 
 
