@@ -314,6 +314,11 @@ def test_a_mailbox_never_checked_successfully_is_not_listed_as_enabled(admin, ap
     assert "Yes" not in enabled.group(1)
 
 
+def test_a_mailbox_not_authorized_yet_is_not_listed_as_an_error(admin, app_env):
+    box = _not_authorized(app_env)
+    assert "status-error" not in _row(_page(admin, "/mailboxes/"), box)
+
+
 def test_a_checked_mailbox_is_listed_as_enabled(admin, app_env):
     box = _box(
         app_env, verify_state="ok", verified_at=datetime(2026, 1, 1, tzinfo=UTC), enabled=True
