@@ -1190,7 +1190,11 @@ def main(argv: list[str] | None = None) -> int:
             tmp=tmp,
             encryption_key=Fernet.generate_key().decode(),
             batch=batch_size(),
-            rq_args=[] if args.no_preload else ["-c", "worker.settings"],
+            rq_args=(
+                ["-w", "worker.rqworker.MailWorker"]
+                if args.no_preload
+                else ["-c", "worker.settings", "-w", "worker.rqworker.MailWorker"]
+            ),
         )
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
