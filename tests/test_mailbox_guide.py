@@ -310,7 +310,9 @@ def test_a_mailbox_never_checked_successfully_is_listed_as_not_set_up(admin, app
 
 def test_a_mailbox_never_checked_successfully_is_not_listed_as_enabled(admin, app_env):
     box = _box(app_env, verify_state="error", last_error_kind="auth", enabled=True)
-    enabled = re.search(r'<td class="enabled"[^>]*>(.*?)</td>', _row(_page(admin, "/mailboxes/"), box))
+    enabled = re.search(
+        r'<td class="enabled"[^>]*>(.*?)</td>', _row(_page(admin, "/mailboxes/"), box)
+    )
     assert "Yes" not in enabled.group(1)
 
 
@@ -323,7 +325,9 @@ def test_a_checked_mailbox_is_listed_as_enabled(admin, app_env):
     box = _box(
         app_env, verify_state="ok", verified_at=datetime(2026, 1, 1, tzinfo=UTC), enabled=True
     )
-    enabled = re.search(r'<td class="enabled"[^>]*>(.*?)</td>', _row(_page(admin, "/mailboxes/"), box))
+    enabled = re.search(
+        r'<td class="enabled"[^>]*>(.*?)</td>', _row(_page(admin, "/mailboxes/"), box)
+    )
     assert enabled.group(1) == "Yes"
 
 
