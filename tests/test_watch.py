@@ -3,6 +3,8 @@ watchers; the scheduled poll stays as the safety net and starts within seconds o
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import timedelta
 
 import pytest
@@ -10,15 +12,22 @@ from sqlmodel import select
 
 from tests.helpers.mailboxes import make_mailbox, update_mailbox
 from tests.helpers.messages import email
+from tests.helpers.oauth import authorized_box
+from tests.helpers.proxy import DowngradeProxy, strip_idle_and_encryption
+from tests.helpers.rows import mailbox
 from tests.helpers.watch import (
     FAST,
     case_with_subject,
     lease,
+    leases,
     listening,
+    reconnects,
     rq_worker,
     wait_for,
+    watcher_process,
     watcher_thread,
 )
+from tests.helpers.web import api_token, get_csrf
 from webapp.db import new_session, utcnow
 from webapp.models import WatchLease
 from webapp.services.fetching import schedule
@@ -129,8 +138,6 @@ def test_mail_delivered_into_a_watched_mailbox_becomes_a_case_without_a_poll(
 
 
 def test_a_disabled_mailbox_has_its_connection_closed(app_env, dovecot, mail_user):
-    from tests.helpers.proxy import DowngradeProxy
-
     with DowngradeProxy(dovecot.host, dovecot.imaps_port, rewrite=None) as proxy:
         box = _quiet_box(app_env, dovecot, mail_user, port=proxy.port)
         with watcher_thread(app_env):
@@ -147,3 +154,153 @@ def test_the_watcher_leaves_its_leases_when_it_stops(app_env, dovecot, mail_user
         wait_for(lambda: listening(app_env, box), what="the watcher listening")
     with new_session(app_env["DATABASE_URL"]) as db:
         assert db.exec(select(WatchLease)).all() == []
+
+
+def test_the_mailbox_page_and_the_api_say_push_is_listening(app_env, admin, dovecot, mail_user):
+    box = _quiet_box(app_env, dovecot, mail_user)
+    token = api_token(admin)
+    with watcher_thread(app_env):
+        wait_for(lambda: listening(app_env, box), what="the watcher listening")
+        page = admin.get(f"/mailboxes/{box}").get_data(as_text=True)
+        item = admin.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
+    assert "Push: listening since" in page
+    assert "Last event: Connected to INBOX" in page
+    assert "Reconnects in the last hour: 0" in page
+    push = item.get_json()["items"][0]["push"]
+    assert push["state"] == "listening"
+    assert push["since"] is not None
+    assert push["reconnects_last_hour"] == 0
+
+
+def test_an_edit_reaches_the_watcher_within_seconds(app_env, dovecot, mail_user):
+    with DowngradeProxy(dovecot.host, dovecot.imaps_port, rewrite=None) as proxy:
+        box = _quiet_box(app_env, dovecot, mail_user)
+        with watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="the watcher listening")
+            update_mailbox(app_env, box, port=proxy.port)  # e.g. the admin changed the port
+            wait_for(lambda: proxy.open_connections == 1, what="a connection through the new port")
+
+
+def test_a_dovecot_restart_leads_to_a_reconnect_and_the_mail_that_came_meanwhile(app_env, test_ca):
+    from tests.servers.dovecot import DovecotServer
+
+    server = DovecotServer(cert_pem=test_ca.cert_pem, key_pem=test_ca.key_pem).start()
+    try:
+        user = server.new_user()
+        box = _quiet_box(app_env, server, user)
+        with rq_worker(app_env), watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="the watcher listening")
+            server.stop(remove_files=False)
+            wait_for(lambda: not listening(app_env, box), what="the watcher noticing")
+            user.deliver(email("While the server was down", to=user.email))
+            server.start()
+            case = wait_for(
+                lambda: case_with_subject(app_env, "While the server was down"), timeout=60
+            )
+            assert reconnects(app_env, box) >= 1
+        assert case.subject == "While the server was down"
+    finally:
+        server.stop()
+
+
+def test_a_cut_connection_is_reconnected_with_backoff(app_env, dovecot, mail_user):
+    with DowngradeProxy(dovecot.host, dovecot.imaps_port, rewrite=None) as proxy:
+        box = _quiet_box(app_env, dovecot, mail_user, port=proxy.port)
+        with watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="the watcher listening")
+            proxy.refusing = True
+            proxy.cut()
+            wait_for(lambda: reconnects(app_env, box) >= 2, what="retries while refused")
+            proxy.refusing = False
+            wait_for(lambda: listening(app_env, box), what="listening again")
+
+
+def test_a_server_without_idle_is_polled_and_the_page_says_why(app_env, admin, dovecot, mail_user):
+    with DowngradeProxy(
+        dovecot.host, dovecot.imap_port, rewrite=strip_idle_and_encryption
+    ) as proxy:
+        box = _quiet_box(
+            app_env,
+            dovecot,
+            mail_user,
+            protocol="imap",
+            port=proxy.port,
+            allow_plaintext_login=True,
+        )
+        with watcher_thread(app_env):
+            wait_for(
+                lambda: (row := lease(app_env, box)) is not None and row.idle_supported is False,
+                what="the watcher finding no IDLE",
+            )
+            page = admin.get(f"/mailboxes/{box}").get_data(as_text=True)
+            assert "Polling every 1 min (this server does not offer IDLE)" in page
+            # Not watched: the scheduler polls it at its own interval.
+            update_mailbox(app_env, box, next_fetch_due_at=utcnow())
+            with new_session(app_env["DATABASE_URL"]) as db:
+                assert box in schedule.due_mailbox_ids(db)
+            assert proxy.open_connections == 0
+
+
+def test_an_expiring_token_is_refreshed_and_the_watcher_reconnects_with_xoauth2(
+    app_env, admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, monkeypatch
+):
+    oauth_server.expires_in = 12  # seconds; the watcher renews 6 s before the end
+    monkeypatch.setenv("MAILCHANNEL_WATCH_TOKEN_MARGIN", "6")
+    box = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    with rq_worker(app_env):
+        wait_for(lambda: mailbox(app_env, box).verify_state == "ok", what="verified")
+        admin.post(
+            f"/mailboxes/{box}/continue", data={"csrf_token": get_csrf(admin, "/mailboxes/")}
+        )
+        wait_for(lambda: mailbox(app_env, box).initial_fetch_done, what="the first fetch")
+        with watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="the watcher listening")
+            refreshed = oauth_server.refresh_count
+            wait_for(lambda: reconnects(app_env, box) >= 1, what="a reconnect before expiry")
+            wait_for(lambda: listening(app_env, box), what="listening again")
+            assert oauth_server.refresh_count > refreshed
+            oauth_mail_user.deliver(email("After the new token", to=oauth_mail_user.email))
+            case = wait_for(lambda: case_with_subject(app_env, "After the new token"))
+    assert case.subject == "After the new token"
+
+
+def test_two_watchers_split_the_mailboxes_and_one_takes_over_when_the_other_is_killed(
+    app_env, dovecot
+):
+    users = [dovecot.new_user("split") for _ in range(4)]
+    boxes = [_quiet_box(app_env, dovecot, user) for user in users]
+    processes = [watcher_process(app_env), watcher_process(app_env)]
+    try:
+        with rq_worker(app_env):
+
+            def split() -> dict[str, list[int]] | None:
+                rows = [row for row in leases(app_env) if row.watching_since is not None]
+                by_holder: dict[str, list[int]] = {}
+                for row in rows:
+                    by_holder.setdefault(row.holder, []).append(row.mailbox_id)
+                return by_holder if len(rows) == 4 else None
+
+            by_holder = wait_for(
+                lambda: (h := split()) and len(h) == 2 and h,
+                timeout=60,
+                what="all four mailboxes watched by two watchers",
+            )
+            assert sorted(len(ids) for ids in by_holder.values()) == [2, 2]
+            victim_holder = lease(app_env, boxes[0]).holder
+            victim = next(p for p in processes if f":{p.pid}:" in victim_holder)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+            users[0].deliver(email("While a watcher was dead", to=users[0].email))
+            survivor = wait_for(
+                lambda: (h := split()) and len(h) == 1 and victim_holder not in h,
+                timeout=30,
+                what="the survivor watching all four",
+            )
+            assert survivor
+            case = wait_for(lambda: case_with_subject(app_env, "While a watcher was dead"))
+            assert case.subject == "While a watcher was dead"
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=15)

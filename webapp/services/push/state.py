@@ -46,10 +46,9 @@ def event(db: Session, mailbox_id: int, holder: str, text: str) -> None:
 
 def reconnect(db: Session, mailbox_id: int, holder: str, error: str | None) -> None:
     """A connection was lost (or had to be renewed): one more in the last hour's ring."""
-    table = WatchLease.__table__
-    ring = db.exec(select(table.c.reconnects).where(table.c.mailbox_id == mailbox_id)).first()
+    ring = db.exec(select(WatchLease.reconnects).where(WatchLease.mailbox_id == mailbox_id)).first()
     now = int(time.time())
-    kept = [t for t in _times(ring[0] if ring else "") if now - t < HOUR][-(RING - 1) :]
+    kept = [t for t in _times(ring or "") if now - t < HOUR][-(RING - 1) :]
     ring_text = " ".join(str(t) for t in [*kept, now])
     _update(db, mailbox_id, holder, reconnects=ring_text, watching_since=None, error=error)
 
