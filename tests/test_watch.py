@@ -3,8 +3,6 @@ watchers; the scheduled poll stays as the safety net and starts within seconds o
 
 from __future__ import annotations
 
-import os
-import signal
 from datetime import timedelta
 
 import pytest
@@ -19,17 +17,15 @@ from tests.helpers.watch import (
     FAST,
     case_with_subject,
     lease,
-    leases,
     listening,
     reconnects,
     rq_worker,
     wait_for,
-    watcher_process,
     watcher_thread,
 )
 from tests.helpers.web import api_token, get_csrf
 from webapp.db import new_session, utcnow
-from webapp.models import WatchLease
+from webapp.models import Mailbox, WatchLease
 from webapp.services.fetching import schedule
 
 
@@ -261,46 +257,63 @@ def test_an_expiring_token_is_refreshed_and_the_watcher_reconnects_with_xoauth2(
             assert oauth_server.refresh_count > refreshed
             oauth_mail_user.deliver(email("After the new token", to=oauth_mail_user.email))
             case = wait_for(lambda: case_with_subject(app_env, "After the new token"))
-    assert case.subject == "After the new token"
+            assert case.subject == "After the new token"
+            # Consent revoked: the next renewal is refused, and the mailbox stops being watched.
+            oauth_server.revoke_all_for(oauth_mail_user.email)
+            wait_for(lambda: lease(app_env, box) is None, what="the watcher letting go")
+    assert mailbox(app_env, box).reauth_needed is True
+    page = admin.get(f"/mailboxes/{box}").get_data(as_text=True)
+    assert "Push stopped: re-authorization needed" in page
 
 
-def test_two_watchers_split_the_mailboxes_and_one_takes_over_when_the_other_is_killed(
-    app_env, dovecot
+def test_idle_is_renewed_on_time_without_counting_as_a_reconnect(
+    app_env, dovecot, mail_user, monkeypatch
 ):
-    users = [dovecot.new_user("split") for _ in range(4)]
-    boxes = [_quiet_box(app_env, dovecot, user) for user in users]
-    processes = [watcher_process(app_env), watcher_process(app_env)]
-    try:
-        with rq_worker(app_env):
+    monkeypatch.setenv("MAILCHANNEL_WATCH_IDLE_RESTART", "0.5")  # 25 minutes in production
+    # Plain IMAP through the proxy, so that the test can read what the watcher sends.
+    with DowngradeProxy(dovecot.host, dovecot.imap_port) as proxy:
+        box = _quiet_box(
+            app_env,
+            dovecot,
+            mail_user,
+            protocol="imap",
+            port=proxy.port,
+            allow_plaintext_login=True,
+        )
+        with rq_worker(app_env), watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="the watcher listening")
+            wait_for(lambda: proxy.client_bytes.count(b"NOOP") >= 3, what="IDLE renewed")
+            mail_user.deliver(email("Between two renewals", to=mail_user.email))
+            case = wait_for(lambda: case_with_subject(app_env, "Between two renewals"))
+            assert case.subject == "Between two renewals"
+            assert reconnects(app_env, box) == 0
+            assert proxy.client_bytes.count(b"IDLE") >= 3
 
-            def split() -> dict[str, list[int]] | None:
-                rows = [row for row in leases(app_env) if row.watching_since is not None]
-                by_holder: dict[str, list[int]] = {}
-                for row in rows:
-                    by_holder.setdefault(row.holder, []).append(row.mailbox_id)
-                return by_holder if len(rows) == 4 else None
 
-            by_holder = wait_for(
-                lambda: (h := split()) and len(h) == 2 and h,
-                timeout=60,
-                what="all four mailboxes watched by two watchers",
-            )
-            assert sorted(len(ids) for ids in by_holder.values()) == [2, 2]
-            victim_holder = lease(app_env, boxes[0]).holder
-            victim = next(p for p in processes if f":{p.pid}:" in victim_holder)
-            os.kill(victim.pid, signal.SIGKILL)
-            victim.wait()
-            users[0].deliver(email("While a watcher was dead", to=users[0].email))
-            survivor = wait_for(
-                lambda: (h := split()) and len(h) == 1 and victim_holder not in h,
-                timeout=30,
-                what="the survivor watching all four",
-            )
-            assert survivor
-            case = wait_for(lambda: case_with_subject(app_env, "While a watcher was dead"))
-            assert case.subject == "While a watcher was dead"
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=15)
+def test_watch_leases_are_taken_once_and_taken_over_after_expiry(any_db, monkeypatch):
+    from webapp.services.push import leases as watch_leases
+
+    monkeypatch.setenv("MAILCHANNEL_WATCH_LEASE_TTL", "60")
+    with new_session(any_db) as db:
+        box = Mailbox(name="Push", email_address="p@example.com", email_key="p@example.com")
+        db.add(box)
+        db.commit()
+        assert watch_leases.acquire(db, box.id, "first")
+        assert not watch_leases.acquire(db, box.id, "second")
+        assert watch_leases.renew_all(db, "first") == {box.id}
+        monkeypatch.setenv("MAILCHANNEL_WATCH_LEASE_TTL", "-1")  # the first watcher went silent
+        watch_leases.renew_all(db, "first")
+        monkeypatch.setenv("MAILCHANNEL_WATCH_LEASE_TTL", "60")
+        assert watch_leases.acquire(db, box.id, "second")
+        assert watch_leases.renew_all(db, "first") == set()
+
+
+def test_two_live_watchers_each_take_half_rounded_up(any_db):
+    from webapp.services.push import leases as watch_leases
+
+    with new_session(any_db) as db:
+        watch_leases.heartbeat(db, "one")
+        watch_leases.heartbeat(db, "two")
+        live = watch_leases.live_watchers(db)
+    assert live == 2
+    assert watch_leases.fair_share(5, live) == 3

@@ -105,6 +105,7 @@ class Watcher:
     def _guarded(self, db: Session, step) -> None:
         try:
             step(db)
+            db.commit()  # no transaction stays open between steps (PostgreSQL: idle in transaction)
         except Exception:  # noqa: BLE001 - a database or Redis hiccup: the next turn retries
             log.exception("watcher %s: a step failed; retrying", self.holder)
             db.rollback()
