@@ -911,9 +911,9 @@ REPOLL_KEYS = [
     ("webapp/services/fetching/store.py", "cursor_for", "store.cursor_for"),
     ("webapp/services/fetching/refetch.py", "refetch_imap", "refetch.refetch_imap"),
     (
-        "webapp/services/fetching/fetch.py",
-        "_pending_server_actions",
-        "fetch._pending_server_actions",
+        "webapp/services/fetching/after_fetch.py",
+        "pending_server_actions",
+        "after_fetch.pending_server_actions",
     ),
     ("webapp/services/fetching/store.py", "advance_to", "store.advance_to (+ commit)"),
     ("webapp/mail/sync.py", "close", "ImapFolder.close (LOGOUT)"),
@@ -1206,7 +1206,11 @@ def main(argv: list[str] | None = None) -> int:
             tmp=tmp,
             encryption_key=Fernet.generate_key().decode(),
             batch=batch_size(),
-            rq_args=[] if args.no_preload else ["-c", "worker.settings"],
+            rq_args=(
+                ["-w", "worker.rqworker.MailWorker"]
+                if args.no_preload
+                else ["-c", "worker.settings", "-w", "worker.rqworker.MailWorker"]
+            ),
         )
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
-from rq import SimpleWorker
 
 from tests.helpers.databases import COVERED, fresh_database, migrate, postgres_answers
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from
+from worker.rqworker import MailSimpleWorker
 
 pytest_plugins = ["tests.servers.fixtures", "tests.servers.oauth_fixtures"]
 
@@ -119,12 +119,12 @@ def admin(app, client):
 
 @pytest.fixture
 def run_worker(app, app_env, redis_server):
-    """Run the real RQ worker (SimpleWorker, burst) over the app's queue."""
+    """Run the real RQ worker (a SimpleWorker, burst) over the app's queue."""
     from webapp.queue import get_queue
 
     def run() -> None:
         queue = get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"])
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        MailSimpleWorker([queue], connection=queue.connection).work(burst=True)
 
     return run
 

@@ -124,7 +124,7 @@ def test_move_needs_a_folder(admin):
 def test_move_into_the_folder_that_is_read_is_refused(admin):
     data = mailbox_data(admin, after_fetch="move", move_to_folder="inbox")
     page = admin.post("/mailboxes/new", data=data).get_data(as_text=True)
-    assert "Choose another folder than the one that is read (Folder)." in _field(
+    assert "Choose another folder than the ones that are read (Folders)." in _field(
         page, "move_to_folder"
     )
 

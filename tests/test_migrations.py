@@ -141,3 +141,50 @@ def test_downgrading_0008_drops_the_index_and_the_column(tmp_path):
     engine.dispose()
     assert "ix_case_mailbox_id_updated_at" not in _case_indexes(url)
     assert "move_to_folder" not in columns
+
+
+def _mailbox_before_folders(url: str) -> None:
+    """A mailbox saved before 0011, reading the Support folder, with fetching on."""
+    migrate(url, "0010_used_code")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO mailbox (name, enabled, description, auth_type, provider, email_address, "
+            "email_key, username, protocol, host, port, folder, client_id, scope, grant_type, "
+            "tenant, auth_url, token_url, keep_attachments, max_attachment_bytes, "
+            "process_task_replies, end_of_message_marker, allow_new_case, sender_filter, "
+            "confirm_unknown_senders, create_new_contact, authserv_id, confirmation_hours, "
+            "smtp_host, smtp_port, smtp_security, smtp_username, setup_complete, verify_state, "
+            "verify_step, plaintext_warning, fetching_enabled, fetch_interval_seconds, "
+            "mark_as_read, delete_after_fetch, move_to_folder, max_message_bytes, "
+            "initial_fetch_done, fetch_identity, fetch_failures, reauth_needed, created_at, "
+            "updated_at) VALUES ('Old', true, '', 'basic', 'other', 'a@example.com', "
+            "'a@example.com', 'a@example.com', 'imaps', 'h.example', 993, 'Support', '', '', "
+            "'authorization_code', 'common', '', '', true, 1, false, '', true, '', false, true, "
+            "'', 72, '', 587, 'starttls', '', true, 'ok', '', false, true, 60, false, false, '', "
+            "1, true, 'imap|h.example|a@example.com|Support', 0, false, "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+        ))  # fmt: skip
+    engine.dispose()
+    migrate(url)
+
+
+def _old_mailbox(url: str) -> tuple:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT folders, fetch_identity FROM mailbox")).one()
+    engine.dispose()
+    return tuple(row)
+
+
+def test_0011_moves_the_folder_into_folders(tmp_path):
+    url = f"sqlite:///{tmp_path / 'folders.db'}"
+    _mailbox_before_folders(url)
+    assert _old_mailbox(url)[0] == "Support"
+
+
+def test_0011_keeps_the_fetch_identity_of_the_account(tmp_path):
+    """So that Continue does not start the mailbox's cursors over."""
+    url = f"sqlite:///{tmp_path / 'identity.db'}"
+    _mailbox_before_folders(url)
+    assert _old_mailbox(url)[1] == "imap|h.example|a@example.com"

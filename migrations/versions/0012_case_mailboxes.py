@@ -1,7 +1,7 @@
 """message mailboxes: the other mailboxes of ours that an email filed once came through
 
 Revision ID: 0012_case_mailboxes
-Revises: 0010_used_code
+Revises: 0011_folders_since
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = "0012_case_mailboxes"
-down_revision = "0010_used_code"
+down_revision = "0011_folders_since"
 branch_labels = None
 depends_on = None
 

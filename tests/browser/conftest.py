@@ -171,6 +171,8 @@ class LiveServer:
                     self.env["REDIS_URL"],
                     "--path",
                     str(PROJECT_ROOT),
+                    "-w",
+                    "worker.rqworker.MailWorker",  # as the Procfile runs it
                     "--name",
                     name,
                     self.queue,

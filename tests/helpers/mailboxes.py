@@ -29,7 +29,7 @@ def make_mailbox(env: dict, dovecot, user, protocol: str = "imaps", **fields) ->
             protocol=protocol,
             host="127.0.0.1",
             port=getattr(dovecot, PORTS[protocol]),
-            folder="INBOX",
+            folders="INBOX",
             setup_complete=True,
             verify_state="ok",
             enabled=True,
@@ -103,6 +103,21 @@ def send_due(run_worker) -> None:
 
     dispatch_outbox()
     run_worker()
+
+
+def append(dovecot, test_ca, user, raw: bytes, folder: str = "INBOX", received=None) -> None:
+    """IMAP APPEND, as a mail client files a message: `received` sets its INTERNALDATE (the
+    server's received date, what SEARCH SINCE reads); the folder is created if missing."""
+    from imapclient import IMAPClient
+
+    from webapp.mail.connect import tls_context
+
+    context = tls_context(str(test_ca.ca_pem))
+    with IMAPClient("127.0.0.1", port=dovecot.imaps_port, ssl=True, ssl_context=context) as imap:
+        imap.login(user.email, user.password)
+        if not imap.folder_exists(folder):
+            imap.create_folder(folder)
+        imap.append(folder, raw, msg_time=received)
 
 
 def on_server(dovecot, test_ca, user, folder: str = "INBOX") -> dict[str, tuple] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import re
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -40,15 +41,16 @@ def email(
     references: str | None = None,
     cc: str | None = None,
     extra: str = "",
+    date: datetime | None = None,
 ) -> bytes:
-    """A small RFC 5322 message with CRLF line endings."""
+    """A small RFC 5322 message with CRLF line endings (Date: now unless `date` is given)."""
     message_id = message_id or f"<m{next(_ids)}.{abs(hash(subject)) % 10**8}@test.example>"
     lines = [
         f"From: {sender}",
         f"To: {to}",
         f"Subject: {subject}",
         f"Message-ID: {message_id}",
-        f"Date: {format_datetime(utcnow())}",
+        f"Date: {format_datetime(date or utcnow())}",
         "MIME-Version: 1.0",
         "Content-Type: text/plain; charset=utf-8",
     ]

@@ -44,7 +44,8 @@ def mailbox_data(client, **overrides) -> dict:
         "protocol": "imaps",
         "host": "127.0.0.1",
         "port": "993",
-        "folder": "INBOX",
+        "folders": "INBOX",
+        "fetch_since": "",
         "fetch_interval_minutes": "1",
         "after_fetch": "leave",
         "move_to_folder": "",
@@ -67,6 +68,31 @@ def mailbox_data(client, **overrides) -> dict:
     }
     data.update(overrides)
     return {k: v for k, v in data.items() if v is not None}
+
+
+def save_new_mailbox(admin, **overrides) -> int:
+    """Post New Mailbox; the id of the mailbox saved (the redirect to its Mailbox Setup)."""
+    resp = admin.post("/mailboxes/new", data=mailbox_data(admin, **overrides))
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return int(re.search(r"/mailboxes/(\d+)/setup", resp.headers["Location"]).group(1))
+
+
+def api_mailbox_items(admin, client) -> list[dict]:
+    """GET /api/v1/mailboxes with a token made on the Tokens page."""
+    token = api_token(admin)
+    resp = client.get("/api/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
+    return resp.get_json()["items"]
+
+
+def on_dovecot(dovecot, user, **overrides) -> dict:
+    """Form fields for a mailbox of this test Dovecot user (IMAPS unless overridden)."""
+    return {
+        "email_address": user.email,
+        "password": user.password,
+        "host": "127.0.0.1",
+        "port": str(dovecot.imaps_port),
+        **overrides,
+    }
 
 
 def fetch_now(admin, box: int, run_worker) -> None:

@@ -59,6 +59,10 @@ def page_number() -> int:
 def mailbox_json(m: Mailbox) -> dict:
     item = {name: getattr(m, name) for name in MAILBOX_FIELDS}
     item.update(
+        folders=m.folder_list,  # IMAP: the folders read, each with its own cursor
+        fetch_since=m.fetch_since.isoformat() if m.fetch_since else None,
+    )
+    item.update(
         status=m.status,
         setup_complete=m.setup_complete,
         verified_at=m.verified_at.isoformat() if m.verified_at else None,

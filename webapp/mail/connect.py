@@ -180,7 +180,7 @@ def open_imap(s: ServerSettings) -> tuple[IMAPClient, bool]:
                     plaintext = True
             _imap_login(client, s, plaintext)
         except BaseException:
-            _drop_imap(client)
+            drop_imap(client)
             raise
     return client, plaintext
 
@@ -202,7 +202,7 @@ def _imap_login(client: IMAPClient, s: ServerSettings, plaintext: bool) -> None:
         raise auth_failed(s.where, bool(s.access_token), str(exc)) from exc
 
 
-def _drop_imap(client: IMAPClient) -> None:
+def drop_imap(client: IMAPClient) -> None:
     # Cleanup after a failure: the first error is the one worth reporting.
     with contextlib.suppress(OSError, imaplib.IMAP4.error):
         client.shutdown()
@@ -219,10 +219,10 @@ def _count_imap(s: ServerSettings) -> CountResult:
             except imaplib.IMAP4.error as exc:
                 raise FolderNotFound(
                     f"The folder {s.folder} does not exist on {s.where}.",
-                    "Check the Folder field: INBOX is the usual one; other names are case-sensitive.",
+                    "Check the Folders field: INBOX is the usual one; other names are case-sensitive.",
                 ) from exc
         except BaseException:
-            _drop_imap(client)
+            drop_imap(client)
             raise
         client.logout()
     return CountResult(count=count, plaintext=plaintext)
@@ -253,7 +253,7 @@ def open_pop3(s: ServerSettings) -> tuple[poplib.POP3, bool]:
                     plaintext = True
             _pop3_login(pop, s, capabilities, plaintext)
         except BaseException:
-            _drop_pop3(pop)
+            drop_pop3(pop)
             raise
     return pop, plaintext
 
@@ -301,7 +301,7 @@ def _pop3_xoauth2(pop: poplib.POP3, s: ServerSettings) -> None:
     raise auth_failed(s.where, True, line)
 
 
-def _drop_pop3(pop: poplib.POP3) -> None:
+def drop_pop3(pop: poplib.POP3) -> None:
     # Cleanup after a failure: the first error is the one worth reporting.
     with contextlib.suppress(OSError):
         pop.close()
@@ -313,7 +313,7 @@ def _count_pop3(s: ServerSettings) -> CountResult:
         try:
             count = pop.stat()[0]
         except BaseException:
-            _drop_pop3(pop)
+            drop_pop3(pop)
             raise
         pop.quit()
     return CountResult(count=count, plaintext=plaintext)

@@ -14,6 +14,7 @@ import logging
 import poplib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 
 from imapclient import IMAPClient
@@ -41,6 +42,7 @@ class Fetched:
     uid: int | None = None  # IMAP
     uidl: str | None = None  # POP3
     headers: bytes = b""  # a few header fields, read instead of the body when too large
+    skipped: str | None = None  # not downloaded on purpose (sent before Fetch mail since): why
 
     @cached_property
     def sha256(self) -> str | None:
@@ -70,20 +72,29 @@ class SyncStats:
 
 
 class ImapFolder:
-    """A logged-in IMAP session with one folder selected, read by UID."""
+    """A logged-in IMAP session reading one folder at a time by UID (select() switches)."""
 
-    def __init__(self, settings: ServerSettings, folder: str, writable: bool) -> None:
+    def __init__(self, settings: ServerSettings, folder: str | None, writable: bool) -> None:
         self.settings = settings
-        self.folder = folder
+        self.folder = folder or ""
+        self.writable = writable
         self.stats = SyncStats()
         self._folders_made: set[str] = set()  # folders known to exist (move targets)
         self.client: IMAPClient
         self.client, self.plaintext = open_imap(settings)
-        try:
-            self.state = self._select(writable)
-        except BaseException:
-            self.close()
-            raise
+        self.state = FolderState(uidvalidity=0, uidnext=None, exists=0)
+        if folder:
+            try:
+                self.select(folder)
+            except BaseException:
+                self.close()
+                raise
+
+    def select(self, folder: str) -> FolderState:
+        """Select another folder in the same session; FolderNotFound when it does not exist."""
+        self.folder = folder
+        self.state = self._select(self.writable)
+        return self.state
 
     def _select(self, writable: bool) -> FolderState:
         with classified(self.settings):
@@ -94,7 +105,8 @@ class ImapFolder:
             except imaplib.IMAP4.error as exc:
                 raise FolderNotFound(
                     f"The folder {self.folder} does not exist on {self.settings.where}.",
-                    "Check the Folder field; INBOX is the usual one, other names are case-sensitive.",
+                    "Check the Folders field (one name per line; INBOX is the usual one, other "
+                    "names are case-sensitive), or tick the folders on Mailbox Setup.",
                 ) from exc
             uidnext = info.get(b"UIDNEXT")
             if uidnext is None:  # not every server sends it with SELECT; STATUS always can
@@ -111,10 +123,14 @@ class ImapFolder:
             return False
         return self.state.uidnext is None or self.state.uidnext > last_uid + 1
 
-    def uids_after(self, last_uid: int) -> list[int]:
-        """UIDs above last_uid, ascending ("n:*" also matches the highest UID: filtered)."""
+    def uids_after(self, last_uid: int, since: date | None = None) -> list[int]:
+        """UIDs above last_uid, ascending ("n:*" also matches the highest UID: filtered);
+        with `since`, only those the server received on or after that day (SEARCH SINCE)."""
+        criteria: list = ["UID", f"{last_uid + 1}:*"]
+        if since is not None:
+            criteria += ["SINCE", since]
         with classified(self.settings):
-            found = self.client.search(["UID", f"{last_uid + 1}:*"])
+            found = self.client.search(criteria)
         return sorted(uid for uid in found if uid > last_uid)
 
     def batches(
@@ -255,6 +271,12 @@ class Pop3Box:
             _, lines, _ = self.pop.retr(number)
         raw = b"\r\n".join(lines) + b"\r\n"
         return Fetched(size=len(raw), raw=raw, uidl=uidl)
+
+    def headers(self, number: int) -> bytes:
+        """The header block alone (TOP n 0): to judge a message by its Date header."""
+        with classified(self.settings):
+            _, lines, _ = self.pop.top(number, 0)
+        return b"\r\n".join(lines)
 
     def delete(self, numbers: list[int]) -> None:
         """DELE: takes effect at QUIT only."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     IntegerField,
     PasswordField,
     SelectField,
@@ -47,6 +48,18 @@ class SecretField(PasswordField):
         super().__init__(*args, **kwargs)
 
 
+class DayField(DateField):
+    """A date (YYYY-MM-DD, the browser's date picker) whose error says what to type."""
+
+    def process_formdata(self, valuelist):
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as exc:
+            raise ValueError(
+                "Enter the day as YYYY-MM-DD, or leave it blank to import everything."
+            ) from exc
+
+
 class MailboxForm(FlaskForm):
     # Mailbox Information
     name = StringField(
@@ -73,7 +86,8 @@ class MailboxForm(FlaskForm):
     host = StringField("Host")
     port = IntegerField("Port", default=993, validators=[Optional()])
     allow_plaintext_login = BooleanField("Allow login without encryption", default=False)
-    folder = StringField("Folder", default="INBOX", validators=[Optional(), Length(max=255)])
+    folders = TextAreaField("Folders", default="INBOX", render_kw={"rows": 3})
+    fetch_since = DayField("Fetch mail since", validators=[Optional()])
     fetch_interval_minutes = SelectField(
         "Fetch every",
         choices=[(m, f"{m} minute{'s' if m > 1 else ''}") for m in FETCH_INTERVAL_MINUTES],
@@ -147,7 +161,8 @@ class MailboxForm(FlaskForm):
         "username": "Defaults to the email address.",
         "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
         "allow_plaintext_login": "Off: plain IMAP or POP3 logs in only after STARTTLS, and SMTP Security None never logs in; a server that offers no encryption is refused and nothing secret is sent.",
-        "folder": "IMAP only: the folder to read, INBOX by default.",
+        "folders": "IMAP only: the folders to read, one name per line (INBOX by default). Mailbox Setup lists the server's folders to tick.",
+        "fetch_since": "Blank: everything is imported. Otherwise nothing received before this day becomes a case (POP3: judged by each message's Date header). Changing it later only affects messages not fetched yet.",
         "fetch_interval_minutes": "How often the server is asked for new mail.",
         "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
         "move_to_folder": "With Move to folder: where fetched messages go (created on the server if missing).",
@@ -248,6 +263,9 @@ class MailboxForm(FlaskForm):
             return ["Enter a number of hours between 1 and 1440."]
         if name in ("fetch_interval_minutes", "after_fetch", "move_to_folder", "max_message_mb"):
             return self.fetch_option_errors(name)
+        if name == "folders":
+            msg = validation.folders_error(value or "")
+            return [msg] if msg else []
         return []
 
     def fetch_option_errors(self, name: str) -> list[str]:
@@ -263,8 +281,9 @@ class MailboxForm(FlaskForm):
             target = (value or "").strip()
             if not target:
                 return ["Enter the folder that fetched messages are moved to."]
-            if target.upper() == ((self.folder.data or "").strip() or "INBOX").upper():
-                return ["Choose another folder than the one that is read (Folder)."]
+            read = validation.folder_names(self.folders.data or "")
+            if any(target.upper() == name.upper() for name in read):
+                return ["Choose another folder than the ones that are read (Folders)."]
         if name == "max_message_mb":
             raw = self.max_message_mb.raw_data
             if value is None and raw and raw[0].strip():
@@ -333,10 +352,9 @@ class MailboxForm(FlaskForm):
             "tenant",
             "auth_url",
             "token_url",
-            "folder",
         ):
             data[name] = (data[name] or "").strip()
-        data["folder"] = data["folder"] or "INBOX"
+        data["folders"] = "\n".join(validation.folder_names(data["folders"] or ""))
         data["tenant"] = data["tenant"] or "common"
         data["description"] = data["description"] or ""
         data["sender_filter"] = data["sender_filter"] or ""

@@ -235,12 +235,37 @@ def fetch_status_block(mailbox_id: int):
 
 @bp.route("/<int:mailbox_id>/setup")
 def setup(mailbox_id: int):
-    mailbox = _get(mailbox_id)
-    ctx = {"mailbox": mailbox, "stuck": verify.is_stuck(mailbox)}
+    return _setup_page(_get(mailbox_id))
+
+
+def _setup_page(mailbox: Mailbox):
+    ctx = {
+        "mailbox": mailbox,
+        "stuck": verify.is_stuck(mailbox),
+        "folders": mailbox_service.folder_choices(mailbox),
+    }
     allow_form_action(mailbox.auth_url if mailbox.auth_type == "oauth" else None)
     if htmx:
         return render_block("mailboxes/setup.html", "progress", **ctx)
     return render_template("mailboxes/setup.html", **ctx)
+
+
+@bp.route("/<int:mailbox_id>/folders", methods=["POST"])
+def choose_folders(mailbox_id: int):
+    """Mailbox Setup's folder checkboxes: the ticked ones become Folders, then counted again."""
+    mailbox = _get(mailbox_id)
+    names = [name for name in request.form.getlist("folders") if name.strip()]
+    try:
+        if not names:
+            raise ValueError("Tick at least one folder to read.")
+        if mailbox_service.choose_folders(g.db, mailbox, names):
+            _start_verification(mailbox)
+    except ValueError as exc:
+        flash(f"{exc} The folders were left as they were.", "error")
+        return _to(url_for(".setup", mailbox_id=mailbox_id))  # the whole page, with the message
+    if htmx:
+        return _setup_page(mailbox)
+    return redirect(url_for(".setup", mailbox_id=mailbox_id))
 
 
 @bp.route("/<int:mailbox_id>/verify", methods=["POST"])

@@ -31,6 +31,9 @@ class FetchCursor(SQLModel, table=True):
     folder: str = Field(max_length=255)
     uidvalidity: int = Field(sa_column=Column(BigInteger, nullable=False))
     last_uid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    # A folder added after the mailbox's first fetch: UIDs up to this one were there before
+    # it was chosen, so they are backlog (never acknowledged). 0: none.
+    backlog_until: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     updated_at: datetime = Field(default_factory=utcnow)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
+from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
 from webapp.db import utcnow
@@ -31,9 +32,12 @@ class Mailbox(SQLModel, table=True):
     protocol: str = Field(default="imaps", max_length=8)  # imaps | pop3s | imap | pop3
     host: str = Field(default="", max_length=255)
     port: int = 993
-    folder: str = Field(default="INBOX", max_length=255)
     # Plain IMAP/POP3 without STARTTLS (and SMTP Security None): send the login anyway.
     allow_plaintext_login: bool = False
+    # IMAP: the folders read, one name per line, each with its own cursor (FetchCursor).
+    folders: str = Field(default="INBOX", sa_column=Column(Text, nullable=False, default="INBOX"))
+    # Nothing received before this day becomes a case (IMAP: SEARCH SINCE; POP3: the Date header).
+    fetch_since: date | None = None
     client_id: str = Field(default="", max_length=500)
     client_secret_enc: str | None = None
     scope: str = Field(default="", max_length=1000)
@@ -91,7 +95,10 @@ class Mailbox(SQLModel, table=True):
     verify_requested_at: datetime | None = None
     verified_at: datetime | None = None
     verify_job_id: str | None = Field(default=None, max_length=64)
-    message_count: int | None = None
+    message_count: int | None = None  # in the chosen folders (POP3: the maildrop)
+    # The last check's list of the server's folders: [{"name": ..., "messages": n}] (IMAP).
+    server_folders: list | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    importable_count: int | None = None  # of message_count, received since fetch_since
     plaintext_warning: bool = False
     last_error_kind: str | None = Field(default=None, max_length=32)
     last_error: str | None = None
@@ -110,7 +117,7 @@ class Mailbox(SQLModel, table=True):
     )
     fetch_identity: str | None = Field(
         default=None, max_length=1200
-    )  # account+folder fetching was turned on for
+    )  # the account fetching was turned on for (its folders each keep their own cursor)
     fetch_queued_at: datetime | None = None  # a fetch job was enqueued and has not started yet
     fetch_job_id: str | None = Field(default=None, max_length=64)
     next_fetch_due_at: datetime | None = None
@@ -135,6 +142,13 @@ class Mailbox(SQLModel, table=True):
     @property
     def max_message_mb(self) -> int:
         return max(1, self.max_message_bytes // (1024 * 1024))
+
+    @property
+    def folder_list(self) -> list[str]:
+        """The folders read, in order; INBOX when none is set."""
+        return [line.strip() for line in (self.folders or "").splitlines() if line.strip()] or [
+            "INBOX"
+        ]
 
     @property
     def after_fetch(self) -> str:

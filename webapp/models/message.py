@@ -16,7 +16,8 @@ FAILED = "failed"  # kept raw; `error` says why; Reprocess retries
 TOO_LARGE = "too_large"  # over the mailbox's size limit: metadata only, left on the server
 IGNORED = "ignored"  # processed, deliberately not turned into a case; `error` says why
 REFETCH = "refetch"  # too large before; Reprocess asked the next fetch to download it again
-STATES = (NEW, DONE, FAILED, TOO_LARGE, IGNORED, REFETCH)
+SKIPPED = "skipped"  # POP3: sent before Fetch mail since; only its headers were read
+STATES = (NEW, DONE, FAILED, TOO_LARGE, IGNORED, REFETCH, SKIPPED)
 
 
 class RawMessage(SQLModel, table=True):

@@ -6,7 +6,9 @@ from sqlmodel import Session, func, select
 
 from webapp import crypto
 from webapp.db import utcnow
+from webapp.mail.folders import same_folder
 from webapp.models import EmailTemplate, Mailbox
+from webapp.services.validation import folder_names
 
 PLAIN_FIELDS = (
     "name",
@@ -20,7 +22,7 @@ PLAIN_FIELDS = (
     "host",
     "port",
     "allow_plaintext_login",
-    "folder",
+    "folders",
     "client_id",
     "scope",
     "grant_type",
@@ -51,6 +53,7 @@ PLAIN_FIELDS += (  # Connection: how often and what happens on the server after 
     "delete_after_fetch",
     "move_to_folder",
     "max_message_bytes",
+    "fetch_since",
 )
 SECRET_FIELDS["smtp_password"] = "smtp_password_enc"
 # Where each saved secret is sent: when that setting changes, the secret is dropped and must
@@ -63,7 +66,7 @@ CONNECTION = (
     "port",
     "allow_plaintext_login",
     "username",
-    "folder",
+    "folders",
     "auth_type",
     "password_enc",
     "email_address",
@@ -143,3 +146,45 @@ def drop_tokens(mailbox: Mailbox) -> None:
 
 def count_mailboxes(db: Session) -> int:
     return db.exec(select(func.count()).select_from(Mailbox)).one()
+
+
+def choose_folders(db: Session, mailbox: Mailbox, names: list[str]) -> bool:
+    """Mailbox Setup's checkboxes: the folders read from now on; True when they changed.
+
+    Like the form, a change must be checked again (and Continue pressed) before fetching.
+    ValueError (its message fit to show) when the Move to folder target is among them."""
+    chosen = folder_names("\n".join(names))
+    target = mailbox.move_to_folder if mailbox.after_fetch == "move" else ""
+    if target and any(name.upper() == target.upper() for name in chosen):
+        raise ValueError(
+            f"{target} is where fetched messages are moved to (After fetching), so it cannot be "
+            "read too: untick it, or choose another Move to folder in the form."
+        )
+    folders = "\n".join(chosen)
+    if folders == mailbox.folders:
+        return False
+    mailbox.folders = folders
+    mailbox.setup_complete = False
+    mailbox.updated_at = utcnow()
+    db.add(mailbox)
+    db.commit()
+    return True
+
+
+def folder_choices(mailbox: Mailbox) -> list[dict]:
+    """Mailbox Setup's checkboxes: the server's folders from the last check, the chosen ones
+    ticked, then chosen folders that the server does not have."""
+    chosen = mailbox.folder_list
+    rows = [
+        {
+            "name": f["name"],
+            "messages": f["messages"],
+            "chosen": any(same_folder(f["name"], name) for name in chosen),
+            "missing": False,
+        }
+        for f in mailbox.server_folders or []
+    ]
+    for name in chosen:
+        if not any(same_folder(row["name"], name) for row in rows):
+            rows.append({"name": name, "messages": None, "chosen": True, "missing": True})
+    return rows

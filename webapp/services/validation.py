@@ -123,3 +123,30 @@ def parse_sender_filter(text: str) -> list[SenderRule]:
     if errors:
         raise SenderFilterError(" ".join(errors))
     return rules
+
+
+MAX_FOLDERS = 50
+
+
+def folder_names(text: str) -> list[str]:
+    """The Folders field: one name per line, blanks and repeats dropped, INBOX by default.
+
+    IMAP names are case-sensitive except INBOX, which is written INBOX however it was typed."""
+    names: list[str] = []
+    for line in (text or "").splitlines():
+        name = line.strip()
+        if name.upper() == "INBOX":
+            name = "INBOX"
+        if name and name not in names:
+            names.append(name)
+    return names or ["INBOX"]
+
+
+def folders_error(text: str) -> str | None:
+    names = folder_names(text)
+    long = next((name for name in names if len(name) > 255), None)
+    if long is not None:
+        return f"The folder name {long[:40]}… is longer than 255 characters."
+    if len(names) > MAX_FOLDERS:
+        return f"Choose at most {MAX_FOLDERS} folders."
+    return None

@@ -13,15 +13,21 @@ import logging
 import os
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from webapp import crypto
 from webapp.db import new_session
-from webapp.mail.errors import MailError
-from webapp.mail.sync import BATCH_SIZE, ImapFolder, Pop3Box
-from webapp.models import Mailbox, RawMessage
+from webapp.mail.errors import FolderNotFound, MailError
+from webapp.mail.folders import sent_before, since_text
+from webapp.mail.sync import BATCH_SIZE, Fetched, ImapFolder, Pop3Box
+from webapp.models import Mailbox
 from webapp.services import oauth
 from webapp.services.fetching import leases, store
+from webapp.services.fetching.after_fetch import (
+    forget_unread_folders,
+    pending_server_actions,
+    server_actions,
+)
 from webapp.services.fetching.leases import LeaseKeeper, LeaseLost
 from webapp.services.fetching.refetch import refetch_imap, refetch_pop3
 from webapp.services.fetching.run import Progress, RunContext, close_run, finish, start_run
@@ -137,93 +143,90 @@ def _with_lease(
 
 
 def _fetch_imap(ctx: RunContext, settings) -> bool:
-    db, mailbox = ctx.db, ctx.mailbox
-    folder = mailbox.folder or "INBOX"
-    box = ImapFolder(settings, folder, writable=mailbox.after_fetch != "leave")
+    """Every chosen folder in turn, in one session; a missing folder does not stop the others."""
+    mailbox = ctx.mailbox
+    box = ImapFolder(settings, None, writable=mailbox.after_fetch != "leave")
+    missing: list[FolderNotFound] = []
+    more = False
+    forget_unread_folders(ctx)
     try:
-        uidvalidity = box.state.uidvalidity
-        cursor, reset = store.cursor_for(db, ctx.mailbox_id, folder, uidvalidity)
-        if reset:
-            ctx.notes = (
-                "UIDVALIDITY changed: the folder was listed again; known messages were skipped."
-            )
-        refetch_imap(db, mailbox, ctx.holder, box, folder)
-        _pending_server_actions(ctx, box, folder, uidvalidity)
-        more = False
-        if box.has_new(cursor.last_uid):
-            uids = box.uids_after(cursor.last_uid)
-            ctx.set_total(len(uids))
-            for chunk, batch in box.batches(uids, mailbox.max_message_bytes, batch_size()):
-                ctx.keeper.check()
-                ingest.parse_early(ctx.ahead, mailbox, batch)
-                stored = store.store_batch(
-                    db,
-                    mailbox,
-                    ctx.run_id,
-                    ctx.holder,
-                    batch,
-                    folder=folder,
-                    uidvalidity=uidvalidity,
-                    cursor_uid=chunk[-1],
-                    backlog=ctx.backlog,
-                    listed=len(chunk),
-                )
-                _server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
-                ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
-                ctx.ahead.forget()
-                if ctx.after_batch():
-                    more = True
-                    break
-        if not more and box.state.uidnext:
-            store.advance_to(db, cursor, box.state.uidnext - 1)
+        for folder in mailbox.folder_list:
+            try:
+                box.select(folder)
+            except FolderNotFound as exc:
+                missing.append(exc)
+                continue
+            if _fetch_folder(ctx, box, folder):
+                more = True
+                break
     finally:
         ctx.fetch_commands = box.stats.fetch_commands
         box.close()
+    if missing and not more:
+        others = len(missing) < len(mailbox.folder_list)
+        raise FolderNotFound(
+            " ".join(exc.message for exc in missing)
+            + (" The other folders were fetched." if others else ""),
+            missing[0].advice,
+        )
     return more
 
 
-def _server_actions(
-    ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int, uids: list[int]
-) -> None:
-    """After commit only: mark read, move or delete on the server, then clear the pending flag."""
-    mailbox = ctx.mailbox
-    action = mailbox.after_fetch
-    if not uids or action == "leave":
-        return
-    if action == "delete":
-        box.delete(uids)
-    elif action == "move":
-        box.move(uids, mailbox.move_to_folder)
-    else:
-        box.mark_seen(uids)
-    ctx.db.exec(
-        update(RawMessage)
-        .where(
-            col(RawMessage.mailbox_id) == mailbox.id,
-            col(RawMessage.folder) == folder,
-            col(RawMessage.uidvalidity) == uidvalidity,
-            col(RawMessage.uid).in_(uids),
-        )
-        .values(server_pending=False)
-    )
-    ctx.db.commit()
-
-
-def _pending_server_actions(
-    ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int
-) -> None:
-    """Finish mark-read / move / delete of messages committed before a crash (harmless if done)."""
+def _fetch_folder(ctx: RunContext, box: ImapFolder, folder: str) -> bool:
+    """Store what is new in the selected folder; True when the run's time is up."""
     db, mailbox = ctx.db, ctx.mailbox
-    where = [col(RawMessage.mailbox_id) == mailbox.id, col(RawMessage.server_pending).is_(True)]
-    rows = db.exec(
-        select(RawMessage.uid, RawMessage.uidvalidity, RawMessage.folder).where(*where)
-    ).all()
-    current = [uid for uid, uv, f in rows if uv == uidvalidity and f == folder and uid is not None]
-    if current and mailbox.after_fetch != "leave":
-        _server_actions(ctx, box, folder, uidvalidity, current)
-    if rows:  # old UIDVALIDITY, other folder or option turned off: nothing left to do there
-        db.exec(update(RawMessage).where(*where).values(server_pending=False))
-        db.commit()
+    uidvalidity = box.state.uidvalidity
+    added_later = mailbox.initial_fetch_done and box.state.uidnext
+    cursor, reset = store.cursor_for(
+        db, ctx.mailbox_id, folder, uidvalidity, (box.state.uidnext - 1) if added_later else 0
+    )
+    if reset:
+        ctx.note(
+            f"UIDVALIDITY changed in {folder}: the folder was listed again; "
+            "known messages were skipped."
+        )
+    refetch_imap(db, mailbox, ctx.holder, box, folder)
+    pending_server_actions(ctx, box, folder, uidvalidity)
+    if box.has_new(cursor.last_uid):
+        uids = box.uids_after(cursor.last_uid, mailbox.fetch_since)
+        ctx.add_total(len(uids))
+        # A folder chosen after the first fetch: what it held then is backlog (no acknowledgement).
+        old = [uid for uid in uids if uid <= cursor.backlog_until]
+        parts = [(old, True), ([uid for uid in uids if uid > cursor.backlog_until], ctx.backlog)]
+        for part, backlog in parts:
+            if part and _store_uids(ctx, box, folder, uidvalidity, part, backlog):
+                return True
+    if box.state.uidnext:  # also past UIDs expunged meanwhile or received before the date
+        store.advance_to(db, cursor, box.state.uidnext - 1)
+    return False
+
+
+def _store_uids(
+    ctx: RunContext, box: ImapFolder, folder: str, uidvalidity: int, uids: list, backlog: bool
+) -> bool:
+    """Fetch, store and process these UIDs batch by batch; True when the run's time is up."""
+    db, mailbox = ctx.db, ctx.mailbox
+    for chunk, batch in box.batches(uids, mailbox.max_message_bytes, batch_size()):
+        ctx.keeper.check()
+        ingest.parse_early(ctx.ahead, mailbox, batch)
+        stored = store.store_batch(
+            db,
+            mailbox,
+            ctx.run_id,
+            ctx.holder,
+            batch,
+            folder=folder,
+            uidvalidity=uidvalidity,
+            cursor_uid=chunk[-1],
+            backlog=backlog,
+            listed=len(chunk),
+        )
+        server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
+        ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
+        ctx.ahead.forget()
+        if ctx.after_batch():
+            return True
+    return False
 
 
 def _fetch_pop3(ctx: RunContext, settings) -> bool:
@@ -239,14 +242,16 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
         new = [item for item in listing if item[1] not in known]
         ctx.set_total(len(new))
         more = False
+        skipped = 0
         for start in range(0, len(new), batch_size()):
             ctx.keeper.check()
             chunk = new[start : start + batch_size()]
-            batch = [box.retrieve(n, u, s, mailbox.max_message_bytes) for n, u, s in chunk]
+            batch = [_pop3_message(box, mailbox, n, u, s) for n, u, s in chunk]
             ingest.parse_early(ctx.ahead, mailbox, batch)
             stored = store.store_batch(
                 db, mailbox, ctx.run_id, ctx.holder, batch, backlog=ctx.backlog
             )
+            skipped += stored.skipped
             committed = {f.uidl for f in stored.committed}
             to_delete += [n for n, u, _ in chunk if u in committed]
             ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
@@ -254,6 +259,11 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
             if ctx.after_batch():
                 more = True
                 break
+        if skipped:
+            ctx.note(
+                f"{skipped} message{'s' if skipped > 1 else ''} sent before Fetch mail since "
+                f"({since_text(mailbox.fetch_since)}) set aside: left on the server, no case."
+            )
         if mailbox.delete_after_fetch and to_delete:
             box.delete(sorted(set(to_delete)))
         box.quit()  # the server applies the DELEs now, after everything was committed
@@ -263,3 +273,14 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
         if not quit_ok:
             box.close()
     return more
+
+
+def _pop3_message(box: Pop3Box, mailbox: Mailbox, number: int, uidl: str, size: int) -> Fetched:
+    """RETR the message; with Fetch mail since, one whose Date header is earlier is only noted
+    (its UIDL is stored, so it is never read again)."""
+    if mailbox.fetch_since is not None:
+        head = box.headers(number)
+        if sent_before(head, mailbox.fetch_since):
+            reason = f"sent before Fetch mail since ({since_text(mailbox.fetch_since)})"
+            return Fetched(size=size, raw=None, uidl=uidl, headers=head, skipped=reason)
+    return box.retrieve(number, uidl, size, mailbox.max_message_bytes)

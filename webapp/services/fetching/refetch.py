@@ -23,12 +23,14 @@ def _waiting(db: Session, mailbox_id: int) -> list[RawMessage]:
 
 def refetch_imap(db: Session, mailbox: Mailbox, holder: str, box: ImapFolder, folder: str) -> None:
     for row in _waiting(db, mailbox.id):
+        if row.folder != folder and row.folder in mailbox.folder_list:
+            continue  # downloaded when its own folder is selected
         if row.folder != folder or row.uidvalidity != box.state.uidvalidity or row.uid is None:
             _give_up(
                 db,
                 row,
                 "the server renumbered its messages since (UIDVALIDITY changed or "
-                "another folder), so this message cannot be found again by its UID",
+                "its folder is no longer read), so this message cannot be found again by its UID",
             )
             continue
         fetched = box.fetch_one(row.uid, mailbox.max_message_bytes)

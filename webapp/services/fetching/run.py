@@ -60,6 +60,21 @@ class RunContext:
             time.sleep(delay)  # tests: leave time to SIGKILL the worker between batches
         return time.monotonic() - self.started > RUN_BUDGET_SECONDS
 
+    def note(self, text: str) -> None:
+        """Add a sentence to the run's notes in the fetch log."""
+        self.notes = f"{self.notes} {text}".strip()
+
+    def add_total(self, count: int) -> None:
+        """Another folder listed: its messages join the run's total (progress)."""
+        self.db.exec(
+            update(FetchRun)
+            .where(col(FetchRun.id) == self.run_id)
+            .values(total=func.coalesce(FetchRun.total, 0) + count)
+        )
+        self.db.commit()
+        if self.progress is not None:
+            self.progress(*self.counts())
+
     def set_total(self, total: int) -> None:
         self.db.exec(update(FetchRun).where(col(FetchRun.id) == self.run_id).values(total=total))
         self.db.commit()

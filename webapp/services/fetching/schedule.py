@@ -106,10 +106,12 @@ def request_fetch(db: Session, mailbox_id: int, redis_url: str, queue_name: str)
 
 
 def fetch_identity(mailbox: Mailbox) -> str:
-    """Which account and folder a mailbox reads: when it changes, cursors and backlog start over."""
+    """Which account a mailbox reads: when it changes, cursors and backlog start over.
+
+    Not its folders: each keeps its own cursor, so choosing another one starts nothing over."""
     family = "pop3" if mailbox.protocol.startswith("pop3") else "imap"
     user = (mailbox.username or mailbox.email_address).lower()
-    return f"{family}|{mailbox.host.lower()}|{user}|{mailbox.folder}"[:1200]
+    return f"{family}|{mailbox.host.lower()}|{user}"[:1200]
 
 
 def turn_on_fetching(
@@ -126,7 +128,7 @@ def turn_on_fetching(
     identity = fetch_identity(mailbox)
     if mailbox.fetch_identity != identity:
         if mailbox.fetch_identity is not None:
-            # Another account or folder: its mail is a new backlog, and UIDs of the old one mean nothing.
+            # Another account: its mail is a new backlog, and UIDs of the old one mean nothing.
             mailbox.initial_fetch_done = False
             store.forget_positions(db, mailbox.id)
         mailbox.fetch_identity = identity

@@ -82,7 +82,7 @@ def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
         last_error_kind=mailbox.last_fetch_error_kind,
         last_error=mailbox.last_fetch_error,
         last_error_advice=mailbox.last_fetch_error_advice,
-        messages_fetched=_count(db, mailbox.id),
+        messages_fetched=_count(db, mailbox.id, RawMessage.state != states.SKIPPED),
         messages_failed=_count(db, mailbox.id, col(RawMessage.state).in_(FAILED_STATES)),
         messages_waiting=_count(db, mailbox.id, RawMessage.state == states.NEW),
         stale=is_stale(mailbox, now),

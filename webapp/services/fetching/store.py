@@ -37,7 +37,8 @@ class Stored:
     new_ids: list[int] = field(default_factory=list)  # rows to process, in fetch order
     bodies: dict[int, bytes] = field(default_factory=dict)  # their raw bytes, by row id
     committed: list[Fetched] = field(default_factory=list)  # bytes are in the DB (new or known)
-    inserted: int = 0  # new raw rows, too-large ones included
+    inserted: int = 0  # new raw rows, too-large ones included, skipped ones not
+    skipped: int = 0  # new rows of messages set aside (sent before Fetch mail since)
 
 
 def summary(data: bytes) -> tuple[str | None, str, str]:
@@ -103,6 +104,9 @@ def store_batch(
         new_ids = _insert_rows(db, [values for _, values in rows])
         for fetched, values in rows:
             new_id = new_ids.get((fetched.uid, fetched.uidl))
+            if fetched.skipped:
+                out.skipped += new_id is not None
+                continue
             out.inserted += new_id is not None
             if fetched.raw is None:
                 continue
@@ -161,7 +165,9 @@ def _values(
         attempts=0,
         server_pending=False,
     )
-    if fetched.raw is None:
+    if fetched.skipped:
+        values.update(state=states.SKIPPED, sha256=None, error=fetched.skipped)
+    elif fetched.raw is None:
         if _known_too_large(db, mailbox.id, message_id, fetched.size):
             return None
         values.update(
@@ -223,12 +229,13 @@ def _advance_cursor(
 
 
 def cursor_for(
-    db: Session, mailbox_id: int, folder: str, uidvalidity: int
+    db: Session, mailbox_id: int, folder: str, uidvalidity: int, backlog_until: int = 0
 ) -> tuple[FetchCursor, bool]:
     """The folder's cursor, created or reset for this UIDVALIDITY; True when it was reset.
 
-    On a UIDVALIDITY change the old raw rows stay; the folder is listed again from
-    UID 1 and the content key (mailbox, sha256) drops what we already hold.
+    A new cursor marks UIDs up to backlog_until as backlog (a folder chosen after the
+    first fetch). On a UIDVALIDITY change the old raw rows stay; the folder is listed
+    again from UID 1 and the content key (mailbox, sha256) drops what we already hold.
     """
     cursor = db.exec(
         select(FetchCursor).where(
@@ -242,6 +249,7 @@ def cursor_for(
                 folder=folder,
                 uidvalidity=uidvalidity,
                 last_uid=0,
+                backlog_until=max(backlog_until, 0),
                 updated_at=utcnow(),
             )
         )
@@ -250,6 +258,7 @@ def cursor_for(
     if cursor.uidvalidity == uidvalidity:
         return cursor, False
     cursor.uidvalidity, cursor.last_uid, cursor.updated_at = uidvalidity, 0, utcnow()
+    cursor.backlog_until = 0
     db.add(cursor)
     db.commit()
     return cursor, True

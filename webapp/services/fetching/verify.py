@@ -10,8 +10,9 @@ from sqlmodel import Session, select
 
 from webapp import crypto
 from webapp.db import utcnow
-from webapp.mail.connect import ServerSettings, count_messages
+from webapp.mail.connect import ServerSettings
 from webapp.mail.errors import AuthFailed, MailError
+from webapp.mail.folders import survey
 from webapp.models import Mailbox
 from webapp.queue import get_queue
 from webapp.services import oauth
@@ -36,7 +37,7 @@ def server_settings(
         password=None if oauth else crypto.decrypt(mailbox.password_enc),
         access_token=(access_token or crypto.decrypt(mailbox.access_token_enc)) if oauth else None,
         ca_bundle=ca_bundle,
-        folder=mailbox.folder or "INBOX",
+        folder=mailbox.folder_list[0],
         allow_plaintext_login=mailbox.allow_plaintext_login,
     )
 
@@ -46,7 +47,7 @@ def mark_pending(db: Session, mailbox: Mailbox, job_id: str | None) -> None:
     mailbox.verify_step = "Waiting for a worker to pick up the check…"
     mailbox.verify_requested_at = utcnow()
     mailbox.verify_job_id = job_id
-    mailbox.message_count = None
+    mailbox.message_count = mailbox.importable_count = None
     mailbox.last_error_kind = mailbox.last_error = mailbox.last_error_advice = None
     db.add(mailbox)
     db.commit()
@@ -87,12 +88,21 @@ def run_verification(
     db: Session,
     mailbox_id: int,
     ca_bundle: str | None,
-    counter: Callable[[ServerSettings], object] = count_messages,
+    counter: Callable[[ServerSettings], object] | None = None,
 ) -> Mailbox | None:
-    """Connect with the saved settings and store the message count or a classified error."""
+    """Connect with the saved settings and store the message count or a classified error.
+
+    IMAP also lists the server's folders with their counts (Mailbox Setup's checkboxes);
+    with Fetch mail since, how many of the messages would be imported."""
     mailbox = db.get(Mailbox, mailbox_id)
     if mailbox is None:
         return None
+    if counter is None:
+        chosen, since = mailbox.folder_list, mailbox.fetch_since
+
+        def counter(settings: ServerSettings):
+            return survey(settings, chosen, since)
+
     if mailbox.auth_type == "oauth" and not mailbox.access_token_enc:
         _fail(
             db,
@@ -132,6 +142,11 @@ def run_verification(
     mailbox.verify_state = "ok"
     mailbox.verify_step = ""
     mailbox.message_count = result.count
+    folders = getattr(result, "folders", None)
+    mailbox.server_folders = (
+        [{"name": f.name, "messages": f.messages} for f in folders] if folders else None
+    )
+    mailbox.importable_count = getattr(result, "importable", None)
     mailbox.plaintext_warning = bool(result.plaintext)
     mailbox.verified_at = utcnow()
     db.add(mailbox)
