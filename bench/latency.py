@@ -1,7 +1,7 @@
 """Latency benchmark (`make bench BENCH_ARGS=--latency`): delivery to case, push against polling.
 
 N Dovecot mailboxes (IMAPS, the test fixture), real processes as the Procfile runs them:
-two `rq worker -c worker.settings`, `rq cron worker/cron.py` and, in the push run,
+two `rq worker -c worker.settings -w worker.rqworker.MailWorker`, `rq cron worker/cron.py` and, in the push run,
 `python -m worker.watch`. M messages are delivered into random mailboxes at random moments
 over S seconds; the time from delivery (the Maildir rename) to the case row existing (what
 `GET /api/v1/cases` reads, sampled every 50 ms) gives p50/p95/p99. Then the same with push
@@ -177,6 +177,7 @@ def run(mailboxes: int, messages: int, seconds: float) -> int:
             for user in users
         ]
         worker = [str(RQ_BIN), "worker", "--url", redis.url, "--path", ".", "-c", "worker.settings"]
+        worker += ["-w", "worker.rqworker.MailWorker"]
         for n in range(2):
             procs.append(_start([*worker, "latency"], env, f"worker{n}", tmp))
         cron = [str(RQ_BIN), "cron", "--url", redis.url, "--path", ".", "worker/cron.py"]

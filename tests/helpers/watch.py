@@ -74,7 +74,8 @@ def watcher_process(env: dict) -> subprocess.Popen:
 def rq_worker(env: dict) -> Iterator[subprocess.Popen]:
     """A real `rq worker` process on the test's queue, as the Procfile's worker line runs it."""
     rq = Path(sys.executable).parent / "rq"
-    argv = [str(rq), "worker", "--url", env["REDIS_URL"], "--path", ".", "-c", "worker.settings"]
+    argv = [str(rq), "worker", "--url", env["REDIS_URL"], "--path", "."]
+    argv += ["-c", "worker.settings", "-w", "worker.rqworker.MailWorker"]
     process = subprocess.Popen(
         [*argv, "--logging_level", "WARNING", env["RQ_QUEUE"]],
         cwd=PROJECT_ROOT,

@@ -15,7 +15,7 @@ import time
 
 from imapclient.exceptions import CapabilityError
 
-from webapp.mail.connect import ServerSettings, _drop_imap, classified, open_imap
+from webapp.mail.connect import ServerSettings, classified, drop_imap, open_imap
 from webapp.mail.errors import FolderNotFound, MailError, ProtocolError
 
 # Untagged answers that mean "new mail may be here" (RFC 3501 7.3.1, 7.3.2).
@@ -141,6 +141,6 @@ class IdleConnection:
                     self.client.idle_done()
                 self.client.logout()
         except MailError:
-            _drop_imap(self.client)
+            drop_imap(self.client)
         finally:
             self.idling = False

@@ -26,7 +26,7 @@ CONNECTION_COLUMNS = (
     "allow_plaintext_login",
     "client_id",
     "token_url",
-    "folder",
+    "folders",
 )
 # Connections per account the providers allow (Gmail: 15), less two for fetches and checks.
 ACCOUNT_LIMITS = {"gmail": 15, "outlook": 16}
@@ -47,25 +47,20 @@ class Target:
 
 
 def folders_of(row) -> tuple[str, ...]:
-    """The mailbox's chosen folders: folders_list when the model has it, else [folder]."""
-    folders_list = getattr(Mailbox, "folders_list", None)
-    if isinstance(folders_list, property) and hasattr(row, "folders"):
-        folders = folders_list.fget(row)
-    else:
-        folders = [row.folder]
-    unique = dict.fromkeys(f for f in folders if f)  # one connection per folder, in order
-    return tuple(unique) or ("INBOX",)
-
-
-def _columns() -> list:
-    names = [*CONNECTION_COLUMNS, *(["folders"] if hasattr(Mailbox, "folders") else [])]
-    return [getattr(Mailbox, name) for name in names]
+    """The mailbox's chosen folders (Mailbox.folder_list of the row), each once, in order."""
+    folders = Mailbox.folder_list.fget(row)
+    return tuple(dict.fromkeys(f for f in folders if f)) or ("INBOX",)
 
 
 def watchable(db: Session) -> list[Target]:
     """Enabled, verified, set-up IMAP mailboxes that fetch (and need no re-authorization)."""
     query = (
-        select(Mailbox.id, Mailbox.provider, Mailbox.fetch_interval_seconds, *_columns())
+        select(
+            Mailbox.id,
+            Mailbox.provider,
+            Mailbox.fetch_interval_seconds,
+            *(getattr(Mailbox, name) for name in CONNECTION_COLUMNS),
+        )
         .where(
             col(Mailbox.enabled).is_(True),
             col(Mailbox.fetching_enabled).is_(True),
@@ -80,7 +75,6 @@ def watchable(db: Session) -> list[Target]:
     for row in db.exec(query).all():
         folders = folders_of(row)
         print_ = "\x00".join(str(getattr(row, name)) for name in CONNECTION_COLUMNS)
-        print_ += "\x00" + "\n".join(folders)
         user = (row.username or row.email_address).lower()
         targets.append(
             Target(
