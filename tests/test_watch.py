@@ -317,3 +317,17 @@ def test_two_live_watchers_each_take_half_rounded_up(any_db):
         live = watch_leases.live_watchers(db)
     assert live == 2
     assert watch_leases.fair_share(5, live) == 3
+
+
+def test_each_chosen_folder_has_its_own_idle_connection(app_env, dovecot, mail_user):
+    mail_user.deliver(email("Seed", to=mail_user.email), folder="Support")  # the folder exists
+    with DowngradeProxy(dovecot.host, dovecot.imaps_port, rewrite=None) as proxy:
+        box = _quiet_box(app_env, dovecot, mail_user, port=proxy.port, folders="INBOX\nSupport")
+        with watcher_thread(app_env):
+            wait_for(lambda: listening(app_env, box), what="both folders listening")
+            assert proxy.open_connections == 2  # no worker runs yet: these are the IDLE ones
+            with rq_worker(app_env):
+                mail_user.deliver(email("Into Support", to=mail_user.email), folder="Support")
+                case = wait_for(lambda: case_with_subject(app_env, "Into Support"))
+            assert case.subject == "Into Support"
+            assert lease(app_env, box).last_event == "New mail in Support"
