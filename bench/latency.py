@@ -71,13 +71,26 @@ class Probe:
     """Delivers messages at random moments and watches for their cases."""
 
     def __init__(self, url: str, users: list, count: int, seconds: float, tag: str) -> None:
+        # Imported here, in the main thread: the two threads must not import at the same time.
+        from sqlmodel import col, select
+
+        from tests.helpers.messages import email
+        from webapp.db import new_session
+        from webapp.models import Case
+
+        self.email, self.new_session, self.case, self.select, self.col = (
+            email,
+            new_session,
+            Case,
+            select,
+            col,
+        )
         self.url, self.users, self.count, self.seconds, self.tag = url, users, count, seconds, tag
         self.delivered: dict[str, float] = {}
         self.seen: dict[str, float] = {}
 
     def deliver_all(self) -> None:
-        from tests.helpers.messages import email
-
+        email = self.email
         moments = sorted(random.uniform(0, self.seconds) for _ in range(self.count))
         start = time.monotonic()
         for n, at in enumerate(moments):
@@ -88,18 +101,19 @@ class Probe:
             self.delivered[subject] = time.monotonic()
 
     def watch(self, deadline: float) -> None:
-        from sqlmodel import col, select
-
-        from webapp.db import new_session
-        from webapp.models import Case
-
+        new_session, select, col, Case = self.new_session, self.select, self.col, self.case
         prefix = f"{self.tag} probe "
         while time.monotonic() < deadline and len(self.seen) < self.count:
-            with new_session(self.url) as db:
-                subjects = db.exec(select(Case.subject).where(col(Case.subject).startswith(prefix)))
-                now = time.monotonic()
-                for subject in subjects.all():
-                    self.seen.setdefault(subject, now)
+            try:
+                with new_session(self.url) as db:
+                    query = select(Case.subject).where(col(Case.subject).startswith(prefix))
+                    subjects = db.exec(query).all()
+            except Exception as exc:  # noqa: BLE001 - a busy database: look again
+                log(f"latency: reading cases failed ({type(exc).__name__}); again")
+                subjects = []
+            now = time.monotonic()
+            for subject in subjects:
+                self.seen.setdefault(subject, now)
             time.sleep(0.05)
 
     def latencies(self) -> list[float]:
@@ -108,7 +122,16 @@ class Probe:
 
 def _run_probe(url: str, users: list, count: int, seconds: float, tag: str, drain: float) -> Probe:
     probe = Probe(url, users, count, seconds, tag)
-    watcher = threading.Thread(target=probe.watch, args=(time.monotonic() + seconds + drain,))
+    deadline = time.monotonic() + seconds + drain
+
+    def watch() -> None:
+        try:
+            probe.watch(deadline)
+        except BaseException as exc:
+            log(f"latency: the probe stopped: {exc!r}")
+            raise
+
+    watcher = threading.Thread(target=watch)
     watcher.start()
     probe.deliver_all()
     watcher.join()
