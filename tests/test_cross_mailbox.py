@@ -85,7 +85,7 @@ def test_the_second_mailbox_says_duplicate_in_its_fetch_log(
     assert copy.state == "ignored"
     assert copy.error.startswith(f"duplicate of message #{first.id} (received by {mail_user.email}")
     log = re.search(
-        r'<table class="list fetch-log">.*?</table>',
+        r'<table class="list fetch-log wide">.*?</table>',
         admin.get(f"/mailboxes/{sales}").get_data(as_text=True),
         re.S,
     ).group(0)

@@ -388,7 +388,7 @@ def test_the_pages_need_a_login_and_csrf(app, admin, app_env, dovecot, mail_user
     assert held_of(app_env, raw.id).state == "held"
     assert [h.state for h in held_rows(app_env)] == ["held"]
     nav = admin.get("/held").get_data(as_text=True)
-    assert '<a href="/held">Held</a>' in nav
+    assert '<a href="/held" aria-current="page">Held</a>' in nav  # the page's own menu item
     assert '<a href="/contacts/">Contacts</a>' in nav
 
 

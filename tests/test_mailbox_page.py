@@ -41,11 +41,13 @@ def test_counts_log_and_a_failed_message_that_reprocess_fixes(
     page = admin.get(url).get_data(as_text=True)
     assert _fact(page, "Messages fetched") == "2"
     assert _fact(page, "Failed") == "1"
-    assert _fact(page, "Last fetch").endswith("UTC, ok")
-    assert _fact(page, "Next fetch").endswith("UTC")
+    assert _fact(page, "Last fetch").endswith(", ok")
+    assert re.search(r"<dt>Last fetch</dt><dd[^>]*><time datetime=[^>]*UTC", page)
+    assert re.search(r"<dt>Next fetch</dt><dd[^>]*><time datetime=[^>]*UTC", page)
     run = re.search(r'<tr id="run-\d+">(.*?)</tr>', page, re.S).group(1)
     cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td>(.*?)</td>", run, re.S)]
     assert "(first fetch)" in cells[0]
+    assert 'title="20' in run  # the exact time on hover
     assert cells[1].endswith("UTC")
     assert cells[2] == "ok"
     assert cells[3] == "2"

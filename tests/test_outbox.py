@@ -197,19 +197,6 @@ def test_the_mailbox_login_is_used_when_smtp_username_and_password_are_blank(
         assert len(server.messages) == 1
 
 
-def test_a_mailbox_without_outgoing_mail_shows_why_nothing_was_sent(
-    admin, app_env, dovecot, mail_user, smtp_server, run_worker
-):
-    box = replying_desk(app_env, dovecot, mail_user, smtp_server, smtp_host="")
-    case = open_case(app_env, box, mail_user)
-    comment(admin, case.id, "Hello?")
-    run_worker()
-    (row,) = outbox_rows(app_env)
-    assert row.state == "failed"
-    assert "Outgoing mail is not set up" in row.last_error
-    assert "fill in SMTP Host" in case_page(admin, case.id)
-
-
 def test_two_jobs_for_one_message_send_it_once(
     admin, app_env, dovecot, mail_user, smtp_server, run_worker
 ):

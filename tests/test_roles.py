@@ -77,7 +77,7 @@ def test_the_home_page_sends_an_agent_to_the_cases_and_an_admin_to_the_mailboxes
 
 
 def _nav(page: str) -> list[str]:
-    nav = re.search(r"<nav>(.*?)</nav>", page, re.S).group(1)
+    nav = re.search(r"<nav class=\"menu\"[^>]*>(.*?)</nav>", page, re.S).group(1)
     return re.findall(r">([^<]+)</a>", nav)
 
 

@@ -17,6 +17,7 @@ from tests.helpers.browser import (
 from tests.helpers.mailboxes import make_mailbox
 from tests.helpers.messages import email
 from tests.helpers.web import ADMIN_EMAIL
+from tests.servers.dovecot import free_ports
 
 
 @pytest.mark.browser
@@ -26,7 +27,16 @@ def test_close_reopen_and_send_and_close_swap_the_status_in_place(
     page_problems.watch(page)
     create_first_admin(page, live_server)
     mail_user.deliver(email("Printer jammed", sender="ada@example.org", to=mail_user.email))
-    box = make_mailbox(live_stack.env, dovecot, mail_user, initial_fetch_done=True)
+    # Outgoing mail set up (nothing listens there: the send is retried), so the reply box is on
+    box = make_mailbox(
+        live_stack.env,
+        dovecot,
+        mail_user,
+        initial_fetch_done=True,
+        smtp_host="127.0.0.1",
+        smtp_port=free_ports(1)[0],
+        smtp_security="none",
+    )
     page.goto(f"{live_server}/mailboxes/{box}")
     page.get_by_role("button", name="Fetch now").click()
     page.goto(f"{live_server}/cases/")

@@ -52,6 +52,5 @@ def install_role_guard(app: Flask) -> None:
         page = render_template("main/forbidden.html", task=task, admins=users.admin_emails(g.db))
         return page, 403
 
-    @app.context_processor
-    def _roles():
-        return {"may_use": lambda endpoint: may_use(g.get("user"), endpoint)}
+    # A global, not a context processor: macros imported without context use it too.
+    app.jinja_env.globals["may_use"] = lambda endpoint: may_use(g.get("user"), endpoint)

@@ -42,7 +42,11 @@ def first_admin():
     if form.validate_on_submit():
         try:
             user = users.create_first_admin(
-                g.db, form.email.data, form.password.data, address=trail.client_address()
+                g.db,
+                form.email.data,
+                form.password.data,
+                name=form.name.data or "",
+                address=trail.client_address(),
             )
         except users.UserError as exc:
             form.email.errors.append(str(exc))

@@ -26,6 +26,7 @@ from jinja2_fragments.flask import render_block
 from sqlmodel import col, select
 
 from webapp.auth.trail import client_address
+from webapp.comments import sending
 from webapp.comments.forms import new_comment_key
 from webapp.extensions import htmx
 from webapp.mail.sanitize import sanitize_html
@@ -105,6 +106,7 @@ def show(case_id: int):
     messages = case_queries.conversation(g.db, case.id)
     contact = g.db.get(Contact, case.contact_id) if case.contact_id else None
     mailbox = g.db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
+    outgoing = outbox.for_case(g.db, case.id)
     return render_template(
         "cases/show.html",
         case=case,
@@ -114,11 +116,13 @@ def show(case_id: int):
         received_by=case_queries.mailboxes_by_case(g.db, [case.id])[case.id],
         attachments=case_queries.attachments_by_message(g.db, [m.id for m in messages]),
         remote_images={m.id for m in messages if case_queries.has_remote_images(m.html)},
-        outgoing=outbox.for_case(g.db, case.id),
+        outgoing=outgoing,
+        sends=sending.sends_by_message(outgoing),
         comment_key=new_comment_key(),
         tasks=task_service.tasks_of_case(g.db, case.id),
         task_form=TaskForm(formdata=None),
         history=case_status.history(g.db, case.id),
+        **sending.reply_context(mailbox),
     )
 
 

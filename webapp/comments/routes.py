@@ -15,9 +15,11 @@ from flask import (
     current_app,
     flash,
     g,
+    get_template_attribute,
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from jinja2_fragments.flask import render_block
@@ -25,8 +27,9 @@ from redis.exceptions import RedisError
 
 from webapp.auth.trail import client_address
 from webapp.comments.forms import CommentForm, new_comment_key
+from webapp.comments.sending import reply_context
 from webapp.extensions import htmx
-from webapp.models import Case, Message, OutboxMessage
+from webapp.models import Case, Mailbox, Message, OutboxMessage
 from webapp.models import outbox as states
 from webapp.services import case_status
 from webapp.services.outgoing import notify, outbox
@@ -87,6 +90,7 @@ def add(case_id: int):
         "comment_text": form.comment.data or "",
         "comment_key": form.key.data or new_comment_key(),
         "comment_next": back,
+        **_reply_context(case),
     }
     if htmx:
         return render_block(RETRY_PAGE, "comment_form", **ctx), 422
@@ -108,7 +112,7 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: b
     message = g.db.get(Message, row.case_message_id) if row.case_message_id else None
     html = render_block(
         CASE_PAGE, "comment_form", case=case, comment_key=new_comment_key(),
-        comment_notice=notice, comment_next=back,
+        comment_notice=notice, comment_next=back, **_reply_context(case),
     )  # fmt: skip
     html += render_block(
         CASE_PAGE, "outbox", case=case, outgoing=outbox.for_case(g.db, case.id), oob=True
@@ -116,7 +120,7 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: b
     if message is not None:
         html += render_block(
             CASE_PAGE, "message", case=case, message=message, attachments={},
-            remote_images=set(), oob=True,
+            remote_images=set(), oob=True, sends={message.id: row},
         )  # fmt: skip
     if closed:
         history = case_status.history(g.db, case.id)
@@ -124,3 +128,17 @@ def _fragments(case: Case, row: OutboxMessage, notice: str, back: str, closed: b
     resp = make_response(html)
     resp.headers["HX-Trigger"] = "case-updated"
     return resp
+
+
+def _reply_context(case: Case) -> dict:
+    return reply_context(g.db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None)
+
+
+@bp.route("/outbox/<int:outbox_id>/send-state")
+def send_state(outbox_id: int):
+    """HTMX: a comment's email state on its message in the thread (polled while it is sent)."""
+    row = g.db.get(OutboxMessage, outbox_id)
+    if row is None:
+        abort(404)
+    next_url = local_path(request.args.get("next")) or ""
+    return get_template_attribute("cases/_sending.html", "send_state")(row, next_url)

@@ -28,6 +28,18 @@ bp = Blueprint("main", __name__)
 log = logging.getLogger(__name__)
 
 
+@bp.app_errorhandler(404)
+def not_found(_exc):
+    """The app's layout, and a way back."""
+    return render_template("errors/404.html"), 404
+
+
+@bp.app_errorhandler(500)
+def server_error(_exc):
+    """The app's layout without the menu: no query, the database may be what failed."""
+    return render_template("errors/500.html", bare=True), 500
+
+
 @bp.route("/")
 def home():
     return redirect(home_for(g.user))

@@ -59,7 +59,7 @@ def index():
     return render_template(
         PAGE, rows=rows, total=total, page=page, per_page=PER_PAGE, next_url=request.full_path,
         mailbox_id=mailbox_id, state=state, mailboxes=mailboxes, numbers=numbers,
-        states=states.STATES,
+        states=states.STATES, mailbox_names=dict(mailboxes),
     )  # fmt: skip
 
 
@@ -67,7 +67,12 @@ def _row_response(row: OutboxMessage):
     """The list page's block "outbox_row" alone (the row is on a case or mailbox page too)."""
     g.db.refresh(row)
     next_url = local_path(request.form.get("next") or request.args.get("next")) or ""
-    return render_block(PAGE, "outbox_row", row=row, next_url=next_url, link=None)
+    names = {}
+    if request.values.get("with_mailbox") and (mailbox := g.db.get(Mailbox, row.mailbox_id)):
+        names = {mailbox.id: mailbox.name}
+    return render_block(
+        PAGE, "outbox_row", row=row, next_url=next_url, link=None, mailbox_names=names
+    )
 
 
 @bp.route("/<int:outbox_id>/row")

@@ -69,7 +69,7 @@ def create_user(
 
 
 def create_first_admin(
-    db: Session, email: str, password: str, address: str | None = None
+    db: Session, email: str, password: str, address: str | None = None, *, name: str = ""
 ) -> User | None:
     """The installation's first admin, or None when there is one already: of two forms sent at
     the same moment only the one that inserts the "first_admin" step row creates an admin (the
@@ -79,7 +79,7 @@ def create_first_admin(
         db.rollback()
         return None
     try:
-        return create_user(db, email, password, address=address)  # commits the claim too
+        return create_user(db, email, password, name=name, address=address)  # commits the claim too
     except UserError:
         db.rollback()
         raise

@@ -176,7 +176,11 @@ def _fetch_folder(ctx: RunContext, box: ImapFolder, folder: str) -> bool:
     """Store what is new in the selected folder; True when the run's time is up."""
     db, mailbox = ctx.db, ctx.mailbox
     uidvalidity = box.state.uidvalidity
-    added_later = mailbox.initial_fetch_done and box.state.uidnext
+    # Added to Folders after the first fetch, while other folders were read already; a
+    # mailbox with no cursor at all (first read by IMAP) goes by initial_fetch_done alone.
+    added_later = (
+        mailbox.initial_fetch_done and box.state.uidnext and store.has_cursors(db, ctx.mailbox_id)
+    )
     cursor, reset = store.cursor_for(
         db, ctx.mailbox_id, folder, uidvalidity, (box.state.uidnext - 1) if added_later else 0
     )

@@ -228,6 +228,12 @@ def _advance_cursor(
     )
 
 
+def has_cursors(db: Session, mailbox_id: int) -> bool:
+    """True once some folder of the mailbox was read by IMAP."""
+    query = select(FetchCursor.id).where(FetchCursor.mailbox_id == mailbox_id).limit(1)
+    return db.exec(query).first() is not None
+
+
 def cursor_for(
     db: Session, mailbox_id: int, folder: str, uidvalidity: int, backlog_until: int = 0
 ) -> tuple[FetchCursor, bool]:

@@ -16,7 +16,7 @@ from webapp.mail.thread import reply_references
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
 from webapp.models.contact import email_key
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
-from webapp.services.outgoing import outbox
+from webapp.services.outgoing import outbox, readiness
 from webapp.services.templating import render
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,9 @@ def post_comment(
     if not text.strip():
         raise CommentError("Write the comment first.")
     mailbox = db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
-    if mailbox is None:
-        raise CommentError("This case's mailbox was deleted: there is no address to send from.")
+    problem = readiness.send_problem(db, mailbox)
+    if problem is not None:  # the page disabled the form; a stale page or a script posted anyway
+        raise CommentError(f"{problem.text} {problem.detail}".strip())
     to_addr, to_name = recipient(db, case)
     if not to_addr:
         raise CommentError("This case has no contact address to email the comment to.")
