@@ -34,6 +34,7 @@ from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
 from webapp.services.outgoing import outbox
 from webapp.services.presets import AFTER_FETCH_LABELS, DEFAULT_PORTS, failing_field
+from webapp.services.push import state as push_state
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -213,6 +214,7 @@ def _fetch_context(mailbox: Mailbox) -> dict:
     return {
         "mailbox": mailbox,
         "status": fetch_status.mailbox_status(g.db, mailbox),
+        "push": push_state.push_status(g.db, mailbox),
         "log": fetch_status.fetch_log(g.db, mailbox.id, before_id=before_id),
         "failed": fetch_status.failed_messages(g.db, mailbox.id),
         "after_fetch": AFTER_FETCH_LABELS[mailbox.after_fetch],

@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, func, select
 
 from webapp.db import utcnow
-from webapp.models import FetchRun, Mailbox, Message, RawMessage
+from webapp.models import FetchRun, Mailbox, Message, RawMessage, WatchLease
 from webapp.models import message as states
 from webapp.services.fetching import leases
+from webapp.services.fetching.schedule import WATCHED_POLL
+from webapp.services.push import leases as push_leases
 
 STALE_INTERVALS = 3
 FAILED_STATES = (states.FAILED, states.TOO_LARGE)
@@ -121,13 +123,17 @@ def is_stale(mailbox: Mailbox, now: datetime | None = None) -> bool:
 def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
     now = utcnow()
     running = leases.held(db, mailbox.id)
+    next_fetch_at = mailbox.next_fetch_due_at
+    watched = db.exec(push_leases.watched_ids(now).where(WatchLease.mailbox_id == mailbox.id))
+    if watched.first() is not None and next_fetch_at and mailbox.last_fetch_at:
+        next_fetch_at = max(next_fetch_at, mailbox.last_fetch_at + WATCHED_POLL)
     status = MailboxStatus(
         fetching=bool(mailbox.enabled and mailbox.fetching_enabled),
         running=running,
         queued=mailbox.fetch_queued_at is not None,
         last_fetch_at=mailbox.last_fetch_at,
         last_fetch_ok_at=mailbox.last_fetch_ok_at,
-        next_fetch_at=mailbox.next_fetch_due_at,
+        next_fetch_at=next_fetch_at,
         last_error_kind=mailbox.last_fetch_error_kind,
         last_error=mailbox.last_fetch_error,
         last_error_advice=mailbox.last_fetch_error_advice,
