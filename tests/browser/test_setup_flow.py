@@ -37,6 +37,8 @@ LOG_422 = "the server responded with a status of 422"
 
 # --- JavaScript on -------------------------------------------------------------------------
 
+OTHER_SERVER = "Another IMAP or POP3 server"
+
 
 @pytest.mark.browser
 def test_setup_flow_with_javascript(
@@ -67,12 +69,14 @@ def test_setup_flow_with_javascript(
     expect(basic).to_be_visible()
     expect(oauth).to_be_hidden()
 
-    # The Gmail preset fills Host and Port in place
-    swapped(page, "#connection", lambda: field(page, "Provider preset").select_option("gmail"))
+    # The Gmail preset fills Host and Port in place, and chooses OAuth
+    swapped(page, "#connection", lambda: field(page, "Gmail").check())
     expect(field(page, "Host")).to_have_value("imap.gmail.com")
     expect(field(page, "Port")).to_have_value("993")
-    swapped(page, "#connection", lambda: field(page, "Provider preset").select_option("other"))
-    expect(field(page, "Provider preset")).to_have_value("other")
+    expect(field(page, "Authentication Type")).to_have_value("oauth")
+    swapped(page, "#connection", lambda: field(page, OTHER_SERVER).check())
+    expect(field(page, OTHER_SERVER)).to_be_checked()
+    swapped(page, "#connection", lambda: field(page, "Authentication Type").select_option("basic"))
     assert window_marker(page) == "form", "the page was reloaded instead of swapped"
 
     fill_live(page, "name", "Name", "Support")
@@ -164,13 +168,15 @@ def test_setup_flow_without_javascript(
     expect(field(page, "Client ID")).to_be_visible()
     expect(page.get_by_role("button", name="Copy")).to_be_hidden()  # JS only
 
-    # "Apply preset" is the no-JS way to fill in a preset
-    field(page, "Provider preset").select_option("gmail")
+    # "Apply preset" is the no-JS way to fill in a preset (and Gmail chooses OAuth)
+    field(page, "Gmail").check()
     page.get_by_role("button", name="Apply preset").click()
     expect(page).to_have_url(re.compile(r"/mailboxes/new$"))
     expect(field(page, "Host")).to_have_value("imap.gmail.com")
     expect(field(page, "Port")).to_have_value("993")
-    field(page, "Provider preset").select_option("other")
+    expect(field(page, "Authentication Type")).to_have_value("oauth")
+    field(page, OTHER_SERVER).check()
+    field(page, "Authentication Type").select_option("basic")
 
     field(page, "Name").fill("Support desk")
     field(page, "Description").fill("typed by hand")
@@ -274,7 +280,7 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
     expect(result).to_have_attribute("role", "alert")
     expect(result).to_contain_text("app password")  # the advice
     expect(page.get_by_role("button", name="Check again")).to_be_visible()
-    expect(page.get_by_role("link", name="Back")).to_be_visible()
+    expect(page.get_by_role("link", name="Edit settings")).to_be_visible()
     expect(page.get_by_role("button", name="Continue")).to_have_count(0)
     assert "not-the-password" not in page.content()
     page.screenshot(
@@ -286,9 +292,10 @@ def test_wrong_password_is_reported_and_back_keeps_the_values(
     expect(page).to_have_url(re.compile(r"/mailboxes/\d+/setup$"))
     wait_for_rejection()
 
-    # Back: the form with everything kept, the saved password not shown
-    page.get_by_role("link", name="Back").click()
-    expect(page).to_have_url(re.compile(r"/mailboxes/\d+/edit$"))
+    # Edit settings: the form at the password, with everything kept, the saved password not shown
+    page.get_by_role("link", name="Edit settings").click()
+    expect(page).to_have_url(re.compile(r"/mailboxes/\d+/edit\?focus=password#field-password$"))
+    expect(page.locator("#field-password")).to_have_class(re.compile(r"\bfocus\b"))
     expect(page.get_by_role("heading", name="Edit Help")).to_be_visible()
     for label, value in values.items():
         expect(field(page, label)).to_have_value(value)

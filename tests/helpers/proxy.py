@@ -1,6 +1,7 @@
 """A man in the middle for the downgrade tests: a TCP proxy in front of a real server that
 removes the offer of encryption (IMAP and SMTP STARTTLS, POP3 STLS) from what the server
-says, and records every byte the client sends."""
+says, and records every byte the client sends. The push tests use it too: to take IDLE out
+of the server's capabilities, to cut connections, and to count the open ones."""
 
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ def strip_encryption_offer(line: bytes) -> bytes:
     return line
 
 
-class DowngradeProxy:
-    """Listens on 127.0.0.1; each connection goes to target, server lines rewritten."""
+_IMAP_IDLE = re.compile(rb"(?i)\sIDLE(?=[\s\]])")
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+
+def strip_idle_and_encryption(line: bytes) -> bytes:
+    """A server line without STARTTLS and without IDLE in its capabilities."""
+    line = strip_encryption_offer(line)
+    return _IMAP_IDLE.sub(b"", line) if b"CAPABILITY" in line.upper() else line
+
+
+class DowngradeProxy:
+    """Listens on 127.0.0.1; each connection goes to target, server lines rewritten by
+    `rewrite` (None: bytes pass as they are, TLS included)."""
+
+    def __init__(self, target_host: str, target_port: int, rewrite=strip_encryption_offer) -> None:
         self.target = (target_host, target_port)
+        self.rewrite = rewrite
+        self.refusing = False  # True: every new connection is closed at once
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.host, self.port = self._listener.getsockname()[:2]
         self._sent = bytearray()  # everything clients sent towards the server
@@ -40,6 +54,20 @@ class DowngradeProxy:
     def client_bytes(self) -> bytes:
         with self._lock:
             return bytes(self._sent)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections whose client has not closed its side yet."""
+        with self._lock:
+            return len(self._pairs)
+
+    def cut(self) -> None:
+        """Close every connection now, as a crashed server or a dropped network would."""
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for pair in pairs:
+            for sock in pair:
+                _close(sock)
 
     def start(self) -> DowngradeProxy:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -65,8 +93,14 @@ class DowngradeProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.refusing:
+                _close(client)
+                continue
             server = socket.create_connection(self.target, timeout=10)
+            server.settimeout(None)
             self._sockets += [client, server]
+            with self._lock:
+                self._pairs.append((client, server))
             threading.Thread(
                 target=self._client_to_server, args=(client, server), daemon=True
             ).start()
@@ -84,20 +118,36 @@ class DowngradeProxy:
             pass
         finally:
             _shut(server)
+            with self._lock:
+                self._pairs = [pair for pair in self._pairs if pair[0] is not client]
 
     def _server_to_client(self, server: socket.socket, client: socket.socket) -> None:
         pending = b""
         try:
             while data := server.recv(65536):
+                if self.rewrite is None:
+                    client.sendall(data)
+                    continue
                 pending += data
                 *lines, pending = pending.split(b"\n")
-                out = b"".join(strip_encryption_offer(line + b"\n") for line in lines)
+                out = b"".join(self.rewrite(line + b"\n") for line in lines)
                 if out:
                     client.sendall(out)
         except OSError:
             pass
         finally:
             _shut(client)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _shut(sock: socket.socket) -> None:

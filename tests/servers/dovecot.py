@@ -304,6 +304,10 @@ class DovecotServer:
             f"disable_plaintext_auth = {'yes' if self.disable_plaintext_auth else 'no'}",
             "pop3_uidl_format = %08Xu%08Xv",
             "auth_verbose = yes",
+            # Each IMAP session is a process; the default cap of 100 would make the 101st
+            # connection (a fetch beside 100 IDLE connections) wait (bench --latency).
+            "default_process_limit = 1000",
+            "default_client_limit = 4000",
             "ssl = " + ("yes" if self.tls else "no"),
         ]
         if self.tls:

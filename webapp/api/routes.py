@@ -17,6 +17,7 @@ from webapp.services.access import audit as audit_service
 from webapp.services.access import users
 from webapp.services.fetching import status as fetch_status
 from webapp.services.outgoing import outbox as outbox_service
+from webapp.services.push import state as push_state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -95,10 +96,12 @@ def mailboxes():
         select(Mailbox).order_by(Mailbox.id).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
     ).all()
     counts = fetch_status.raw_message_counts(g.db, [m.id for m in rows])
+    pushes = push_state.push_statuses(g.db, list(rows))
     items = []
     for m in rows:
         item = mailbox_json(m)
         item["messages_fetched"], item["messages_failed"] = counts.get(m.id, (0, 0))
+        item["push"] = pushes[m.id].as_json()
         items.append(item)
     return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
 

@@ -7,27 +7,34 @@ from wtforms import (
     BooleanField,
     DateField,
     IntegerField,
-    PasswordField,
+    RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
 from wtforms.validators import InputRequired, Length, Optional
-from wtforms.widgets import PasswordInput
 
-from webapp.mailboxes.secret_scope import moved, secret_errors
+from webapp.mailboxes.help import FIELD_HELP
+from webapp.mailboxes.secret_scope import SecretField, moved, secret_errors
 from webapp.services import validation
 from webapp.services.presets import (
     AFTER_FETCH_LABELS,
     DEFAULT_PORTS,
     FETCH_INTERVAL_MINUTES,
     POP3_AFTER_FETCH,
+    PRESET_OWNERS,
     PROTOCOL_LABELS,
+    PROVIDER_LABELS,
     SMTP_SECURITY_LABELS,
+    default_auth_type,
     password_refusing_provider,
+    preset_values,
 )
 
 MB = 1024 * 1024
+AUTO_AUTH_LABEL = "OAuth for Gmail and Microsoft 365, else Basic"
+# OAuth settings a provider preset fills in, folded under Advanced.
+ADVANCED_NAMES = ("scope", "grant_type", "tenant", "auth_url", "token_url")
 
 
 def _coerce_id(value):
@@ -37,15 +44,6 @@ def _coerce_id(value):
 def _coerce_minutes(value):
     """A number of minutes, or None for anything else (the field then says what to choose)."""
     return int(value) if str(value).isdigit() and len(str(value)) < 6 else None
-
-
-class SecretField(PasswordField):
-    """Never shows a saved secret; a value typed in this very request is kept on re-render."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("render_kw", {"autocomplete": "new-password"})
-        kwargs.setdefault("widget", PasswordInput(hide_value=False))
-        super().__init__(*args, **kwargs)
 
 
 class DayField(DateField):
@@ -67,14 +65,13 @@ class MailboxForm(FlaskForm):
     )
     enabled = BooleanField("Enabled", default=True)
     description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    # Blank (a new mailbox): chosen by the provider when the form is posted.
     auth_type = SelectField(
-        "Authentication Type", choices=[("basic", "Basic"), ("oauth", "OAuth")], default="basic"
+        "Authentication Type",
+        choices=[("", AUTO_AUTH_LABEL), ("basic", "Basic"), ("oauth", "OAuth")],
+        default="",
     )
-    provider = SelectField(
-        "Provider preset",
-        choices=[("other", "Other"), ("gmail", "Gmail"), ("outlook", "Outlook / Microsoft 365")],
-        default="other",
-    )
+    provider = RadioField("Provider", choices=list(PROVIDER_LABELS.items()), default="other")
 
     # Connection
     email_address = StringField(
@@ -154,41 +151,14 @@ class MailboxForm(FlaskForm):
 
     SECRET_NAMES = ("password", "client_secret", "auth_code")
     SECRET_NAMES += ("smtp_password",)
-    # Help under each field, for the whole form and for one field re-rendered by live validation.
-    HELP = {
-        "enabled": "Turn off to take the mailbox offline without deleting it.",
-        "email_address": "Must be unique across mailboxes.",
-        "username": "Defaults to the email address.",
-        "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
-        "allow_plaintext_login": "Off: plain IMAP or POP3 logs in only after STARTTLS, and SMTP Security None never logs in; a server that offers no encryption is refused and nothing secret is sent.",
-        "folders": "IMAP only: the folders to read, one name per line (INBOX by default). Mailbox Setup lists the server's folders to tick.",
-        "fetch_since": "Blank: everything is imported. Otherwise nothing received before this day becomes a case (POP3: judged by each message's Date header). Changing it later only affects messages not fetched yet.",
-        "fetch_interval_minutes": "How often the server is asked for new mail.",
-        "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
-        "move_to_folder": "With Move to folder: where fetched messages go (created on the server if missing).",
-        "max_message_mb": "Larger messages are not downloaded: they stay on the server and are listed on the mailbox page.",
-        "tenant": "Microsoft only: common, organizations, or your tenant ID.",
-        "auth_code": "Usually left blank: Get Authorization Code saves the form, sends you to the provider, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save (within a few minutes: a code works once).",
-        "case_response_template_id": "The email sent when an agent comments on a case.",
-        "keep_attachments": "Keep up to 5 attachments per message.",
-        "max_attachment_mb": "Attachments larger than this are listed with the message but not kept.",
-        "process_task_replies": "Replies to task-assignment emails go into that task's history.",
-        "end_of_message_marker": "Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.",
-        "sender_filter": "One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.",
-        "confirm_unknown_senders": "An unknown sender gets a confirmation mail first, so that spam robots create no cases.",
-        "create_new_contact": "An unknown sender becomes a contact; when off, their mail is held for review.",
-        "no_new_case_template_id": "When Allow New Case to be Created is off, a person (never a robot) who writes about no case gets this template, at most once a day.",
-        "authserv_id": "The host name your receiving mail server writes in Authentication-Results (Gmail: mx.google.com; Microsoft 365: your tenant's protection.outlook.com name). A confirmation mail is only sent when that server says SPF or DKIM passed with DMARC alignment, so forged senders get nothing. Blank: no confirmation mail is sent; unknown senders are held silently.",
-        "confirmation_hours": "Messages waiting for confirmation expire after this many hours.",
-        "smtp_host": "The server that sends this mailbox's mail: comments and acknowledgements. Blank: this mailbox sends nothing. Gmail smtp.gmail.com, Microsoft 365 smtp.office365.com.",
-        "smtp_port": "587 with STARTTLS, 465 with SSL/TLS.",
-        "smtp_security": "None only for a relay on this machine (localhost, 127.0.0.1).",
-        "smtp_username": "Blank: the mailbox's own login above (and only if the server asks for one). OAuth mailboxes send with their token.",
-    }
+    HELP = FIELD_HELP
 
-    def __init__(self, *args, mailbox=None, templates=(), email_taken=None, **kwargs):
+    def __init__(self, *args, mailbox=None, templates=(), email_taken=None, focus=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.mailbox = mailbox
+        self.focus = focus if focus in self._fields else None  # Edit settings from Mailbox Setup
+        if self.is_submitted() and not self.auth_type.data:
+            self.auth_type.data = default_auth_type(self.provider.data)
         self._email_taken = email_taken or (lambda _email: False)
         template_choices = [(t.id, t.name) for t in templates]
         self.case_response_template_id.choices = [(None, "— none —")] + template_choices
@@ -196,6 +166,37 @@ class MailboxForm(FlaskForm):
         self.no_new_case_template_id.choices = [(None, "— say nothing —")] + template_choices
         if self.is_pop3:
             self.after_fetch.choices = [(k, AFTER_FETCH_LABELS[k]) for k in POP3_AFTER_FETCH]
+
+    @property
+    def auth(self) -> str:
+        """basic or oauth: the choice made, or for a new mailbox the one its provider needs."""
+        return self.auth_type.data or default_auth_type(self.provider.data)
+
+    @property
+    def has_preset(self) -> bool:
+        return self.provider.data in PRESET_OWNERS  # Gmail, Microsoft 365
+
+    @property
+    def advanced_open(self) -> bool:
+        """Advanced is unfolded when no preset fills it in, or when one of its fields needs a look."""
+        if not self.has_preset or self.focus in ADVANCED_NAMES:
+            return True
+        return any(self[name].errors for name in ADVANCED_NAMES)
+
+    def choose_provider(self) -> None:
+        """A provider was chosen: its published values, and OAuth for Gmail and Microsoft 365."""
+        self.apply_preset()
+        if self.has_preset:
+            self.auth_type.data = default_auth_type(self.provider.data)
+
+    def apply_preset(self, only_blank: bool = False) -> None:
+        """Fill in the provider's published values (only the blank ones when only_blank)."""
+        values = preset_values(self.provider.data, self.protocol.data, self.tenant.data)
+        for name, value in values.items():
+            if only_blank and (self[name].data or name.startswith("smtp_")):
+                continue
+            self[name].data = value
+            self[name].raw_data = [str(value)]
 
     @property
     def is_pop3(self) -> bool:
@@ -320,7 +321,7 @@ class MailboxForm(FlaskForm):
 
     def basic_warning(self) -> str | None:
         """Shown beside Authentication Type when Basic is chosen for a Google or Microsoft host."""
-        if self.auth_type.data == "oauth":
+        if self.auth == "oauth":
             return None
         owner = password_refusing_provider(self.provider.data, self.host.data)
         if owner is None:

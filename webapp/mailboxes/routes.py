@@ -15,6 +15,7 @@ from flask import (
     url_for,
 )
 from jinja2_fragments.flask import render_block
+from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlmodel import select
 
@@ -32,7 +33,8 @@ from webapp.services.fetching import schedule, verify
 from webapp.services.fetching import status as fetch_status
 from webapp.services.ingest import rows as ingest_rows
 from webapp.services.outgoing import outbox
-from webapp.services.presets import AFTER_FETCH_LABELS, DEFAULT_PORTS, preset_values
+from webapp.services.presets import AFTER_FETCH_LABELS, DEFAULT_PORTS, failing_field
+from webapp.services.push import state as push_state
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -58,6 +60,7 @@ def _form(mailbox: Mailbox | None = None, **kwargs) -> MailboxForm:
         templates=templates,
         email_taken=lambda email: mailbox_service.email_taken(g.db, email, exclude),
         obj=mailbox,
+        focus=request.args.get("focus"),
         **kwargs,
     )
     if mailbox is None and request.method == "GET":
@@ -103,8 +106,10 @@ def edit(mailbox_id: int):
 def _edit(mailbox: Mailbox | None):
     form = _form(mailbox)
     if request.method == "POST" and request.form.get("action") == "preset":
-        _apply_preset(form)  # the no-JavaScript way to apply a preset: re-render filled in
+        form.choose_provider()  # the no-JavaScript way to apply a preset: re-render filled in
         return _page(form, mailbox)
+    if request.method == "POST":
+        form.apply_preset(only_blank=True)  # Gmail or Microsoft 365 chosen, Save pressed at once
     if form.validate_on_submit():
         data = form.cleaned()
         before = audit.mailbox_snapshot(mailbox)
@@ -149,14 +154,6 @@ def _exchange_pasted_code(mailbox: Mailbox, pasted: str) -> None:
         flash("The pasted authorization code was exchanged for a token.", "ok")
 
 
-def _apply_preset(form: MailboxForm) -> None:
-    for name, value in preset_values(
-        form.provider.data, form.protocol.data, form.tenant.data
-    ).items():
-        form[name].data = value
-        form[name].raw_data = [str(value)]
-
-
 @bp.route("/form/<part>", methods=["POST"])
 @bp.route("/<int:mailbox_id>/form/<part>", methods=["POST"])
 def form_fragment(part: str, mailbox_id: int | None = None):
@@ -164,19 +161,24 @@ def form_fragment(part: str, mailbox_id: int | None = None):
     mailbox = _get(mailbox_id) if mailbox_id else None
     form = _form(mailbox)
     trigger = request.headers.get("HX-Trigger-Name")
-    if trigger == "provider" or (trigger == "tenant" and form.provider.data == "outlook"):
-        _apply_preset(form)
+    if trigger == "provider":
+        form.choose_provider()
+    elif trigger == "tenant" and form.provider.data == "outlook":
+        form.apply_preset()
     elif trigger == "protocol":
         old = request.form.get("port", "").strip()
         if not old or (old.isdigit() and int(old) in DEFAULT_PORTS.values()):
             form.port.data = DEFAULT_PORTS[form.protocol.data]
             form.port.raw_data = [str(form.port.data)]
-        if form.provider.data in ("gmail", "outlook"):
-            _apply_preset(form)
+        if form.has_preset:
+            form.apply_preset()
     if part != "connection":
         abort(404)
     ctx = {"form": form, "mailbox": mailbox, "redirect_uri": _settings().redirect_uri}
-    return render_block(FORM_PAGE, "connection", **ctx) + _warning_oob(form)
+    html = render_block(FORM_PAGE, "connection", **ctx) + _warning_oob(form)
+    if trigger == "provider":  # Gmail or Microsoft 365 chose OAuth: the select says so at once
+        html += render_block(FORM_PAGE, "auth_select", form=form, oob=True)
+    return html
 
 
 def _warning_oob(form: MailboxForm) -> str:
@@ -196,7 +198,8 @@ def validate_field(field: str, mailbox_id: int | None = None):
     target.validate(form)
     target.errors = list(target.errors) + form.field_errors(field)
     field_row = get_template_attribute("_macros.html", "field_row")
-    return field_row(target, form) + (_warning_oob(form) if field == "host" else "")
+    # field_row gives Markup: the warning is HTML too, not text to escape
+    return field_row(target, form) + Markup(_warning_oob(form) if field == "host" else "")
 
 
 def _start_verification(mailbox: Mailbox) -> None:
@@ -211,6 +214,7 @@ def _fetch_context(mailbox: Mailbox) -> dict:
     return {
         "mailbox": mailbox,
         "status": fetch_status.mailbox_status(g.db, mailbox),
+        "push": push_state.push_status(g.db, mailbox),
         "log": fetch_status.fetch_log(g.db, mailbox.id, before_id=before_id),
         "failed": fetch_status.failed_messages(g.db, mailbox.id),
         "after_fetch": AFTER_FETCH_LABELS[mailbox.after_fetch],
@@ -241,6 +245,7 @@ def _setup_page(mailbox: Mailbox):
         "mailbox": mailbox,
         "stuck": verify.is_stuck(mailbox),
         "folders": mailbox_service.folder_choices(mailbox),
+        "failing": failing_field(mailbox.last_error_kind, mailbox.auth_type),
     }
     allow_form_action(mailbox.auth_url if mailbox.auth_type == "oauth" else None)
     if htmx:

@@ -6,7 +6,20 @@ When the host or URL a saved secret is sent to changes, the secret is dropped on
 
 from __future__ import annotations
 
+from wtforms import PasswordField
+from wtforms.widgets import PasswordInput
+
 from webapp.services.mailboxes import SECRET_SCOPE, scope_changed
+
+
+class SecretField(PasswordField):
+    """Never shows a saved secret; a value typed in this very request is kept on re-render."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("render_kw", {"autocomplete": "new-password"})
+        kwargs.setdefault("widget", PasswordInput(hide_value=False))
+        super().__init__(*args, **kwargs)
+
 
 CLEARED = {
     "password": "The password was cleared because Host changed; enter it again.",

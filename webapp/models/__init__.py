@@ -21,6 +21,7 @@ from webapp.models.session import InstallStep, SigninThrottle, UserSession
 from webapp.models.task import Task, TaskEvent
 from webapp.models.template import EmailTemplate
 from webapp.models.user import ApiToken, User
+from webapp.models.watch import Watcher, WatchLease
 
 __all__ = [
     "ApiToken",
@@ -45,3 +46,4 @@ __all__ += ["Task", "TaskEvent"]
 __all__ += ["ContactAlias", "HeldMessage", "SenderChallenge"]
 __all__ += ["OutboxMessage"]
 __all__ += ["AuditEvent", "InstallStep", "SigninThrottle", "UserSession"]
+__all__ += ["WatchLease", "Watcher"]

@@ -95,3 +95,51 @@ def password_refusing_provider(provider: str | None, host: str | None) -> str | 
         if any(host == d or host.endswith("." + d) for d in domains):
             return owner
     return None
+
+
+# The provider radio buttons at the top of the mailbox form, in the order shown.
+PROVIDER_LABELS = {
+    "gmail": "Gmail",
+    "outlook": "Microsoft 365",
+    "other": "Another IMAP or POP3 server",
+}
+
+
+def default_auth_type(provider: str | None) -> str:
+    """Gmail and Microsoft 365 refuse passwords: their mailboxes start on OAuth."""
+    return "oauth" if provider in PRESET_OWNERS else "basic"
+
+
+# Mailbox Setup's "Edit settings": the form field a failed check points at, by error kind.
+_FIELD_BY_KIND = {
+    "auth": "password",
+    "auth_in_use": "username",
+    "auth_password_refused": "auth_type",
+    "secret": "password",
+    "host_not_found": "host",
+    "host_unreachable": "host",
+    "tls_hostname": "host",
+    "tls_untrusted": "host",
+    "connection_refused": "port",
+    "timeout": "port",
+    "tls": "port",
+    "protocol": "protocol",
+    "mechanism": "auth_type",
+    "plaintext_refused": "protocol",
+    "encryption_missing": "protocol",
+    "folder_not_found": "folders",
+}
+
+
+def failing_field(kind: str | None, auth_type: str) -> str | None:
+    """The form field to open at for a failed check of this kind; None when no field is to blame."""
+    if not kind:
+        return None
+    if kind == "auth" and auth_type == "oauth":
+        return "client_id"
+    if kind in _FIELD_BY_KIND:
+        return _FIELD_BY_KIND[kind]
+    oauth_kinds = ("oauth", "reauth_needed", "exchange_failed", "refresh_failed")
+    if kind in oauth_kinds or kind.startswith(("state_", "provider_")):
+        return "client_id"
+    return None

@@ -42,14 +42,18 @@ def new_holder() -> str:
 
 def acquire(db: Session, mailbox_id: int, holder: str, ttl: timedelta | None = None) -> bool:
     """Take the mailbox's lease if it is free or expired; commits. True when we hold it."""
+    return take(db, FetchLease.__table__, mailbox_id, holder, ttl or lease_ttl())
+
+
+def take(db: Session, table, mailbox_id: int, holder: str, ttl: timedelta, **values) -> bool:
+    """Take the row of `table` (a lease per mailbox) if it is free, expired or ours; commits."""
     now = utcnow()
-    ttl = ttl or lease_ttl()
-    table = FetchLease.__table__
+    values.update(holder=holder, expires_at=now + ttl, acquired_at=now)
     # RETURNING, not rowcount: PostgreSQL drivers report -1 for INSERT … ON CONFLICT.
     inserted = (
         db.exec(
             insert_ignore(db, table)
-            .values(mailbox_id=mailbox_id, holder=holder, expires_at=now + ttl, acquired_at=now)
+            .values(mailbox_id=mailbox_id, **values)
             .returning(table.c.mailbox_id)
         ).first()
         is not None
@@ -60,7 +64,7 @@ def acquire(db: Session, mailbox_id: int, holder: str, ttl: timedelta | None = N
                 update(table)
                 .where(table.c.mailbox_id == mailbox_id)
                 .where((table.c.expires_at < now) | (table.c.holder == holder))
-                .values(holder=holder, expires_at=now + ttl, acquired_at=now)
+                .values(**values)
             ).rowcount
             == 1
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
 from sqlalchemy import or_, update
@@ -23,12 +23,19 @@ from webapp.models import Mailbox, RawMessage
 from webapp.models import message as states
 from webapp.queue import get_queue
 from webapp.services.fetching import leases, store
+from webapp.services.push import leases as push_leases
 
 log = logging.getLogger(__name__)
 
 QUEUED_STALE = timedelta(minutes=3)  # a queued fetch not started by then was lost
 UNPROCESSED_STALE = timedelta(minutes=2)  # stored but unprocessed for this long: a crash left it
 FETCH_JOB_TIMEOUT = 1800  # a run stops itself after RUN_BUDGET_SECONDS (600)
+# The scheduler ticks every SCHEDULE_TICK_SECONDS (worker/cron.py) and enqueues what falls due
+# before the next tick's midpoint: a poll starts at most TICK - EARLY late, or EARLY early.
+SCHEDULE_TICK_SECONDS = 5
+DUE_EARLY = timedelta(seconds=2)
+# A mailbox a watcher listens to in IDLE (services/push/) is polled only as a safety net.
+WATCHED_POLL = timedelta(minutes=15)
 
 
 def fetch_allowed(mailbox: Mailbox) -> bool:
@@ -141,9 +148,12 @@ def turn_on_fetching(
     return request_fetch(db, mailbox.id, redis_url, queue_name or "mailchannel")
 
 
-def due_mailbox_ids(db: Session) -> list[int]:
-    """Mailboxes that fetch, are due and have no recent queued job."""
-    now = utcnow()
+def due_mailbox_ids(db: Session, now: datetime | None = None) -> list[int]:
+    """Mailboxes that fetch, are due (or fall due within DUE_EARLY) and have no recent queued job.
+
+    A watched mailbox (push) is due only when its last fetch is WATCHED_POLL old as well.
+    """
+    now = now or utcnow()
     query = (
         select(Mailbox.id)
         .where(
@@ -151,10 +161,18 @@ def due_mailbox_ids(db: Session) -> list[int]:
             col(Mailbox.fetching_enabled).is_(True),
             col(Mailbox.setup_complete).is_(True),
             Mailbox.verify_state == "ok",
-            or_(col(Mailbox.next_fetch_due_at).is_(None), col(Mailbox.next_fetch_due_at) <= now),
+            or_(
+                col(Mailbox.next_fetch_due_at).is_(None),
+                col(Mailbox.next_fetch_due_at) <= now + DUE_EARLY,
+            ),
             or_(
                 col(Mailbox.fetch_queued_at).is_(None),
                 col(Mailbox.fetch_queued_at) < now - QUEUED_STALE,
+            ),
+            or_(
+                col(Mailbox.id).not_in(push_leases.watched_ids(now)),
+                col(Mailbox.last_fetch_at).is_(None),
+                col(Mailbox.last_fetch_at) <= now - WATCHED_POLL + DUE_EARLY,
             ),
         )
         .order_by(col(Mailbox.next_fetch_due_at))

@@ -9,9 +9,11 @@ from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, func, select
 
 from webapp.db import utcnow
-from webapp.models import FetchRun, Mailbox, RawMessage
+from webapp.models import FetchRun, Mailbox, Message, RawMessage, WatchLease
 from webapp.models import message as states
 from webapp.services.fetching import leases
+from webapp.services.fetching.schedule import WATCHED_POLL
+from webapp.services.push import leases as push_leases
 
 STALE_INTERVALS = 3
 FAILED_STATES = (states.FAILED, states.TOO_LARGE)
@@ -33,6 +35,7 @@ class MailboxStatus:
     messages_fetched: int
     messages_failed: int  # failed to parse or too large (see the fetch log)
     messages_waiting: int  # stored, not processed yet
+    cases_made: int  # messages fetched here that opened a new case
     stale: bool  # badge: no successful fetch for 3 intervals
     progress_done: int | None = None  # first fetch in progress: done of total
     progress_total: int | None = None
@@ -42,6 +45,60 @@ class MailboxStatus:
 class FetchLogEntry:
     run: FetchRun
     failed: list[RawMessage] = field(default_factory=list)
+    cases: int = 0  # messages of this run that opened a new case
+    quiet: bool = False  # a QuietRuns line is quiet
+
+
+@dataclass
+class QuietRuns:
+    """Consecutive runs that found nothing, one line of the fetch log: "14 checks, nothing new"."""
+
+    runs: list[FetchRun]  # newest first, like the log
+    quiet: bool = True
+
+    @property
+    def run(self) -> FetchRun:
+        """The oldest: "Older runs" continues below it."""
+        return self.runs[-1]
+
+    @property
+    def first_started(self) -> datetime:
+        return self.runs[-1].started_at
+
+    @property
+    def last_started(self) -> datetime:
+        return self.runs[0].started_at
+
+
+def found_nothing(entry: FetchLogEntry) -> bool:
+    """A finished, successful run that fetched nothing and has nothing to say."""
+    run = entry.run
+    return (
+        run.state == "ok"
+        and not run.first_run
+        and run.new_messages == 0
+        and run.failed_messages == 0
+        and not run.notes
+        and not entry.failed
+    )
+
+
+def fold_quiet(entries: list[FetchLogEntry]) -> list[FetchLogEntry | QuietRuns]:
+    """Two or more runs in a row that found nothing become one QuietRuns line."""
+    folded: list[FetchLogEntry | QuietRuns] = []
+    streak: list[FetchLogEntry] = []
+    for entry in [*entries, None]:
+        if entry is not None and found_nothing(entry):
+            streak.append(entry)
+            continue
+        if len(streak) > 1:
+            folded.append(QuietRuns(runs=[quiet.run for quiet in streak]))
+        else:
+            folded.extend(streak)
+        streak = []
+        if entry is not None:
+            folded.append(entry)
+    return folded
 
 
 def _count(db: Session, mailbox_id: int, *where) -> int:
@@ -67,19 +124,24 @@ def is_stale(mailbox: Mailbox, now: datetime | None = None) -> bool:
 def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
     now = utcnow()
     running = leases.held(db, mailbox.id)
+    next_fetch_at = mailbox.next_fetch_due_at
+    watched = db.exec(push_leases.watched_ids(now).where(WatchLease.mailbox_id == mailbox.id))
+    if watched.first() is not None and next_fetch_at and mailbox.last_fetch_at:
+        next_fetch_at = max(next_fetch_at, mailbox.last_fetch_at + WATCHED_POLL)
     status = MailboxStatus(
         fetching=bool(mailbox.enabled and mailbox.fetching_enabled),
         running=running,
         queued=mailbox.fetch_queued_at is not None,
         last_fetch_at=mailbox.last_fetch_at,
         last_fetch_ok_at=mailbox.last_fetch_ok_at,
-        next_fetch_at=mailbox.next_fetch_due_at,
+        next_fetch_at=next_fetch_at,
         last_error_kind=mailbox.last_fetch_error_kind,
         last_error=mailbox.last_fetch_error,
         last_error_advice=mailbox.last_fetch_error_advice,
         messages_fetched=_count(db, mailbox.id, RawMessage.state != states.SKIPPED),
         messages_failed=_count(db, mailbox.id, col(RawMessage.state).in_(FAILED_STATES)),
         messages_waiting=_count(db, mailbox.id, RawMessage.state == states.NEW),
+        cases_made=_cases_made(db, RawMessage.mailbox_id == mailbox.id),
         stale=is_stale(mailbox, now),
     )
     if running and not mailbox.initial_fetch_done:
@@ -93,14 +155,39 @@ def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
     return status
 
 
+def _cases_made(db: Session, *where) -> int:
+    query = (
+        select(func.count())
+        .select_from(Message)
+        .join(RawMessage, col(Message.raw_message_id) == col(RawMessage.id))
+        .where(col(Message.opened_case).is_(True), *where)
+    )
+    return int(db.exec(query).one())
+
+
+def _cases_by_run(db: Session, run_ids: list[int]) -> dict[int, int]:
+    query = (
+        select(RawMessage.fetch_run_id, func.count())
+        .join(Message, col(Message.raw_message_id) == col(RawMessage.id))
+        .where(col(RawMessage.fetch_run_id).in_(run_ids), col(Message.opened_case).is_(True))
+        .group_by(RawMessage.fetch_run_id)
+    )
+    return {run_id: int(n) for run_id, n in db.exec(query).all()}
+
+
+# Runs read to fill one page of the log: quiet runs fold, so a page covers more than `limit`.
+RUNS_PER_PAGE = 500
+
+
 def fetch_log(
     db: Session, mailbox_id: int, limit: int = 20, before_id: int | None = None
-) -> list[FetchLogEntry]:
-    """The latest runs, newest first, each with the messages it could not turn into cases."""
+) -> list[FetchLogEntry | QuietRuns]:
+    """The latest runs, newest first, each with the messages it could not turn into cases and
+    the cases it made; runs in a row that found nothing are folded into one line."""
     query = select(FetchRun).where(FetchRun.mailbox_id == mailbox_id)
     if before_id is not None:
         query = query.where(col(FetchRun.id) < before_id)
-    runs = db.exec(query.order_by(col(FetchRun.id).desc()).limit(limit)).all()
+    runs = db.exec(query.order_by(col(FetchRun.id).desc()).limit(RUNS_PER_PAGE)).all()
     entries = {run.id: FetchLogEntry(run=run) for run in runs}
     if entries:
         failed = db.exec(
@@ -113,7 +200,9 @@ def fetch_log(
         ).all()
         for raw in failed:
             entries[raw.fetch_run_id].failed.append(raw)
-    return list(entries.values())
+        for run_id, cases in _cases_by_run(db, list(entries)).items():
+            entries[run_id].cases = cases
+    return fold_quiet(list(entries.values()))[:limit]
 
 
 def failed_messages(db: Session, mailbox_id: int, limit: int = 50) -> list[RawMessage]:

@@ -157,14 +157,14 @@ def run_verification(
 def explained(mailbox: Mailbox, exc: MailError, on_setup: bool = True) -> tuple[str, str, str]:
     """kind, message and advice; a password rejected by Google or Microsoft says why.
 
-    Mailbox Setup (on_setup) has a Back button; the fetch log on the mailbox page has Edit."""
+    Mailbox Setup (on_setup) has Edit settings; the fetch log on the mailbox page has Edit."""
     owner = password_refusing_provider(mailbox.provider, mailbox.host)
     if exc.kind != "auth" or mailbox.auth_type == "oauth" or owner is None:
         return exc.kind, exc.message, exc.advice
     return (
         "auth_password_refused",
         f"{exc.message} {owner} refuses passwords (Basic authentication) for its mailboxes.",
-        f"Switch to OAuth: {'Back' if on_setup else 'Edit the mailbox'}, set Authentication Type "
+        f"Switch to OAuth: {'Edit settings' if on_setup else 'Edit the mailbox'}, set Authentication Type "
         "to OAuth, fill in Client ID and Client Secret, and press Get Authorization Code.",
     )
 

@@ -1,0 +1,33 @@
+"""Help under each field of the mailbox form, for the whole form and for one field re-rendered
+by live validation."""
+
+FIELD_HELP = {
+    "enabled": "Turn off to take the mailbox offline without deleting it.",
+    "email_address": "Must be unique across mailboxes.",
+    "username": "Defaults to the email address.",
+    "port": "993 IMAPS, 995 POP3S, 143 IMAP, 110 POP3.",
+    "allow_plaintext_login": "Off: plain IMAP or POP3 logs in only after STARTTLS, and SMTP Security None never logs in; a server that offers no encryption is refused and nothing secret is sent.",
+    "folders": "IMAP only: the folders to read, one name per line (INBOX by default). Mailbox Setup lists the server's folders to tick.",
+    "fetch_since": "Blank: everything is imported. Otherwise nothing received before this day becomes a case (POP3: judged by each message's Date header). Changing it later only affects messages not fetched yet.",
+    "fetch_interval_minutes": "How often the server is asked for new mail.",
+    "after_fetch": "What happens on the server to a message once it is stored here. POP3 can only leave it or delete it.",
+    "move_to_folder": "With Move to folder: where fetched messages go (created on the server if missing).",
+    "max_message_mb": "Larger messages are not downloaded: they stay on the server and are listed on the mailbox page.",
+    "tenant": "Microsoft only: common, organizations, or your tenant ID.",
+    "auth_code": "Usually left blank: Get Authorization Code saves the form, sends you to the provider, and the code comes back to this app by itself. If the provider cannot reach this server, paste the code, or the whole address your browser was sent to, here and Save (within a few minutes: a code works once).",
+    "case_response_template_id": "The email sent when an agent comments on a case.",
+    "keep_attachments": "Keep up to 5 attachments per message.",
+    "max_attachment_mb": "Attachments larger than this are listed with the message but not kept.",
+    "process_task_replies": "Replies to task-assignment emails go into that task's history.",
+    "end_of_message_marker": "Put at the top of outgoing mail: recipients reply above it, and everything below it is cut from their reply.",
+    "sender_filter": "One rule per line: allow: or block: followed by an address, a domain (spam.example or @spam.example) or a wildcard (*@spam.example, *.spam.example). Block wins over allow; when any allow rule exists, other senders count as unknown.",
+    "confirm_unknown_senders": "An unknown sender gets a confirmation mail first, so that spam robots create no cases.",
+    "create_new_contact": "An unknown sender becomes a contact; when off, their mail is held for review.",
+    "no_new_case_template_id": "When Allow New Case to be Created is off, a person (never a robot) who writes about no case gets this template, at most once a day.",
+    "authserv_id": "The host name your receiving mail server writes in Authentication-Results (Gmail: mx.google.com; Microsoft 365: your tenant's protection.outlook.com name). A confirmation mail is only sent when that server says SPF or DKIM passed with DMARC alignment, so forged senders get nothing. Blank: no confirmation mail is sent; unknown senders are held silently.",
+    "confirmation_hours": "Messages waiting for confirmation expire after this many hours.",
+    "smtp_host": "The server that sends this mailbox's mail: comments and acknowledgements. Blank: this mailbox sends nothing. Gmail smtp.gmail.com, Microsoft 365 smtp.office365.com.",
+    "smtp_port": "587 with STARTTLS, 465 with SSL/TLS.",
+    "smtp_security": "None only for a relay on this machine (localhost, 127.0.0.1).",
+    "smtp_username": "Blank: the mailbox's own login above (and only if the server asks for one). OAuth mailboxes send with their token.",
+}

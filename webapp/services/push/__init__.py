@@ -1,0 +1,1 @@
+"""Push: watchers hold IMAP IDLE connections and ring the fetch bell when mail arrives."""
