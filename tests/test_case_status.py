@@ -110,7 +110,7 @@ def test_send_and_close_sends_the_reply_and_closes_the_case(
     page = case_page(admin, case.id)
     assert _status(page) == "closed"
     assert _history(page) == [f"Closed by {ADMIN_EMAIL} with Send and close"]
-    assert "Send and close</button>" not in page  # closed already: only Add comment
+    assert "Send and close</button>" not in page  # closed already: only Send reply
 
 
 def test_send_and_close_with_htmx_also_swaps_the_status(admin, case):

@@ -22,7 +22,7 @@ def test_the_case_page_has_a_comment_form_that_works_without_javascript(
     assert f'method="post" action="/cases/{case.id}/comments"' in form
     assert f'hx-post="/cases/{case.id}/comments"' in form
     assert re.search(
-        r'<label for="comment">Comment</label>\s*<textarea id="comment" name="comment"', page
+        r'<label for="comment">Reply</label>\s*<textarea id="comment" name="comment"', page
     )
     assert 'id="case-outbox"' in page
     assert "No email has been sent from this case." in page
@@ -165,7 +165,7 @@ def test_htmx_comment_returns_the_form_the_outbox_and_the_new_message(
     assert "<html" not in html
     assert resp.headers["HX-Trigger"] == "case-updated"
     assert html.lstrip().startswith('<form id="comment-form"')
-    assert "The comment was added and is being emailed to ada@example.org." in html
+    assert "The reply was added and is being emailed to ada@example.org." in html
     assert re.search(r'<textarea id="comment" name="comment"[^>]*></textarea>', html)  # emptied
     assert '<section class="case-outbox" id="case-outbox"' in html
     assert 'hx-swap-oob="outerHTML"' in html
@@ -181,10 +181,10 @@ def test_an_empty_comment_is_refused_and_nothing_is_sent(
     case = open_case(app_env, box, mail_user)
     resp = comment(admin, case.id, "   ", htmx=True)
     assert resp.status_code == 422
-    assert "Write the comment first." in resp.get_data(as_text=True)
+    assert "Write the reply first." in resp.get_data(as_text=True)
     resp = comment(admin, case.id, "")
     page = resp.get_data(as_text=True)
     assert resp.status_code == 422
-    assert "Write the comment first." in page
+    assert "Write the reply first." in page
     assert "<html" in page
     assert outbox_rows(app_env) == []

@@ -6,7 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, event, func, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -67,3 +67,11 @@ _LOCK_ALL = text(
     "SELECT pg_advisory_xact_lock(k) FROM "
     "(SELECT unnest(CAST(:keys AS BIGINT[])) AS k ORDER BY 1) AS sorted"
 )
+
+
+def natural_order(expr) -> list[ColumnElement]:
+    """ORDER BY terms that sort a trailing number by its value ("Customer 2" before
+    "Customer 10"): the text without its trailing digits, then the digits' length, then the text."""
+    lowered = func.lower(expr)
+    stem = func.rtrim(lowered, "0123456789")
+    return [stem, func.length(lowered) - func.length(stem), lowered]

@@ -56,7 +56,7 @@ def test_close_reopen_and_send_and_close_swap_the_status_in_place(
     expect(badge).to_have_text("open")
     expect(history.last).to_contain_text(f"Reopened by {ADMIN_EMAIL} on the case page")
 
-    page.get_by_label("Comment").fill("A new drum is on its way.")
+    page.get_by_label("Reply", exact=True).fill("A new drum is on its way.")
     page.get_by_role("button", name="Send and close").click()
     expect(badge).to_have_text("closed")
     expect(history.last).to_contain_text(f"Closed by {ADMIN_EMAIL} with Send and close")

@@ -8,11 +8,14 @@ from functools import wraps
 from flask import Blueprint, g, jsonify, request
 from sqlmodel import func, select
 
-from webapp.models import Case, CaseEvent, Contact, Mailbox, Message
+from webapp.models import Case, CaseEvent, Contact, Mailbox, Message, User
+from webapp.models.case import ASSIGNED_EVENT
 from webapp.services import case_queries, case_status
+from webapp.services import contacts as contact_service
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.access import audit as audit_service
 from webapp.services.access import users
+from webapp.services.fetching import status as fetch_status
 from webapp.services.outgoing import outbox as outbox_service
 from webapp.services.push import state as push_state
 
@@ -92,7 +95,7 @@ def mailboxes():
     rows = g.db.exec(
         select(Mailbox).order_by(Mailbox.id).offset((page - 1) * PER_PAGE).limit(PER_PAGE)
     ).all()
-    counts = case_queries.raw_message_counts(g.db, [m.id for m in rows])
+    counts = fetch_status.raw_message_counts(g.db, [m.id for m in rows])
     pushes = push_state.push_statuses(g.db, list(rows))
     items = []
     for m in rows:
@@ -136,9 +139,11 @@ def message_json(m: Message, files: case_queries.MessageAttachments) -> dict:
 
 
 def event_json(event: CaseEvent) -> dict:
-    """One line of a case's history: closed or reopened, by whom, how and when."""
+    """One line of a case's history: closed, reopened, pending or assigned (`to`: the
+    assignee's name, "" for nobody), by whom, how and when."""
     return {
         "action": event.action,
+        **({"to": event.detail} if event.action == ASSIGNED_EVENT else {}),
         "by": event.actor,
         "via": event.via,
         "message_id": event.message_id,
@@ -152,6 +157,7 @@ def case_json(
     messages: list[dict],
     mailboxes: list[case_queries.MailboxRef],
     history: list[CaseEvent],
+    assignee: User | None = None,
 ) -> dict:
     """A case; `mailboxes` are the addresses it came through, its own (replies go out
     through it) first."""
@@ -159,7 +165,12 @@ def case_json(
         "id": case.id,
         "number": case.number,
         "subject": case.subject,
-        "status": case.status,
+        "status": case.status,  # open | pending | closed
+        "assignee": (
+            {"id": assignee.id, "name": assignee.display_name, "email": assignee.email}
+            if assignee is not None
+            else None
+        ),
         "contact": contact_json(contact),
         "requester_email": case.requester_email,
         "mailbox_id": case.mailbox_id,
@@ -185,12 +196,13 @@ def cases():
     status = request.args.get("status") or None
     mailbox_id = _int_arg("mailbox_id")
     rows, total = case_queries.api_cases(g.db, page, status=status, mailbox_id=mailbox_id)
-    messages = case_queries.messages_by_case(g.db, [c.id for c, _ in rows])
+    case_ids = [c.id for c, _, _ in rows]
+    messages = case_queries.messages_by_case(g.db, case_ids)
     files = case_queries.attachments_by_message(
         g.db, [m.id for thread in messages.values() for m in thread]
     )
-    boxes = case_queries.mailboxes_by_case(g.db, [c.id for c, _ in rows])
-    history = case_status.histories(g.db, [c.id for c, _ in rows])
+    boxes = case_queries.mailboxes_by_case(g.db, case_ids)
+    history = case_status.histories(g.db, case_ids)
     items = [
         case_json(
             c,
@@ -198,8 +210,9 @@ def cases():
             [message_json(m, files[m.id]) for m in messages[c.id]],
             boxes[c.id],
             history[c.id],
+            assignee,
         )
-        for c, contact in rows
+        for c, contact, assignee in rows
     ]
     return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
 
@@ -208,7 +221,7 @@ def cases():
 @token_required
 def contacts():
     page = page_number()
-    rows, total = case_queries.contacts_page(g.db, page)
+    rows, total = contact_service.contacts_page(g.db, page)
     items = [
         {
             **contact_json(c),

@@ -1,8 +1,8 @@
-"""Cases: the list, a case's conversation, Close and Reopen, a message's HTML in a locked-down
-frame, attachments.
+"""Cases: the list (filters, sorting), a case's conversation, its status (Open, Pending,
+Closed; Close and Reopen) and assignee, a message's HTML in a locked-down frame, attachments.
 
-Close and Reopen post normally (then back to the case page); with HTMX the answer is the case
-page's block "status" alone.
+Status, Close, Reopen and Assignee post normally (then back to the case page); with HTMX the
+answer is the case page's block "status" alone.
 """
 
 from __future__ import annotations
@@ -30,19 +30,21 @@ from webapp.comments import sending
 from webapp.comments.forms import new_comment_key
 from webapp.extensions import htmx
 from webapp.mail.sanitize import sanitize_html
-from webapp.models import Attachment, Case, Contact, Mailbox, Message
+from webapp.models import Attachment, Case, Contact, Mailbox, Message, User
+from webapp.models.case import STATUSES
 from webapp.services import case_queries, case_status
 from webapp.services import tasks as task_service
-from webapp.services.outgoing import outbox
+from webapp.services.outgoing import notify, outbox
 from webapp.tasks.forms import TaskForm
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
-# The message frame loads nothing but inline (data:) images and its own inline style.
+# The message frame loads nothing but inline (data:) images and its own inline style, and runs
+# no script. allow-same-origin (never with allow-scripts) lets the case page read its height.
 FRAME_CSP = (
     "default-src 'none'; img-src data:{remote}; style-src 'unsafe-inline'; "
     "frame-ancestors 'self'; base-uri 'none'; form-action 'none'; "
-    "sandbox allow-popups allow-popups-to-escape-sandbox"
+    "sandbox allow-same-origin allow-popups allow-popups-to-escape-sandbox"
 )
 FRAME_PAGE = (
     '<!doctype html><html><head><meta charset="utf-8">'
@@ -81,23 +83,45 @@ def _get_message(case_id: int, message_id: int) -> Message:
     return message
 
 
+LIST_PAGE = "cases/index.html"
+LIST_ARGS = ("page", "status", "mailbox", "assignee", "sort", "dir")  # in the links' order
+
+
+def _list_args() -> dict:
+    """The list's filters and order as asked, each checked (anything else is left out)."""
+    status = request.args.get("status")
+    assignee = request.args.get("assignee", "")
+    sort = request.args.get("sort")
+    known = assignee in (case_queries.MINE, case_queries.UNASSIGNED)
+    return {
+        "status": status if status in STATUSES else None,
+        "mailbox": _int_arg("mailbox"),
+        "assignee": assignee if known or _int_arg("assignee") else None,
+        "sort": sort if sort in case_queries.SORTS else None,
+        "dir": "desc" if sort in case_queries.SORTS and request.args.get("dir") == "desc" else None,
+    }
+
+
+def list_url(args: dict, **changes) -> str:
+    """The case list with these filters and order, changed by `changes` (None drops one)."""
+    merged = {**args, **changes}
+    return url_for("cases.index", **{k: merged.get(k) for k in LIST_ARGS if merged.get(k)})
+
+
 @bp.route("/")
 def index():
-    status = request.args.get("status") or None
-    if status not in case_queries.STATUSES:
-        status = None
-    mailbox_id = _int_arg("mailbox")
+    args = _list_args()
     page = min(max(1, _int_arg("page") or 1), 10**9)
-    result = case_queries.list_cases(g.db, page, status=status, mailbox_id=mailbox_id)
-    mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
-    return render_template(
-        "cases/index.html",
-        result=result,
-        status=status,
-        mailbox_id=mailbox_id,
-        mailboxes=mailboxes,
-        statuses=case_queries.STATUSES,
+    filters = case_queries.CaseFilters(
+        args["status"], args["mailbox"], args["assignee"], user_id=g.user.id
     )
+    result = case_queries.list_cases(
+        g.db, page, filters, sort=args["sort"], descending=args["dir"] == "desc"
+    )
+    mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
+    ctx = dict(result=result, args=args, mailboxes=mailboxes, statuses=STATUSES,
+               list_url=lambda **changes: list_url(args, **changes))  # fmt: skip
+    return render_template(LIST_PAGE, **ctx)
 
 
 @bp.route("/<int:case_id>")
@@ -109,7 +133,7 @@ def show(case_id: int):
     outgoing = outbox.for_case(g.db, case.id)
     return render_template(
         "cases/show.html",
-        case=case,
+        **case_status.top_of_case(g.db, case),
         messages=messages,
         contact=contact,
         mailbox=mailbox,
@@ -119,11 +143,41 @@ def show(case_id: int):
         outgoing=outgoing,
         sends=sending.sends_by_message(outgoing),
         comment_key=new_comment_key(),
+        comment_cc=notify.reply_cc(g.db, case),
         tasks=task_service.tasks_of_case(g.db, case.id),
         task_form=TaskForm(formdata=None),
-        history=case_status.history(g.db, case.id),
         **sending.reply_context(mailbox),
     )
+
+
+@bp.route("/<int:case_id>/status", methods=["POST"])
+def set_status(case_id: int):
+    """The status form at the top of a case: Open, Pending (waiting for the customer), Closed."""
+    case = _get_case(case_id)
+    status = request.form.get("status", "")
+    if status not in STATUSES:
+        return _status_changed(case, "Choose Open, Pending or Closed.", "error")
+    who = (g.user.id, client_address())
+    label = status.capitalize()
+    if case_status.set_status(g.db, case, status, by=g.user.email, who=who):
+        g.db.commit()
+        return _status_changed(case, f"Case #{case.number} is {label}.")
+    return _status_changed(case, f"Case #{case.number} was {label} already.")
+
+
+@bp.route("/<int:case_id>/assignee", methods=["POST"])
+def assign(case_id: int):
+    """The assignee form at the top of a case: a user of the team, or nobody."""
+    case = _get_case(case_id)
+    value = request.form.get("assignee", "")
+    user = g.db.get(User, int(value)) if value.isdigit() and len(value) < 10 else None
+    if value and (user is None or not user.active):
+        return _status_changed(case, "Choose an active member of the team, or Nobody.", "error")
+    if case_status.assign(g.db, case, user, by=g.user.email):
+        g.db.commit()
+        whom = user.display_name if user else "nobody"
+        return _status_changed(case, f"Case #{case.number} is assigned to {whom}.")
+    return _status_changed(case, f"Case #{case.number} was assigned so already.")
 
 
 @bp.route("/<int:case_id>/close", methods=["POST"])
@@ -145,14 +199,16 @@ def _change_status(case_id: int, change, done: str, unchanged: str):
     return _status_changed(case, f"Case #{case.number} {unchanged}.")
 
 
-def _status_changed(case: Case, notice: str):
+def _status_changed(case: Case, notice: str, category: str = "ok"):
     """The block "status" for HTMX, else back to the case page with the notice."""
     if htmx:
         return render_block(
-            "cases/show.html", "status", case=case, history=case_status.history(g.db, case.id),
-            status_notice=notice,
-        )  # fmt: skip
-    flash(notice, "ok")
+            "cases/show.html",
+            "status",
+            **case_status.top_of_case(g.db, case),
+            status_notice=(category, notice),
+        ), (422 if category == "error" else 200)
+    flash(notice, category)
     return redirect(url_for("cases.show", case_id=case.id), 303)
 
 

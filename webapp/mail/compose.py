@@ -23,7 +23,7 @@ AUTO_SUBMITTED = ("auto-replied", "auto-generated")
 _HEADER_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _ID_HEADERS = ("message-id", "in-reply-to", "references")
 _RESERVED = {
-    "from", "to", "bcc", "resent-bcc", "subject", "date", "mime-version", "content-type",
+    "from", "to", "cc", "bcc", "resent-bcc", "subject", "date", "mime-version", "content-type",
     "content-transfer-encoding", "auto-submitted", "x-auto-response-suppress", *_ID_HEADERS,
 }  # fmt: skip
 
@@ -49,12 +49,17 @@ def build_message(
     *, from_addr: str, from_name: str, to_addr: str, to_name: str, subject: str, text: str,
     html: str | None = None, message_id_domain: str, in_reply_to: str | None = None,
     references: Iterable[str] = (), auto_submitted: str | None = None, marker: str | None = None,
-    extra_headers: Mapping[str, str] | None = None,
+    extra_headers: Mapping[str, str] | None = None, cc: Iterable[str] = (),
 ) -> EmailMessage:  # fmt: skip
-    """A ready-to-send message; CR/LF in any header value becomes a space (no injection)."""
+    """A ready-to-send message; CR/LF in any header value becomes a space (no injection).
+
+    `cc`: bare addresses for the Cc header (reply-all); the envelope takes them from it."""
     msg = EmailMessage(policy=POLICY)
     msg["From"] = Address(display_name=one_line(from_name or ""), addr_spec=_addr(from_addr))
     msg["To"] = Address(display_name=one_line(to_name or ""), addr_spec=_addr(to_addr))
+    copies = [Address(addr_spec=_addr(a)) for a in cc if _addr(a)]
+    if copies:
+        msg["Cc"] = copies
     msg["Subject"] = one_line(subject)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = new_message_id(message_id_domain)

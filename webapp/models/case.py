@@ -34,33 +34,43 @@ class Case(SQLModel, table=True):
     contact_id: int | None = Field(default=None, sa_column=_fk("contact.id", "SET NULL"))
     requester_email: str = Field(default="", max_length=320)
     mailbox_id: int | None = Field(default=None, sa_column=_fk("mailbox.id", "SET NULL"))
+    assignee_id: int | None = Field(default=None, sa_column=_fk("user.id", "SET NULL"))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 # Case.status
 OPEN = "open"
-PENDING = "pending"
+PENDING = "pending"  # waiting for the customer: their next email makes it open again
 CLOSED = "closed"
+STATUSES = (OPEN, PENDING, CLOSED)
 # CaseEvent.action
 CLOSED_EVENT = "closed"
 REOPENED_EVENT = "reopened"
+PENDING_EVENT = "pending"
+ASSIGNED_EVENT = "assigned"  # detail: the assignee's name, "" when unassigned
+# Message.direction
+INCOMING = "in"
+OUTGOING = "out"
+NOTE = "note"  # an internal note: stays inside, never emailed
 
 
 class CaseEvent(SQLModel, table=True):
-    """One line of a case's history: who closed or reopened it, when, and how."""
+    """One line of a case's history: who closed, reopened, set it pending or assigned it,
+    when, and how."""
 
     __tablename__ = "case_event"
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(sa_column=_fk("case.id", "CASCADE", nullable=False))
-    action: str = Field(max_length=16)  # closed | reopened
+    action: str = Field(max_length=16)  # closed | reopened | pending | assigned
     actor: str = Field(default="", max_length=320)  # an agent's address, or the email's sender
     via: str = Field(default="", max_length=32)  # case page | send and close | incoming email
     # The incoming email that reopened the case, when one did.
     message_id: int | None = Field(
         default=None, sa_column=_fk("message.id", "SET NULL", index=False)
     )
+    detail: str = Field(default="", max_length=320)  # assigned: to whom (their name)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -90,7 +100,7 @@ class Message(SQLModel, table=True):
         default=None, sa_column=_fk("mailbox.id", "SET NULL", index=False)
     )
     contact_id: int | None = Field(default=None, sa_column=_fk("contact.id", "SET NULL"))
-    direction: str = Field(default="in", max_length=8)  # in | out
+    direction: str = Field(default="in", max_length=8)  # in | out | note (internal)
     opened_case: bool = False  # True for the message that created the case
     from_address: str = Field(default="", max_length=320)
     from_name: str = Field(default="", max_length=200)

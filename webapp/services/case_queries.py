@@ -2,7 +2,8 @@
 
 Every function answers with a fixed number of queries whatever the page holds
 (no query per row), and list pages use the indexes on case.updated_at / number:
-one COUNT per page, then OFFSET/LIMIT over the index.
+one COUNT per page, then OFFSET/LIMIT over the index. The list's preview of the last
+message and its time are subqueries of the page's own query.
 """
 
 from __future__ import annotations
@@ -10,15 +11,25 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import case as sql_case
 from sqlalchemy import literal, text, union_all
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import aliased, defer
 from sqlmodel import Session, col, func, or_, select
 
-from webapp.models import Attachment, Case, Contact, Mailbox, Message, MessageMailbox, RawMessage
-from webapp.services.fetching.status import FAILED_STATES
+from webapp.db import natural_order
+from webapp.models import (
+    Attachment,
+    Case,
+    Contact,
+    Mailbox,
+    Message,
+    MessageMailbox,
+    User,
+)
+from webapp.models.case import STATUSES
 from webapp.services.ingest.attachments import (
     KEPT_ATTACHMENTS,
     NOT_KEPT_ATTACHMENTS_OFF,
@@ -26,7 +37,9 @@ from webapp.services.ingest.attachments import (
 )
 
 PER_PAGE = 50
-STATUSES = ("open", "pending", "closed")
+PREVIEW_CHARS = 120
+MINE, UNASSIGNED = "me", "none"  # the list's assignee filter, besides a user's id
+SORTS = ("number", "subject", "contact", "status", "assignee", "last")
 # cid: images are inlined as data: URLs (the message frame may load nothing else); raster only.
 INLINE_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 MAX_INLINE_IMAGE_BYTES = 2 * 1024 * 1024
@@ -47,6 +60,10 @@ class CaseRow:
     contact_name: str | None
     contact_email: str | None
     mailbox_name: str | None
+    assignee_name: str | None = None
+    last_at: datetime | None = None  # when the last message arrived (or was written)
+    preview: str = ""  # the start of its text
+    last_direction: str | None = None  # in | out | note
     # The other mailboxes of ours its email came through (the same email to support@ and sales@).
     also: list[MailboxRef] = field(default_factory=list)
 
@@ -91,6 +108,63 @@ class MessageAttachments:
     @property
     def all(self) -> list[AttachmentInfo]:
         return sorted(self.kept + self.not_kept, key=lambda a: a.id)
+
+
+@dataclass
+class CaseFilters:
+    """The case list's filters: status, mailbox, assignee ("me", "none" or a user id)."""
+
+    status: str | None = None
+    mailbox_id: int | None = None
+    assignee: str | None = None
+    user_id: int | None = None  # who "me" is
+
+    def where(self) -> list:
+        where = _filters(self.status, self.mailbox_id)
+        if self.assignee == UNASSIGNED:
+            where.append(col(Case.assignee_id).is_(None))
+        elif self.assignee == MINE:
+            where.append(col(Case.assignee_id) == self.user_id)
+        elif self.assignee and self.assignee.isdigit():
+            where.append(col(Case.assignee_id) == int(self.assignee))
+        return where
+
+
+def _last_message():
+    """Correlated subqueries of the case list: the last message's time, text start, direction."""
+    latest = aliased(Message)
+    last_id = (
+        select(func.max(latest.id))
+        .where(latest.case_id == col(Case.id))
+        .correlate(Case)
+        .scalar_subquery()
+    )
+
+    def of_last(column):
+        return select(column).where(col(Message.id) == last_id).correlate(Case).scalar_subquery()
+
+    return (
+        of_last(col(Message.received_at)),
+        of_last(func.substr(col(Message.text), 1, PREVIEW_CHARS * 2)),
+        of_last(col(Message.direction)),
+    )
+
+
+def _order(sort: str | None, descending: bool, last_at) -> list:
+    if sort not in SORTS:
+        return [col(Case.updated_at).desc(), col(Case.id).desc()]
+    terms = {
+        "number": [col(Case.number)],
+        "subject": natural_order(Case.subject),
+        "contact": natural_order(
+            func.coalesce(func.nullif(Contact.name, ""), Contact.email, Case.requester_email)
+        ),
+        "status": [sql_case({s: i for i, s in enumerate(STATUSES)}, value=col(Case.status))],
+        "assignee": [col(User.id).is_(None), *natural_order(User.name)],
+        "last": [last_at],
+    }[sort]
+    terms.append(col(Case.id))
+    return [t.desc() for t in terms] if descending else terms
 
 
 def _filters(status: str | None, mailbox_id: int | None) -> list:
@@ -159,28 +233,53 @@ def _mailboxes(db: Session, case_ids: list[int]) -> dict[int, tuple[int | None, 
 def list_cases(
     db: Session,
     page: int = 1,
-    status: str | None = None,
-    mailbox_id: int | None = None,
+    filters: CaseFilters | None = None,
+    sort: str | None = None,
+    descending: bool = False,
     per_page: int = PER_PAGE,
 ) -> CasePage:
-    """Newest activity first, with contact and mailbox names (and the other mailboxes each
-    case came through): three queries."""
-    where = _filters(status, mailbox_id)
+    """Newest activity first (or by `sort`: one of SORTS), with contact, mailbox and assignee
+    names, the last message's time and start (and the other mailboxes each case came
+    through): three queries."""
+    where = (filters or CaseFilters()).where()
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    last_at, last_text, last_direction = _last_message()
     query = (
-        select(Case, Contact.name, Contact.email, Mailbox.name)
+        select(Case, Contact.name, Contact.email, Mailbox.name, User.name, User.email)
+        .add_columns(last_at, last_text, last_direction)
         .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
         .outerjoin(Mailbox, col(Mailbox.id) == col(Case.mailbox_id))
+        .outerjoin(User, col(User.id) == col(Case.assignee_id))
         .where(*where)
-        .order_by(col(Case.updated_at).desc(), col(Case.id).desc())
+        .order_by(*_order(sort, descending, last_at))
         .offset((page - 1) * per_page)
         .limit(per_page)
     )
-    rows = [CaseRow(c, name, email, box) for c, name, email, box in db.exec(query).all()]
+    rows = [
+        CaseRow(
+            c,
+            name,
+            email,
+            box,
+            user_name or (user_email or "").split("@")[0] or None,
+            at,
+            _preview(text_start),
+            direction,
+        )  # fmt: skip
+        for c, name, email, box, user_name, user_email, at, text_start, direction in db.exec(
+            query
+        ).all()
+    ]
     also = other_mailboxes(db, [row.case.id for row in rows])
     for row in rows:
         row.also = also[row.case.id]
     return CasePage(rows=rows, total=total, page=page, per_page=per_page)
+
+
+def _preview(text_start: str | None) -> str:
+    """One line of at most PREVIEW_CHARS characters."""
+    line = " ".join((text_start or "").split())
+    return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1].rstrip() + "…"
 
 
 def api_cases(
@@ -189,13 +288,15 @@ def api_cases(
     status: str | None = None,
     mailbox_id: int | None = None,
     per_page: int = PER_PAGE,
-) -> tuple[list[tuple[Case, Contact | None]], int]:
-    """One page for the API, oldest case first (stable while new cases arrive)."""
+) -> tuple[list[tuple[Case, Contact | None, User | None]], int]:
+    """One page for the API, oldest case first (stable while new cases arrive), with each
+    case's contact and assignee."""
     where = _filters(status, mailbox_id)
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     query = (
-        select(Case, Contact)
+        select(Case, Contact, User)
         .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .outerjoin(User, col(User.id) == col(Case.assignee_id))
         .where(*where)
         .order_by(col(Case.id))
         .offset((page - 1) * per_page)
@@ -289,39 +390,3 @@ def inline_images(db: Session, message_id: int) -> dict[str, str]:
 def has_remote_images(html: str | None) -> bool:
     """Whether showing remote images would change anything (a bounded scan)."""
     return bool(html) and _REMOTE_IMG.search(html) is not None
-
-
-def raw_message_counts(db: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """mailbox id -> (raw messages stored, of those failed or too large): one grouped query."""
-    if not mailbox_ids:
-        return {}
-    failed = func.sum(sql_case((col(RawMessage.state).in_(FAILED_STATES), 1), else_=0))
-    query = (
-        select(RawMessage.mailbox_id, func.count(), failed)
-        .where(col(RawMessage.mailbox_id).in_(mailbox_ids))
-        .group_by(RawMessage.mailbox_id)
-    )
-    counts = {mailbox_id: (0, 0) for mailbox_id in mailbox_ids}
-    for mailbox_id, total, failures in db.exec(query).all():
-        counts[mailbox_id] = (int(total), int(failures or 0))
-    return counts
-
-
-def contacts_page(
-    db: Session, page: int = 1, per_page: int = PER_PAGE
-) -> tuple[list[tuple[Contact, int]], int]:
-    """Contacts by id with their number of cases: count, page, one grouped count."""
-    total = int(db.exec(select(func.count()).select_from(Contact)).one())
-    rows = db.exec(
-        select(Contact).order_by(col(Contact.id)).offset((page - 1) * per_page).limit(per_page)
-    ).all()
-    ids = [c.id for c in rows]
-    cases: dict[int, int] = {}
-    if ids:
-        grouped = db.exec(
-            select(Case.contact_id, func.count())
-            .where(col(Case.contact_id).in_(ids))
-            .group_by(Case.contact_id)
-        ).all()
-        cases = {contact_id: int(n) for contact_id, n in grouped}
-    return [(c, cases.get(c.id, 0)) for c in rows], total

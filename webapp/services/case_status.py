@@ -1,9 +1,10 @@
-"""Closing and reopening a case, and its history: who did it, when, and how.
+"""A case's status (Open, Pending, Closed) and assignee, and its history: who changed
+what, when, and how.
 
-Called by the case page (Close, Reopen), the comment form (Send and close) and by
-services/ingest/route.py, which decides when a new email reopens a closed case. Each
-change is one conditional UPDATE: two agents pressing Close at once write one event.
-Everything is written in the caller's transaction (flushed, not committed).
+Called by the case page (Status, Close, Reopen, Assignee), the reply form (Send and close)
+and by services/ingest/route.py, which decides when a new email opens a pending or closed
+case again. Each change is one conditional UPDATE: two agents pressing Close at once write
+one event. Everything is written in the caller's transaction (flushed, not committed).
 """
 
 from __future__ import annotations
@@ -12,8 +13,16 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from webapp.db import utcnow
-from webapp.models import Case, CaseEvent
-from webapp.models.case import CLOSED, CLOSED_EVENT, OPEN, REOPENED_EVENT
+from webapp.models import Case, CaseEvent, User
+from webapp.models.case import (
+    ASSIGNED_EVENT,
+    CLOSED,
+    CLOSED_EVENT,
+    OPEN,
+    PENDING,
+    PENDING_EVENT,
+    REOPENED_EVENT,
+)
 from webapp.services.access import audit
 
 # CaseEvent.via: how the change was made
@@ -23,6 +32,7 @@ INCOMING_EMAIL = "incoming email"
 
 Who = tuple[int | None, str | None]  # (user id, client address): who acted, for the audit log
 AUDIT_ACTIONS = {CLOSED_EVENT: audit.CASE_CLOSED, REOPENED_EVENT: audit.CASE_REOPENED}
+EVENT_OF_STATUS = {OPEN: REOPENED_EVENT, PENDING: PENDING_EVENT, CLOSED: CLOSED_EVENT}
 
 
 def close_case(
@@ -42,9 +52,51 @@ def reopen_case(
     message_id: int | None = None,
     who: Who = (None, None),
 ) -> bool:
-    """Open a closed case again; False when it was not closed."""
-    is_closed = col(Case.status) == CLOSED
-    return _change(db, case, OPEN, REOPENED_EVENT, is_closed, by, via, message_id, who)
+    """Open a closed or pending case again; False when it was open."""
+    not_open = col(Case.status) != OPEN
+    return _change(db, case, OPEN, REOPENED_EVENT, not_open, by, via, message_id, who)
+
+
+def set_status(
+    db: Session, case: Case, status: str, by: str, via: str = CASE_PAGE, who: Who = (None, None)
+) -> bool:
+    """Open, Pending (waiting for the customer) or Closed; False when it was so already."""
+    if status not in EVENT_OF_STATUS:
+        raise ValueError(f"{status!r} is not a case status")
+    other = col(Case.status) != status
+    return _change(db, case, status, EVENT_OF_STATUS[status], other, by, via, None, who)
+
+
+def assignable_users(db: Session) -> list[User]:
+    """The active members of the team, by name: who a case can be assigned to."""
+    query = select(User).where(col(User.active).is_(True))
+    return sorted(db.exec(query).all(), key=lambda u: (u.display_name.lower(), u.id))
+
+
+def top_of_case(db: Session, case: Case) -> dict:
+    """What the top of a case page shows: the case, its history, the team it can go to."""
+    return {"case": case, "history": history(db, case.id), "team": assignable_users(db)}
+
+
+def assign(db: Session, case: Case, assignee: User | None, by: str, via: str = CASE_PAGE) -> bool:
+    """Give the case to a user of the team (None: to nobody); False when it was theirs already."""
+    assignee_id = assignee.id if assignee is not None else None
+    now = utcnow()
+    changed = db.exec(
+        update(Case)
+        .where(col(Case.id) == case.id, col(Case.assignee_id).is_distinct_from(assignee_id))
+        .values(assignee_id=assignee_id, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        return False
+    case.assignee_id, case.updated_at = assignee_id, now
+    db.add(case)
+    name = assignee.display_name if assignee is not None else ""
+    db.add(CaseEvent(case_id=case.id, action=ASSIGNED_EVENT, actor=(by or "")[:320], via=via,
+                     detail=name[:320], created_at=now))  # fmt: skip
+    db.flush()
+    return True
 
 
 def history(db: Session, case_id: int) -> list[CaseEvent]:
@@ -100,7 +152,9 @@ def _change(
             created_at=now,
         )
     )
-    audit.record(
-        db, AUDIT_ACTIONS[action], who[0], f"case #{case.number}", {"via": via}, who[1]
-    )  # flushes
+    if action in AUDIT_ACTIONS:
+        audit.record(
+            db, AUDIT_ACTIONS[action], who[0], f"case #{case.number}", {"via": via}, who[1]
+        )  # flushes
+    db.flush()
     return True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, or_, update
 from sqlmodel import Session, col, select
 
-from webapp.db import insert_ignore, utcnow
+from webapp.db import insert_ignore, natural_order, utcnow
 from webapp.models import Case, CaseParticipant, Contact, Message
 from webapp.models.contact import email_key
 from webapp.models.intake import ContactAlias
@@ -64,7 +64,9 @@ def list_contacts(
     rows = db.exec(
         select(Contact, cases)
         .where(*where)
-        .order_by(func.lower(Contact.name) == "", func.lower(Contact.name), col(Contact.email_key))
+        .order_by(
+            func.lower(Contact.name) == "", *natural_order(Contact.name), col(Contact.email_key)
+        )
         .offset((max(page, 1) - 1) * per_page)
         .limit(per_page)
     ).all()
@@ -177,3 +179,23 @@ def merge(db: Session, keep_id: int, other_id: int) -> Contact:
     db.delete(other)
     db.commit()
     return keep
+
+
+def contacts_page(
+    db: Session, page: int = 1, per_page: int = PER_PAGE
+) -> tuple[list[tuple[Contact, int]], int]:
+    """Contacts by id with their number of cases: count, page, one grouped count."""
+    total = int(db.exec(select(func.count()).select_from(Contact)).one())
+    rows = db.exec(
+        select(Contact).order_by(col(Contact.id)).offset((page - 1) * per_page).limit(per_page)
+    ).all()
+    ids = [c.id for c in rows]
+    cases: dict[int, int] = {}
+    if ids:
+        grouped = db.exec(
+            select(Case.contact_id, func.count())
+            .where(col(Case.contact_id).in_(ids))
+            .group_by(Case.contact_id)
+        ).all()
+        cases = {contact_id: int(n) for contact_id, n in grouped}
+    return [(c, cases.get(c.id, 0)) for c in rows], total

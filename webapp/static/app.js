@@ -10,6 +10,55 @@ document.addEventListener("click", (event) => {
     setTimeout(() => { button.textContent = "Copy"; }, 1500);
   });
 });
+
+// A message's HTML frame grows to its content. The frame is sandboxed without scripts but same
+// origin, so its document can be measured from here; without JavaScript it keeps a fixed height.
+function growFrame(frame) {
+  try {
+    const doc = frame.contentDocument;
+    if (!doc || !doc.documentElement) return;
+    frame.style.height = Math.max(doc.documentElement.scrollHeight, doc.body ? doc.body.scrollHeight : 0) + 2 + "px";
+    frame.classList.add("grown");
+  } catch (error) { /* not same origin (e.g. remote images page not loaded yet): keep the height */ }
+}
+document.addEventListener("load", (event) => {
+  if (event.target.matches && event.target.matches("iframe[data-grow]")) growFrame(event.target);
+}, true);
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("iframe[data-grow]").forEach((frame) => {
+    if (frame.contentDocument && frame.contentDocument.readyState === "complete") growFrame(frame);
+  });
+});
+
+// The case page's Reply / Internal note tabs: one form at a time. Without JavaScript both are shown.
+function showTab(composer, id) {
+  composer.querySelectorAll("[data-tab]").forEach((tab) => {
+    const panel = document.getElementById(tab.dataset.tab);
+    const current = tab.dataset.tab === id;
+    if (current) tab.setAttribute("aria-current", "true"); else tab.removeAttribute("aria-current");
+    if (panel) panel.hidden = !current;
+  });
+}
+document.addEventListener("click", (event) => {
+  const tab = event.target.closest("[data-tab]");
+  if (!tab) return;
+  event.preventDefault();
+  const composer = tab.closest(".composer");
+  showTab(composer, tab.dataset.tab);
+  const panel = document.getElementById(tab.dataset.tab);
+  const field = panel && panel.querySelector("textarea");
+  if (field) field.focus();
+});
+function setUpComposers(root) {
+  root.querySelectorAll(".composer").forEach((composer) => {
+    const current = composer.querySelector("[data-tab][aria-current]") || composer.querySelector("[data-tab]");
+    if (current) showTab(composer, current.dataset.tab);
+  });
+}
+document.addEventListener("DOMContentLoaded", () => setUpComposers(document));
+// A form swapped in by htmx (a fresh Reply or note form) keeps the tab that was open.
+document.addEventListener("htmx:afterSettle", () => setUpComposers(document));
+
 // Times (<time data-when>, see webapp/filters.py `when`): the exact time on hover in the
 // reader's own time zone, and the relative words kept fresh while the page stays open.
 (() => {

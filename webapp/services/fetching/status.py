@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import case as sql_case
 from sqlmodel import Session, col, func, select
 
 from webapp.db import utcnow
@@ -216,3 +217,19 @@ def failed_messages(db: Session, mailbox_id: int, limit: int = 50) -> list[RawMe
         .limit(limit)
     )
     return list(db.exec(query).all())
+
+
+def raw_message_counts(db: Session, mailbox_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """mailbox id -> (raw messages stored, of those failed or too large): one grouped query."""
+    if not mailbox_ids:
+        return {}
+    failed = func.sum(sql_case((col(RawMessage.state).in_(FAILED_STATES), 1), else_=0))
+    query = (
+        select(RawMessage.mailbox_id, func.count(), failed)
+        .where(col(RawMessage.mailbox_id).in_(mailbox_ids))
+        .group_by(RawMessage.mailbox_id)
+    )
+    counts = {mailbox_id: (0, 0) for mailbox_id in mailbox_ids}
+    for mailbox_id, total, failures in db.exec(query).all():
+        counts[mailbox_id] = (int(total), int(failures or 0))
+    return counts

@@ -81,6 +81,7 @@ def open_case(
         contact_id=contact.id if contact else None,
         requester_email=email_key(parsed.from_addr)[:320],
         mailbox_id=mailbox.id,
+        assignee_id=None,
         created_at=now,
         updated_at=now,
     )

@@ -17,7 +17,7 @@ For a parsed message, in this order:
 4. Otherwise filing.py writes its contact, a new case when it answers none, the message
    and its participants, attachments.py its attachments, and a new case gets its Auto
    Acknowledgement (services/outgoing/notify.py) in the same transaction.
-5. A message from outside on a closed case reopens it (services/case_status.py), with
+5. A message from outside on a pending or closed case opens it again (services/case_status.py), with
    the sender as who reopened it. Not a message from one of our own mailboxes (a loop),
    nor an automated one (an out-of-office or a bounce answering our last reply would
    reopen every case we close).
@@ -39,7 +39,7 @@ from webapp.mail.parse import ParsedMessage, ParseError, parse_message
 from webapp.models import Case, Mailbox, RawMessage, RawMessageBody
 from webapp.models import intake as held_states
 from webapp.models import message as raw_states
-from webapp.models.case import CLOSED
+from webapp.models.case import CLOSED, PENDING
 from webapp.models.contact import email_key
 from webapp.models.intake import HeldMessage
 from webapp.services import case_status, tasks
@@ -102,7 +102,12 @@ def file_message(
         notify.acknowledge_new_case(db, mailbox, case, message, template)
     else:  # a new case was created with this time already
         found.touch_case(case.id)
-        if case.status == CLOSED and sender and sender not in own and not verdict.automated:
+        if (
+            case.status in (CLOSED, PENDING)
+            and sender
+            and sender not in own
+            and not verdict.automated
+        ):
             case_status.reopen_case(
                 db, case, by=sender, via=case_status.INCOMING_EMAIL, message_id=message.id
             )

@@ -127,7 +127,7 @@ def smtp_settings(
 def _send(db: Session, mailbox: Mailbox, row: OutboxMessage, ca_bundle: str | None) -> SendResult:
     """Send the stored bytes; OAuth: once more after a forced refresh if XOAUTH2 is refused."""
     msg = BytesParser(policy=POLICY).parsebytes(row.raw)
-    recipients = [row.to_addr]
+    recipients = [row.to_addr, *copied_to(msg)]
     if mailbox.auth_type != "oauth":
         return send_message(
             smtp_settings(mailbox, ca_bundle), msg, mailbox.email_address, recipients
@@ -140,6 +140,12 @@ def _send(db: Session, mailbox: Mailbox, row: OutboxMessage, ca_bundle: str | No
         token = oauth.refresh(db, mailbox.id, stale_token=token)
         return send_message(smtp_settings(mailbox, ca_bundle, token), msg, mailbox.email_address,
                             recipients)  # fmt: skip
+
+
+def copied_to(msg) -> list[str]:
+    """The Cc header's addresses (a reply keeps the customer's Cc): recipients too."""
+    header = msg["Cc"]
+    return [a.addr_spec for a in header.addresses if a.addr_spec] if header is not None else []
 
 
 def _pause_for_tests() -> None:

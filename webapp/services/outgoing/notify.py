@@ -1,12 +1,15 @@
-"""Templated mail about cases: an agent's comment to the contact, the acknowledgement of a new case.
+"""Templated mail about cases: an agent's reply to the contact (and its Cc), the
+acknowledgement of a new case; and the internal note, which is never emailed.
 
-Both go through the outbox (services.outbox.enqueue); this module only decides whether
+Mail goes through the outbox (services.outbox.enqueue); this module only decides whether
 to write, to whom, with which template and in which thread.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from email.utils import getaddresses, parseaddr
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -14,6 +17,7 @@ from sqlmodel import Session, col, select
 from webapp.db import utcnow
 from webapp.mail.thread import reply_references
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
+from webapp.models.case import INCOMING, NOTE, OUTGOING
 from webapp.models.contact import email_key
 from webapp.services.filters import DEFAULT_CEILING, Decision, should_auto_ack
 from webapp.services.outgoing import outbox, readiness
@@ -23,6 +27,8 @@ log = logging.getLogger(__name__)
 
 AUTO_ACK = "auto_ack"
 COMMENT = "comment"
+MAX_CC = 20
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"]+@[^@\s<>(),;:\"]+\.[^@\s<>(),;:\"]+$")
 
 
 class CommentError(Exception):
@@ -76,23 +82,62 @@ def thread_ids(db: Session, case: Case, contact_key: str) -> tuple[str | None, l
     return parent, ids
 
 
+def parse_cc(text: str) -> list[str]:
+    """The addresses typed in a Cc field (commas between them), each once; CommentError names
+    the first one that is not an address."""
+    out: list[str] = []
+    for piece in re.split(r"[,;\n]", text or ""):
+        address = parseaddr(piece.strip())[1]
+        if not piece.strip():
+            continue
+        if not _ADDRESS.match(address or ""):
+            raise CommentError(
+                f"“{piece.strip()[:80]}” is not an email address: "
+                "write addresses such as ada@example.org, with commas between them."
+            )
+        if email_key(address) not in {email_key(a) for a in out}:
+            out.append(address)
+    if len(out) > MAX_CC:
+        raise CommentError(f"At most {MAX_CC} addresses can be copied; {len(out)} were given.")
+    return out
+
+
+def reply_cc(db: Session, case: Case) -> str:
+    """The Cc a reply keeps by default (reply-all): the Cc of the latest email received on the
+    case, without our own mailboxes and the contact the reply goes to."""
+    last = db.exec(
+        select(Message.cc_addresses)
+        .where(Message.case_id == case.id, Message.direction == INCOMING)
+        .order_by(col(Message.id).desc())
+        .limit(1)
+    ).first()
+    if not last:
+        return ""
+    ours = set(db.exec(select(Mailbox.email_key)).all())
+    ours.add(email_key(recipient(db, case)[0]))
+    kept = [a for _, a in getaddresses([last]) if a and email_key(a) not in ours]
+    return ", ".join(dict.fromkeys(kept))
+
+
 def _naive(moment):
     return moment.replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
 
 
 def post_comment(
-    db: Session, case: Case, *, author: str, text: str, idempotency_key: str, agent_name: str = ""
-) -> OutboxMessage:
-    """Email an agent's comment to the case's contact and add it to the conversation; commits.
+    db: Session, case: Case, *, author: str, text: str, idempotency_key: str, agent_name: str = "",
+    cc: list[str] | None = None,
+) -> OutboxMessage:  # fmt: skip
+    """Email an agent's reply to the case's contact and add it to the conversation; commits.
 
     `author` is the agent's address (kept with the comment), `agent_name` their Name (the
-    templates' agent_name; the address when empty).
+    templates' agent_name; the address when empty). `cc`: the addresses copied (parse_cc);
+    None keeps the customer's Cc (reply_cc).
 
     The same idempotency key (a double click, a resubmitted form) gives the same row.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")  # browsers post CRLF
     if not text.strip():
-        raise CommentError("Write the comment first.")
+        raise CommentError("Write the reply first.")
     mailbox = db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
     problem = readiness.send_problem(db, mailbox)
     if problem is not None:  # the page disabled the form; a stale page or a script posted anyway
@@ -104,6 +149,9 @@ def post_comment(
     existing = outbox.by_key(db, key)
     if existing is not None:
         return existing
+    if cc is None:
+        cc = parse_cc(reply_cc(db, case))
+    cc = [a for a in cc if email_key(a) != email_key(to_addr)]
     context = template_context(case, mailbox, to_name, to_addr, text, agent_name or author)
     template = (
         db.get(EmailTemplate, mailbox.case_response_template_id)
@@ -120,13 +168,13 @@ def post_comment(
     parent, references = thread_ids(db, case, email_key(to_addr))
     row = outbox.enqueue(
         db, mailbox, to_addr=to_addr, to_name=to_name, subject=subject, text=body, kind=COMMENT,
-        case_id=case.id, idempotency_key=key, in_reply_to=parent, references=references,
+        case_id=case.id, idempotency_key=key, in_reply_to=parent, references=references, cc=cc,
     )  # fmt: skip
     now = utcnow()
     message = Message(
-        case_id=case.id, mailbox_id=mailbox.id, contact_id=case.contact_id, direction="out",
+        case_id=case.id, mailbox_id=mailbox.id, contact_id=case.contact_id, direction=OUTGOING,
         from_address=mailbox.email_address, from_name=author[:200], to_addresses=row.to_addr,
-        sent_at=now, subject=row.subject, text=text, full_text=body, message_id=row.message_id,
+        cc_addresses=", ".join(cc), sent_at=now, subject=row.subject, text=text, full_text=body, message_id=row.message_id,
         in_reply_to=row.in_reply_to, references_ids=row.references_ids,
     )  # fmt: skip
     db.add(message)
@@ -140,6 +188,25 @@ def post_comment(
     db.commit()
     db.refresh(row)
     return row
+
+
+def post_note(db: Session, case: Case, *, author: str, text: str, agent_name: str = "") -> Message:
+    """Add an internal note to the conversation: for the team only, never emailed; commits."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise CommentError("Write the note first.")
+    now = utcnow()
+    note = Message(
+        case_id=case.id, mailbox_id=case.mailbox_id, contact_id=None, direction=NOTE,
+        from_address=author[:320], from_name=(agent_name or author)[:200], sent_at=now,
+        received_at=now,
+        subject=case.subject, text=text, full_text=text,
+    )  # fmt: skip
+    db.add(note)
+    db.exec(update(Case).where(col(Case.id) == case.id).values(updated_at=now))
+    db.commit()
+    db.refresh(note)
+    return note
 
 
 def acknowledge_new_case(

@@ -54,9 +54,12 @@ def enqueue(
     db: Session, mailbox: Mailbox, *, to_addr: str, to_name: str, subject: str, text: str,
     html: str | None = None, kind: str, case_id: int | None = None, idempotency_key: str,
     in_reply_to: str | None = None, references: Iterable[str] = (),
-    auto_submitted: str | None = None,
+    auto_submitted: str | None = None, cc: Iterable[str] = (),
 ) -> OutboxMessage:  # fmt: skip
     """Queue one message (flushed, not committed); the existing row if the key was used.
+
+    `cc`: addresses copied (a reply keeps the customer's Cc); stored in the raw message's Cc
+    header, which delivery sends to as well.
 
     With a case, the subject gets the case token [#N]. Every message starts with the
     mailbox's End of Message Marker. Automatic mail (auto_submitted set) over the
@@ -73,7 +76,7 @@ def enqueue(
         to_name=to_name or "", subject=subject, text=text, html=html,
         message_id_domain=mailbox.email_address.rpartition("@")[2],
         in_reply_to=in_reply_to, references=references, auto_submitted=auto_submitted,
-        marker=mailbox.end_of_message_marker,
+        marker=mailbox.end_of_message_marker, cc=cc,
     )  # fmt: skip
     now = utcnow()
     row = OutboxMessage(
@@ -97,6 +100,7 @@ def enqueue(
 
 def _flatten(msg: EmailMessage, to_addr: str, mailbox: Mailbox) -> bytes:
     utf8 = not (to_addr.isascii() and mailbox.email_address.isascii())
+    utf8 = utf8 or not str(msg["Cc"] or "").isascii()
     return msg.as_bytes(policy=msg.policy.clone(utf8=utf8))
 
 
