@@ -1,7 +1,7 @@
 """case workspace: a case's assignee (a user of the team), and what a history line says
 
 Revision ID: 0017_case_workspace
-Revises: 0019_watch
+Revises: 0015_secrets
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = "0017_case_workspace"
-down_revision = "0019_watch"
+down_revision = "0015_secrets"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """push: watch leases and watcher heartbeats (IMAP IDLE)
 
 Revision ID: 0019_watch
-Revises: 0015_secrets
+Revises: 0017_case_workspace
 """
 
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = '0019_watch'
-down_revision = '0015_secrets'
+down_revision = '0017_case_workspace'
 branch_labels = None
 depends_on = None
 
