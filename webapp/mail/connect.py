@@ -208,19 +208,37 @@ def drop_imap(client: IMAPClient) -> None:
         client.shutdown()
 
 
+FOLDER_ADVICE = (
+    "Check the Folders field (one name per line; INBOX is the usual one, other "
+    "names are case-sensitive), or tick the folders on Mailbox Setup."
+)
+
+
+def select_existing(
+    client: IMAPClient, folder: str, where: str, readonly: bool, advice: str = FOLDER_ADVICE
+) -> dict:
+    """SELECT the folder; a NO (not an abort) becomes FolderNotFound, naming it and the server."""
+    try:
+        return client.select_folder(folder, readonly=readonly)
+    except imaplib.IMAP4.abort:
+        raise
+    except imaplib.IMAP4.error as exc:
+        raise FolderNotFound(f"The folder {folder} does not exist on {where}.", advice) from exc
+
+
 def _count_imap(s: ServerSettings) -> CountResult:
     client, plaintext = open_imap(s)
     with classified(s):
         try:
-            try:
-                count = int(client.select_folder(s.folder, readonly=True)[b"EXISTS"])
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                raise FolderNotFound(
-                    f"The folder {s.folder} does not exist on {s.where}.",
-                    "Check the Folders field: INBOX is the usual one; other names are case-sensitive.",
-                ) from exc
+            info = select_existing(
+                client,
+                s.folder,
+                s.where,
+                readonly=True,
+                advice="Check the Folders field: INBOX is the usual one; other names are "
+                "case-sensitive.",
+            )
+            count = int(info[b"EXISTS"])
         except BaseException:
             drop_imap(client)
             raise

@@ -15,8 +15,14 @@ import time
 
 from imapclient.exceptions import CapabilityError
 
-from webapp.mail.connect import ServerSettings, classified, drop_imap, open_imap
-from webapp.mail.errors import FolderNotFound, MailError, ProtocolError
+from webapp.mail.connect import (
+    ServerSettings,
+    classified,
+    drop_imap,
+    open_imap,
+    select_existing,
+)
+from webapp.mail.errors import MailError, ProtocolError
 
 # Untagged answers that mean "new mail may be here" (RFC 3501 7.3.1, 7.3.2).
 NEW_MAIL = (b"EXISTS", b"RECENT")
@@ -71,15 +77,13 @@ class IdleConnection:
                     f"The server at {s.where} does not offer IDLE.",
                     "Nothing to do: this mailbox is polled at its interval.",
                 )
-            try:
-                client.select_folder(self.folder, readonly=True)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                raise FolderNotFound(
-                    f"The folder {self.folder} does not exist on {s.where}.",
-                    "Check the mailbox's folders: INBOX is the usual one.",
-                ) from exc
+            select_existing(
+                client,
+                self.folder,
+                s.where,
+                readonly=True,
+                advice="Check the mailbox's folders: INBOX is the usual one.",
+            )
             _keepalive(client.socket())
             self._idle()
 

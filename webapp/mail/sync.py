@@ -9,7 +9,6 @@ sits in memory at once. Every network failure becomes a classified MailError.
 from __future__ import annotations
 
 import hashlib
-import imaplib
 import logging
 import poplib
 from collections.abc import Iterator
@@ -19,8 +18,14 @@ from functools import cached_property
 
 from imapclient import IMAPClient
 
-from webapp.mail.connect import ServerSettings, classified, open_imap, open_pop3
-from webapp.mail.errors import FolderNotFound, MailError
+from webapp.mail.connect import (
+    ServerSettings,
+    classified,
+    open_imap,
+    open_pop3,
+    select_existing,
+)
+from webapp.mail.errors import MailError
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +103,9 @@ class ImapFolder:
 
     def _select(self, writable: bool) -> FolderState:
         with classified(self.settings):
-            try:
-                info = self.client.select_folder(self.folder, readonly=not writable)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                raise FolderNotFound(
-                    f"The folder {self.folder} does not exist on {self.settings.where}.",
-                    "Check the Folders field (one name per line; INBOX is the usual one, other "
-                    "names are case-sensitive), or tick the folders on Mailbox Setup.",
-                ) from exc
+            info = select_existing(
+                self.client, self.folder, self.settings.where, readonly=not writable
+            )
             uidnext = info.get(b"UIDNEXT")
             if uidnext is None:  # not every server sends it with SELECT; STATUS always can
                 uidnext = self.client.folder_status(self.folder, [b"UIDNEXT"]).get(b"UIDNEXT")
