@@ -82,16 +82,9 @@ def assign(db: Session, case: Case, assignee: User | None, by: str, via: str = C
     """Give the case to a user of the team (None: to nobody); False when it was theirs already."""
     assignee_id = assignee.id if assignee is not None else None
     now = utcnow()
-    changed = db.exec(
-        update(Case)
-        .where(col(Case.id) == case.id, col(Case.assignee_id).is_distinct_from(assignee_id))
-        .values(assignee_id=assignee_id, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:
+    someone_else = col(Case.assignee_id).is_distinct_from(assignee_id)
+    if not _update_if(db, case, someone_else, now, assignee_id=assignee_id):
         return False
-    case.assignee_id, case.updated_at = assignee_id, now
-    db.add(case)
     name = assignee.display_name if assignee is not None else ""
     db.add(CaseEvent(case_id=case.id, action=ASSIGNED_EVENT, actor=(by or "")[:320], via=via,
                      detail=name[:320], created_at=now))  # fmt: skip
@@ -130,18 +123,8 @@ def _change(
     who: Who = (None, None),
 ) -> bool:
     now = utcnow()
-    changed = db.exec(
-        update(Case)
-        .where(col(Case.id) == case.id, allowed)
-        .values(status=status, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:
+    if not _update_if(db, case, allowed, now, status=status):
         return False
-    # The object the caller (or a batch's lookups) holds shows it too; set as a change, so
-    # that a rolled-back savepoint expires it.
-    case.status, case.updated_at = status, now
-    db.add(case)
     db.add(
         CaseEvent(
             case_id=case.id,
@@ -157,4 +140,22 @@ def _change(
             db, AUDIT_ACTIONS[action], who[0], f"case #{case.number}", {"via": via}, who[1]
         )  # flushes
     db.flush()
+    return True
+
+
+def _update_if(db: Session, case: Case, condition, now, **values) -> bool:
+    """Change the case's row only where `condition` holds (one UPDATE, so two agents at once
+    change it once); False when it did not. The object the caller (or a batch's lookups)
+    holds shows the change too, set as a change so that a rolled-back savepoint expires it."""
+    changed = db.exec(
+        update(Case)
+        .where(col(Case.id) == case.id, condition)
+        .values(updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        return False
+    for name, value in {**values, "updated_at": now}.items():
+        setattr(case, name, value)
+    db.add(case)
     return True
