@@ -52,6 +52,7 @@ class Settings:
     session_idle_hours: float = 12.0  # SESSION_IDLE_HOURS: a session unused this long ends
     session_max_days: float = 14.0  # SESSION_MAX_DAYS: a session ends this long after sign-in
     trusted_proxies: int = 0  # TRUSTED_PROXIES: proxies in front whose X-Forwarded-For is believed
+    worker_nice: int = 10  # WORKER_NICE: how much lower the worker's and watcher's CPU priority is
     extra: dict = field(default_factory=dict)
 
     @property
@@ -90,6 +91,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         session_idle_hours=_positive(env, "SESSION_IDLE_HOURS", 12.0),
         session_max_days=_positive(env, "SESSION_MAX_DAYS", 14.0),
         trusted_proxies=_proxies(env.get("TRUSTED_PROXIES") or "0"),
+        worker_nice=_nice(env.get("WORKER_NICE") or "10"),
     )
 
 
@@ -97,6 +99,14 @@ def _proxies(raw: str) -> int:
     if not raw.strip().isdigit():
         raise ValueError(f"TRUSTED_PROXIES must be a number of proxies (0, 1, 2…), not {raw!r}.")
     return int(raw)
+
+
+def _nice(raw: str) -> int:
+    """0 (as the web) to 19 (only what the web leaves); anything else stops the start."""
+    value = raw.strip()
+    if not value.isdigit() or int(value) > 19:
+        raise ValueError(f"WORKER_NICE must be a niceness from 0 to 19, not {raw!r}.")
+    return int(value)
 
 
 def _positive(env: dict, name: str, default: float) -> float:

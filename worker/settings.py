@@ -5,9 +5,15 @@ starts with everything loaded instead of importing it again (0.6 s of CPU per jo
 """
 
 import faulthandler
+import os
 import signal
 
 import worker.jobs  # noqa: F401  preload: models, services, mail layer
+from webapp.config import load_settings
+
+# Background work yields the CPU to people: the worker, its work horses and their parsing
+# helper run at a lower priority (WORKER_NICE), so the web pages stay quick during a big fetch.
+os.nice(load_settings().worker_nice)
 
 # `kill -USR1 <pid>` prints every thread's stack to the worker's log: where is it stuck?
 faulthandler.register(signal.SIGUSR1, all_threads=True)

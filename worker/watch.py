@@ -47,6 +47,7 @@ def main() -> int:
         return 2
     _more_files()
     _fewer_arenas()
+    os.nice(settings.worker_nice)  # background work yields the CPU to the web pages
     watcher = Watcher(
         settings.database_url,
         settings.redis_url,
