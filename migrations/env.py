@@ -6,6 +6,7 @@ from sqlmodel import SQLModel, create_engine
 
 import webapp.models  # noqa: F401  registers every table
 from webapp.config import load_settings
+from webapp.services.case_lists import kept_by_models
 
 target_metadata = SQLModel.metadata
 
@@ -34,7 +35,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True, compare_type=True)
+                      render_as_batch=True, compare_type=True, include_name=kept_by_models)
     with context.begin_transaction():
         context.run_migrations()
 

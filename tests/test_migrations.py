@@ -16,13 +16,15 @@ from tests.helpers.databases import (
     migrate,
     postgres_answers,
 )
+from webapp.services.case_lists import kept_by_models
 
 
 def _check(url: str) -> None:
     migrate(url)
     engine = create_engine(url)
     with engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": kept_by_models})
+        diffs = compare_metadata(context, SQLModel.metadata)
         names = set(inspect(conn).get_table_names())
         templates = (
             conn.execute(text("SELECT kind FROM email_template ORDER BY id")).scalars().all()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import wraps
 
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, g, jsonify, request, url_for
 from sqlmodel import func, select
 
 from webapp.models import Case, CaseEvent, Contact, Mailbox, Message, User
 from webapp.models.case import ASSIGNED_EVENT
-from webapp.services import case_queries, case_status
+from webapp.services import case_lists, case_queries, case_status
 from webapp.services import contacts as contact_service
 from webapp.services import mailboxes as mailbox_service
 from webapp.services.access import audit as audit_service
@@ -191,11 +191,16 @@ def _int_arg(name: str) -> int | None:
 @token_required
 def cases():
     """Cases, oldest first, each with its messages and attachment metadata, the mailboxes it
-    came through and its history: seven queries a page."""
+    came through and its history: seven queries a page. `q` keeps those with a message
+    matching its words; `after` (a case id, as `next` gives it) pages by keyset."""
     page = page_number()
     status = request.args.get("status") or None
     mailbox_id = _int_arg("mailbox_id")
-    rows, total = case_queries.api_cases(g.db, page, status=status, mailbox_id=mailbox_id)
+    q = case_lists.clean(request.args.get("q"))
+    after = _int_arg("after")
+    rows, total = case_lists.api_cases(
+        g.db, page, status=status, mailbox_id=mailbox_id, q=q, after=after
+    )
     case_ids = [c.id for c, _, _ in rows]
     messages = case_queries.messages_by_case(g.db, case_ids)
     files = case_queries.attachments_by_message(
@@ -214,7 +219,11 @@ def cases():
         )
         for c, contact, assignee in rows
     ]
-    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE)
+    more = {"status": status, "mailbox_id": mailbox_id, "q": q or None}
+    following = (
+        url_for("api.cases", **more, after=rows[-1][0].id) if len(rows) == PER_PAGE else None
+    )
+    return jsonify(items=items, total=total, page=page, per_page=PER_PAGE, next=following)
 
 
 @bp.route("/contacts")

@@ -1,4 +1,4 @@
-"""Cases: the list (filters, sorting), a case's conversation, its status (Open, Pending,
+"""Cases: the list (search, filters, sorting), a case's conversation, its status (Open, Pending,
 Closed; Close and Reopen) and assignee, a message's HTML in a locked-down frame, attachments.
 
 Status, Close, Reopen and Assignee post normally (then back to the case page); with HTMX the
@@ -32,7 +32,7 @@ from webapp.extensions import htmx
 from webapp.mail.sanitize import sanitize_html
 from webapp.models import Attachment, Case, Contact, Mailbox, Message, User
 from webapp.models.case import STATUSES
-from webapp.services import case_queries, case_status
+from webapp.services import case_lists, case_queries, case_status
 from webapp.services import tasks as task_service
 from webapp.services.outgoing import notify, outbox
 from webapp.tasks.forms import TaskForm
@@ -84,7 +84,7 @@ def _get_message(case_id: int, message_id: int) -> Message:
 
 
 LIST_PAGE = "cases/index.html"
-LIST_ARGS = ("page", "status", "mailbox", "assignee", "sort", "dir")  # in the links' order
+LIST_ARGS = ("page", "q", "status", "mailbox", "assignee", "sort", "dir")  # in the links' order
 
 
 def _list_args() -> dict:
@@ -94,6 +94,7 @@ def _list_args() -> dict:
     sort = request.args.get("sort")
     known = assignee in (case_queries.MINE, case_queries.UNASSIGNED)
     return {
+        "q": case_lists.clean(request.args.get("q")) or None,
         "status": status if status in STATUSES else None,
         "mailbox": _int_arg("mailbox"),
         "assignee": assignee if known or _int_arg("assignee") else None,
@@ -116,7 +117,7 @@ def index():
         args["status"], args["mailbox"], args["assignee"], user_id=g.user.id
     )
     result = case_queries.list_cases(
-        g.db, page, filters, sort=args["sort"], descending=args["dir"] == "desc"
+        g.db, page, filters, sort=args["sort"], descending=args["dir"] == "desc", q=args["q"] or ""
     )
     mailboxes = g.db.exec(select(Mailbox.id, Mailbox.name).order_by(Mailbox.name)).all()
     ctx = dict(result=result, args=args, mailboxes=mailboxes, statuses=STATUSES,

@@ -2,8 +2,9 @@
 
 Every function answers with a fixed number of queries whatever the page holds
 (no query per row), and list pages use the indexes on case.updated_at / number:
-one COUNT per page, then OFFSET/LIMIT over the index. The list's preview of the last
-message and its time are subqueries of the page's own query.
+one COUNT per page, then the page's case ids alone (OFFSET over the index, from the end for
+the pages past the middle; keyset for the API), then those cases' rows. The list's preview of
+the last message and its time are subqueries of that last query.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 from sqlalchemy import case as sql_case
 from sqlalchemy import literal, text, union_all
 from sqlalchemy.orm import aliased, defer
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session, col, func, select
 
 from webapp.db import natural_order
 from webapp.models import (
@@ -30,13 +31,14 @@ from webapp.models import (
     User,
 )
 from webapp.models.case import STATUSES
+from webapp.services import case_lists
+from webapp.services.case_lists import PER_PAGE, by_status_and_mailbox
 from webapp.services.ingest.attachments import (
     KEPT_ATTACHMENTS,
     NOT_KEPT_ATTACHMENTS_OFF,
     NOT_KEPT_BEYOND_LIMIT,
 )
 
-PER_PAGE = 50
 PREVIEW_CHARS = 120
 MINE, UNASSIGNED = "me", "none"  # the list's assignee filter, besides a user's id
 SORTS = ("number", "subject", "contact", "status", "assignee", "last")
@@ -120,7 +122,7 @@ class CaseFilters:
     user_id: int | None = None  # who "me" is
 
     def where(self) -> list:
-        where = _filters(self.status, self.mailbox_id)
+        where = by_status_and_mailbox(self.status, self.mailbox_id)
         if self.assignee == UNASSIGNED:
             where.append(col(Case.assignee_id).is_(None))
         elif self.assignee == MINE:
@@ -150,40 +152,24 @@ def _last_message():
     )
 
 
-def _order(sort: str | None, descending: bool, last_at) -> list:
+def _order(sort: str | None, descending: bool, last_at, backwards: bool = False) -> list:
+    """ORDER BY terms, each ending with the case id so that the order is total; `backwards`
+    gives the exact reverse (for the pages past the middle, read from the end)."""
     if sort not in SORTS:
-        return [col(Case.updated_at).desc(), col(Case.id).desc()]
-    terms = {
-        "number": [col(Case.number)],
-        "subject": natural_order(Case.subject),
-        "contact": natural_order(
-            func.coalesce(func.nullif(Contact.name, ""), Contact.email, Case.requester_email)
-        ),
-        "status": [sql_case({s: i for i, s in enumerate(STATUSES)}, value=col(Case.status))],
-        "assignee": [col(User.id).is_(None), *natural_order(User.name)],
-        "last": [last_at],
-    }[sort]
-    terms.append(col(Case.id))
-    return [t.desc() for t in terms] if descending else terms
-
-
-def _filters(status: str | None, mailbox_id: int | None) -> list:
-    where = []
-    if status:
-        where.append(col(Case.status) == status)
-    if mailbox_id:  # its own cases, and those whose email came through it too
-        where.append(or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id))))
-    return where
-
-
-def _via(mailbox_id: int):
-    """The ids of the cases with an email that came through this mailbox but was filed from
-    another one (MessageMailbox)."""
-    return (
-        select(Message.case_id)
-        .join(MessageMailbox, col(MessageMailbox.message_id) == col(Message.id))
-        .where(col(MessageMailbox.mailbox_id) == mailbox_id)
-    )
+        terms, descending = [col(Case.updated_at)], True
+    else:
+        terms = {
+            "number": [col(Case.number)],
+            "subject": natural_order(Case.subject),
+            "contact": natural_order(
+                func.coalesce(func.nullif(Contact.name, ""), Contact.email, Case.requester_email)
+            ),
+            "status": [sql_case({s: i for i, s in enumerate(STATUSES)}, value=col(Case.status))],
+            "assignee": [col(User.id).is_(None), *natural_order(User.name)],
+            "last": [last_at],
+        }[sort]
+    terms = [*terms, col(Case.id)]
+    return [t.desc() for t in terms] if descending != backwards else terms
 
 
 def other_mailboxes(db: Session, case_ids: list[int]) -> dict[int, list[MailboxRef]]:
@@ -237,39 +223,41 @@ def list_cases(
     sort: str | None = None,
     descending: bool = False,
     per_page: int = PER_PAGE,
+    q: str = "",
 ) -> CasePage:
     """Newest activity first (or by `sort`: one of SORTS), with contact, mailbox and assignee
     names, the last message's time and start (and the other mailboxes each case came
-    through): three queries."""
+    through); `q` keeps the cases with a message matching its words: four queries."""
     where = (filters or CaseFilters()).where()
+    if q:
+        where.append(case_lists.matching(q, db.get_bind().dialect.name))
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     last_at, last_text, last_direction = _last_message()
+    ids_query = (
+        select(Case.id)
+        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .outerjoin(User, col(User.id) == col(Case.assignee_id))
+        .where(*where)
+    )
+    order = lambda back: _order(sort, descending, last_at, back)  # noqa: E731
+    ids = case_lists.page_of(ids_query, order, page, per_page, total)
     query = (
         select(Case, Contact.name, Contact.email, Mailbox.name, User.name, User.email)
         .add_columns(last_at, last_text, last_direction)
         .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
         .outerjoin(Mailbox, col(Mailbox.id) == col(Case.mailbox_id))
         .outerjoin(User, col(User.id) == col(Case.assignee_id))
-        .where(*where)
-        .order_by(*_order(sort, descending, last_at))
-        .offset((page - 1) * per_page)
-        .limit(per_page)
     )
+    if ids is None:
+        return CasePage(rows=[], total=total, page=page, per_page=per_page)
+    query = query.where(col(Case.id).in_(ids.correlate(None))).order_by(*order(False))
     rows = [
-        CaseRow(
-            c,
-            name,
-            email,
-            box,
-            user_name or (user_email or "").split("@")[0] or None,
-            at,
-            _preview(text_start),
-            direction,
-        )  # fmt: skip
+        CaseRow(c, name, email, box, user_name or (user_email or "").split("@")[0] or None,
+                at, _preview(text_start), direction)
         for c, name, email, box, user_name, user_email, at, text_start, direction in db.exec(
             query
         ).all()
-    ]
+    ]  # fmt: skip
     also = other_mailboxes(db, [row.case.id for row in rows])
     for row in rows:
         row.also = also[row.case.id]
@@ -280,29 +268,6 @@ def _preview(text_start: str | None) -> str:
     """One line of at most PREVIEW_CHARS characters."""
     line = " ".join((text_start or "").split())
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1].rstrip() + "…"
-
-
-def api_cases(
-    db: Session,
-    page: int = 1,
-    status: str | None = None,
-    mailbox_id: int | None = None,
-    per_page: int = PER_PAGE,
-) -> tuple[list[tuple[Case, Contact | None, User | None]], int]:
-    """One page for the API, oldest case first (stable while new cases arrive), with each
-    case's contact and assignee."""
-    where = _filters(status, mailbox_id)
-    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
-    query = (
-        select(Case, Contact, User)
-        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
-        .outerjoin(User, col(User.id) == col(Case.assignee_id))
-        .where(*where)
-        .order_by(col(Case.id))
-        .offset((page - 1) * per_page)
-        .limit(per_page)
-    )
-    return list(db.exec(query).all()), total
 
 
 def conversation(db: Session, case_id: int) -> list[Message]:

@@ -1,0 +1,157 @@
+"""The case list's search box (and the API's q): subject, sender and message text, on both
+databases, kept up to date as mail is filed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from tests.helpers.databases import (
+    ON_BOTH,
+    downgrade,
+    fresh_database,
+    migrate,
+    postgres_answers,
+)
+from tests.helpers.mailboxes import fetch, make_mailbox
+from tests.helpers.messages import email
+from tests.helpers.rows import bulk_cases
+from tests.helpers.web import api_token
+from webapp.db import new_session
+from webapp.models import Message
+from webapp.services import case_lists, case_queries
+
+COBOL = "Compiler crash on Tuesday"
+PRINTER = "Printer jammed"
+
+
+@pytest.fixture
+def filed(app_env, dovecot, mail_user) -> None:
+    """Two emails filed through a real fetch of the test Dovecot."""
+    box = make_mailbox(app_env, dovecot, mail_user, initial_fetch_done=True)
+    body = "Hello,\nthe COBOL compiler stopped with error 0xC0FFEE at midnight.\n"
+    mail_user.deliver(
+        email(COBOL, sender="Grace Hopper <grace@navy.example>", to=mail_user.email, body=body)
+    )
+    mail_user.deliver(email(PRINTER, sender="Ada Lovelace <ada@example.org>", to=mail_user.email))
+    assert fetch(app_env, box)["state"] == "ok"
+
+
+def _listed(client, q: str, **args) -> str:
+    resp = client.get("/cases/", query_string={"q": q, **args})
+    assert resp.status_code == 200
+    return resp.get_data(as_text=True)
+
+
+@ON_BOTH
+@pytest.mark.parametrize(
+    ("q", "found", "left_out"),
+    [
+        ("cobol", COBOL, PRINTER),  # a word of its text
+        ("grace@navy.example", COBOL, PRINTER),  # its sender's address
+        ("Hopper", COBOL, PRINTER),  # its sender's name
+        ("printer", PRINTER, COBOL),  # a word of its subject
+    ],
+    ids=["text", "address", "name", "subject"],
+)
+def test_a_filed_message_is_found_by_its_text_sender_or_subject(admin, filed, q, found, left_out):
+    page = _listed(admin, q)
+    assert found in page
+    assert left_out not in page
+
+
+@ON_BOTH
+def test_every_word_typed_must_match(admin, filed):
+    assert COBOL in _listed(admin, "compiler midnight")
+    assert COBOL not in _listed(admin, "compiler printer")
+
+
+QUERIES = [
+    '"unclosed quote',
+    "cobol AND",
+    "NEAR(cobol",
+    "*",
+    "col:umn",
+    "- ^ ~",
+    "'; DROP TABLE message; --",
+    '"cobol" OR (midnight',
+    "0xC0FFEE!",
+    "\\",
+]
+
+
+@ON_BOTH
+@pytest.mark.parametrize("q", QUERIES)
+def test_punctuation_quotes_and_operators_typed_do_not_fail(admin, filed, q):
+    page = _listed(admin, q)
+    assert "case" in page  # a page (a count or "No cases match"), not an error
+
+
+@ON_BOTH
+def test_a_search_without_a_match_says_so(admin, filed):
+    page = _listed(admin, "zebra")
+    assert "No cases match “zebra”" in page
+    assert COBOL not in page
+
+
+def test_the_search_stays_in_the_box_and_in_the_sort_and_filter_links(admin, filed):
+    page = _listed(admin, "cobol", status="open")
+    assert 'name="q" value="cobol"' in page
+    assert "/cases/?q=cobol&amp;status=open&amp;sort=subject" in page  # a column header
+    assert "/cases/?q=cobol&amp;status=pending" in page  # a status pill
+
+
+def test_the_search_combines_with_the_filters(admin, filed):
+    assert COBOL in _listed(admin, "cobol", status="open")
+    assert "No cases match “cobol” with these filters" in _listed(admin, "cobol", status="closed")
+
+
+@ON_BOTH
+def test_the_api_lists_the_cases_matching_q(admin, filed):
+    token = api_token(admin)
+    headers = {"Authorization": f"Bearer {token}"}
+    items = admin.get("/api/v1/cases?q=cobol", headers=headers).get_json()["items"]
+    assert [item["subject"] for item in items] == [COBOL]
+
+
+def _search(url: str, q: str) -> list[str]:
+    with new_session(url) as db:
+        page = case_queries.list_cases(db, q=q)
+        return [row.case.subject for row in page.rows]
+
+
+def test_an_edited_or_deleted_message_is_searched_as_it_is_now(any_db):
+    bulk_cases(any_db, 20)
+    with new_session(any_db) as db:
+        db.exec(update(Message).where(Message.case_id == 7).values(text="a walrus in the lobby"))
+        db.commit()
+    assert _search(any_db, "walrus") == ["Bulk case 7"]
+    with new_session(any_db) as db:
+        db.delete(db.exec(select(Message).where(Message.case_id == 7)).one())
+        db.commit()
+    assert _search(any_db, "walrus") == []
+
+
+@contextlib.contextmanager
+def _sqlite(tmp_path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path / 'm.db'}"
+
+
+@pytest.mark.parametrize("kind", ["SQLite", pytest.param("PostgreSQL", marks=pytest.mark.postgres)])
+def test_the_migration_indexes_the_messages_already_there(kind, tmp_path):
+    if kind == "PostgreSQL" and not postgres_answers():
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    with fresh_database() if kind == "PostgreSQL" else _sqlite(tmp_path) as url:
+        migrate(url)
+        downgrade(url, "-1")  # before this migration
+        bulk_cases(url, 20)
+        migrate(url)
+        assert _search(url, "Bulk case 12") == ["Bulk case 12"]
+
+
+def test_a_query_without_words_matches_nothing():
+    assert case_lists.fts5_query("*** ( ) \" '") == ""

@@ -1,0 +1,145 @@
+"""The case lists' filters, search and paging (the rows the web list shows: case_queries).
+
+Search: the words a user types, matched against each message's subject, sender (name and
+address) and text.
+
+PostgreSQL matches an expression GIN index (`to_tsvector('simple', …)` over the message,
+migration 0021); SQLite an FTS5 table, message_search, that triggers keep up to date as mail
+is filed, edited or deleted. Neither needs the code that files mail to know about search.
+Whatever a user types is turned into plain words first: quotes, operators and punctuation
+cannot make a query fail.
+
+Paging: the ids of a page first (no row built for the rows skipped), from the end for the
+pages past the middle.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Integer, bindparam, column, false, text
+from sqlmodel import Session, col, func, or_, select
+
+from webapp.models import Case, Contact, Message, MessageMailbox, User
+
+PER_PAGE = 50
+MAX_QUERY_CHARS = 200
+INDEXED_CHARS = 100_000  # of a message's text (PostgreSQL's tsvector holds at most 1 MB)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# The same expression as the index of migration 0021: PostgreSQL uses the index only then.
+# The address once whole (alice@example.org) and once in words (alice example org).
+PG_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, coalesce(message.subject, '') || ' ' || "
+    "coalesce(message.from_name, '') || ' ' || coalesce(message.from_address, '') || ' ' || "
+    "translate(coalesce(message.from_address, ''), '@.', '  ') || ' ' || "
+    f"left(coalesce(message.text, ''), {INDEXED_CHARS}))"
+)
+
+
+def clean(q: str | None) -> str:
+    """The search as typed, trimmed to a sane length (what the box shows again)."""
+    return " ".join((q or "").split())[:MAX_QUERY_CHARS]
+
+
+def fts5_query(q: str) -> str:
+    """An FTS5 MATCH string of the words typed: each space-separated piece a quoted phrase of
+    its words ("alice@example.org" -> "alice example org"), all of them required."""
+    phrases = []
+    for piece in q.split():
+        words = _WORD.findall(piece)
+        if words:
+            phrases.append('"' + " ".join(words) + '"')
+    return " ".join(phrases)
+
+
+def matching(q: str, dialect: str):
+    """A WHERE term: the case has a message matching every word of q (false when q has none)."""
+    if not fts5_query(q):
+        return false()
+    if dialect == "postgresql":
+        found = text(
+            f"SELECT message.id FROM message WHERE {PG_DOCUMENT} @@ "
+            "websearch_to_tsquery('simple'::regconfig, :search_q)"
+        ).bindparams(bindparam("search_q", q))
+    else:
+        found = text(
+            "SELECT rowid AS id FROM message_search WHERE message_search MATCH :search_q"
+        ).bindparams(bindparam("search_q", fts5_query(q)))
+    ids = select(col(Message.case_id)).where(
+        col(Message.id).in_(found.columns(column("id", Integer)))
+    )
+    return col(Case.id).in_(ids)
+
+
+def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
+    """For Alembic's comparisons (include_name): the search index and FTS5 tables are built by
+    migration 0021, not by the models; leave them out of the comparison."""
+    return not (name or "").startswith(("message_search", "ix_message_search"))
+
+
+def page_of(query, order, page: int, per_page: int, total: int):
+    """The ids of one page of `query` (a SELECT of Case.id), as a subquery for the page's own
+    query, or None past the end: OFFSET over ids alone (no row is built for the rows
+    skipped), and the pages past the middle read from the end in the reverse order, so that
+    the last page of 100,000 cases costs what the first one does. `order(backwards)` gives
+    the ORDER BY terms."""
+    offset = (page - 1) * per_page
+    if offset >= total:
+        return None
+    if offset + per_page / 2 > total / 2:
+        limit = min(per_page, total - offset)
+        return query.order_by(*order(True)).offset(total - offset - limit).limit(limit)
+    return query.order_by(*order(False)).offset(offset).limit(per_page)
+
+
+def by_status_and_mailbox(status: str | None, mailbox_id: int | None) -> list:
+    where = []
+    if status:
+        where.append(col(Case.status) == status)
+    if mailbox_id:  # its own cases, and those whose email came through it too
+        where.append(or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id))))
+    return where
+
+
+def _via(mailbox_id: int):
+    """The ids of the cases with an email that came through this mailbox but was filed from
+    another one (MessageMailbox)."""
+    return (
+        select(Message.case_id)
+        .join(MessageMailbox, col(MessageMailbox.message_id) == col(Message.id))
+        .where(col(MessageMailbox.mailbox_id) == mailbox_id)
+    )
+
+
+def api_cases(
+    db: Session,
+    page: int = 1,
+    status: str | None = None,
+    mailbox_id: int | None = None,
+    per_page: int = PER_PAGE,
+    q: str = "",
+    after: int | None = None,
+) -> tuple[list[tuple[Case, Contact | None, User | None]], int]:
+    """One page for the API, oldest case first (stable while new cases arrive), with each
+    case's contact and assignee: the cases after the id `after` (keyset: any page as cheap as
+    the first), else page `page`; the total counts them all."""
+    where = by_status_and_mailbox(status, mailbox_id)
+    if q:
+        where.append(matching(q, db.get_bind().dialect.name))
+    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    if after is not None:
+        ids = select(Case.id).where(*where, col(Case.id) > after)
+        ids = ids.order_by(col(Case.id)).limit(per_page)
+    else:
+        order = lambda back: [col(Case.id).desc() if back else col(Case.id)]  # noqa: E731
+        ids = page_of(select(Case.id).where(*where), order, page, per_page, total)
+    if ids is None:
+        return [], total
+    query = (
+        select(Case, Contact, User)
+        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .outerjoin(User, col(User.id) == col(Case.assignee_id))
+        .where(col(Case.id).in_(ids.correlate(None)))
+        .order_by(col(Case.id))
+    )
+    return list(db.exec(query).all()), total
