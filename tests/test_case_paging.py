@@ -1,0 +1,93 @@
+"""Paging through the case list and the API: in any order, on both databases, the pages
+together hold every case once (the back half is read from the end, the API by keyset)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from tests.helpers.rows import bulk_cases
+from tests.helpers.web import api_token
+from webapp.db import new_session, utcnow
+from webapp.models import Case
+from webapp.services import case_lists, case_queries
+
+CASES = 41
+PER_PAGE = 6
+
+
+def _with_ties(url: str) -> None:
+    """41 cases, many with the same last activity, subject or contact (the id breaks ties)."""
+    bulk_cases(url, CASES)
+    same = utcnow() - timedelta(days=1)
+    with new_session(url) as db:
+        db.exec(update(Case).where(Case.id <= 20).values(updated_at=same))
+        db.exec(update(Case).where(Case.id % 3 == 0).values(subject="Same subject"))
+        db.exec(update(Case).where(Case.id % 4 == 0).values(contact_id=None))
+        db.exec(update(Case).where(Case.id % 5 == 0).values(status="pending"))
+        db.commit()
+
+
+def _walk(url: str, **order) -> list[int]:
+    """Every page, first to last, of the list in this order: the case ids as shown."""
+    shown: list[int] = []
+    with new_session(url) as db:
+        pages = case_queries.list_cases(db, per_page=PER_PAGE, **order).pages
+        for page in range(1, pages + 1):
+            result = case_queries.list_cases(db, page, per_page=PER_PAGE, **order)
+            shown += [row.case.id for row in result.rows]
+    return shown
+
+
+def _whole(url: str, **order) -> list[int]:
+    with new_session(url) as db:
+        return [row.case.id for row in case_queries.list_cases(db, per_page=1000, **order).rows]
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
+@pytest.mark.parametrize("sort", [None, *case_queries.SORTS])
+def test_the_pages_hold_every_case_once_in_order(any_db, sort, descending):
+    _with_ties(any_db)
+    shown = _walk(any_db, sort=sort, descending=descending)
+    assert sorted(shown) == list(range(1, CASES + 1))  # none repeated, none skipped
+    assert shown == _whole(any_db, sort=sort, descending=descending)  # in the list's order
+
+
+def test_the_last_page_holds_the_oldest_cases(any_db):
+    _with_ties(any_db)
+    with new_session(any_db) as db:
+        last = case_queries.list_cases(db, page=7, per_page=PER_PAGE)
+    assert [row.case.id for row in last.rows] == _whole(any_db)[36:]
+
+
+def test_a_page_past_the_end_is_empty(any_db):
+    _with_ties(any_db)
+    with new_session(any_db) as db:
+        assert case_queries.list_cases(db, page=8, per_page=PER_PAGE).rows == []
+
+
+def test_the_api_pages_by_keyset_and_by_number_alike(any_db):
+    _with_ties(any_db)
+    with new_session(any_db) as db:
+        by_after: list[int] = []
+        after = 0
+        while rows := case_lists.api_cases(db, after=after, per_page=PER_PAGE)[0]:
+            by_after += [c.id for c, _, _ in rows]
+            after = by_after[-1]
+        by_page = [
+            c.id
+            for page in range(1, 8)
+            for c, _, _ in case_lists.api_cases(db, page, per_page=PER_PAGE)[0]
+        ]
+    assert by_after == list(range(1, CASES + 1))
+    assert by_page == by_after
+
+
+def test_the_api_says_where_the_next_page_starts(admin, app_env):
+    headers = {"Authorization": f"Bearer {api_token(admin)}"}
+    bulk_cases(app_env["DATABASE_URL"], 60)
+    first = admin.get("/api/v1/cases", headers=headers).get_json()
+    second = admin.get(first["next"], headers=headers).get_json()
+    assert [item["number"] for item in second["items"]] == list(range(51, 61))
