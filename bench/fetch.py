@@ -18,6 +18,8 @@ in the same run:
 Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
        make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
          (push against polling: bench/latency.py)
+       make bench BENCH_ARGS="--desk [--postgres] [--cases N --messages M --fetch-messages F]"
+         (the pages of a 100,000-case desk during a big first fetch: bench/desk.py)
        .venv/bin/python -m bench.fetch --help
 Figures: printed as a table and written to bench/results/latest.json (--json PATH);
 --profile adds cProfile stats of a first fetch and of re-polls (bench/results/*.pstats).
@@ -1114,7 +1116,9 @@ def goals(report: dict) -> list[dict]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.fetch", description=__doc__.split("\n")[0])
-    p.add_argument("--messages", type=int, default=5000, help="messages in the mailbox (5000)")
+    p.add_argument(
+        "--messages", type=int, help="messages in the mailbox (5000); --desk: seeded (500000)"
+    )
     p.add_argument("--quick", action="store_true", help="500 messages: a smoke run")
     p.add_argument(
         "--postgres",
@@ -1150,8 +1154,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--latency-messages", type=int, default=1000, help="--latency: messages per run (1000)"
     )
     p.add_argument("--seconds", type=float, default=120, help="--latency: delivery window (120)")
+    p.add_argument(
+        "--desk",
+        action="store_true",
+        help="instead: the pages of a big desk during a big first fetch (bench/desk.py)",
+    )
+    p.add_argument("--cases", type=int, default=100_000, help="--desk: cases seeded (100000)")
+    p.add_argument(
+        "--fetch-messages", type=int, default=20_000, help="--desk: messages fetched (20000)"
+    )
     p.add_argument("--child", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.messages is None:
+        args.messages = 500_000 if args.desk else 5000
     if args.quick:
         args.messages = 500
     if args.messages < 10:
@@ -1185,33 +1200,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(143)
 
     signal.signal(signal.SIGTERM, terminated)
-    from cryptography.fernet import Fernet
+    preload = [] if args.no_preload else ["-c", "worker.settings"]
+    if args.desk:
+        from bench.desk import run as run_desk
 
-    from tests.servers.dovecot import DovecotServer
-    from tests.servers.redis import RedisServer
-    from tests.servers.tls import make_test_ca
-    from webapp.services.fetching.fetch import batch_size
-
-    tmp = Path(tempfile.mkdtemp(prefix="mailchannel-bench-"))
-    dovecot = redis = None
-    try:
-        ca = make_test_ca(tmp / "tls")
-        log("starting dovecot and redis")
-        dovecot = DovecotServer(cert_pem=ca.cert_pem, key_pem=ca.key_pem).start()
-        redis = RedisServer().start()
-        env = Env(
-            dovecot=dovecot,
-            redis=redis,
-            ca_pem=str(ca.ca_pem),
-            tmp=tmp,
-            encryption_key=Fernet.generate_key().decode(),
-            batch=batch_size(),
-            rq_args=(
-                ["-w", "worker.rqworker.MailWorker"]
-                if args.no_preload
-                else ["-c", "worker.settings", "-w", "worker.rqworker.MailWorker"]
-            ),
-        )
+        return run_desk(db_kinds, args.cases, args.messages, args.fetch_messages)
+    with servers([*preload, "-w", "worker.rqworker.MailWorker"]) as env:
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
         report: dict = {
@@ -1272,6 +1266,34 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"\n[{db_kind}] {kind}: top functions by own time:\n{prof['top']}")
         print(f"\nfigures: {args.json}")
         return 0
+
+
+@contextlib.contextmanager
+def servers(rq_args: list[str]) -> Iterator[Env]:
+    """A private Dovecot (IMAPS, its own CA) and Redis in a temporary directory, for one run."""
+    from cryptography.fernet import Fernet
+
+    from tests.servers.dovecot import DovecotServer
+    from tests.servers.redis import RedisServer
+    from tests.servers.tls import make_test_ca
+    from webapp.services.fetching.fetch import batch_size
+
+    tmp = Path(tempfile.mkdtemp(prefix="mailchannel-bench-"))
+    dovecot = redis = None
+    try:
+        ca = make_test_ca(tmp / "tls")
+        log("starting dovecot and redis")
+        dovecot = DovecotServer(cert_pem=ca.cert_pem, key_pem=ca.key_pem).start()
+        redis = RedisServer().start()
+        yield Env(
+            dovecot=dovecot,
+            redis=redis,
+            ca_pem=str(ca.ca_pem),
+            tmp=tmp,
+            encryption_key=Fernet.generate_key().decode(),
+            batch=batch_size(),
+            rq_args=rq_args,
+        )
     finally:
         if redis is not None:
             redis.stop()

@@ -155,3 +155,11 @@ def test_the_migration_indexes_the_messages_already_there(kind, tmp_path):
 
 def test_a_query_without_words_matches_nothing():
     assert case_lists.fts5_query("*** ( ) \" '") == ""
+
+
+def test_many_matching_cases_are_found_as_few_are(any_db, monkeypatch):
+    bulk_cases(any_db, 30)
+    few = _search(any_db, "body")
+    monkeypatch.setattr(case_lists, "LISTED_MATCHES", 5)  # PostgreSQL: a subquery instead
+    assert _search(any_db, "body") == few
+    assert len(few) == 30

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Integer, bindparam, column, false, text
+from sqlalchemy import ARRAY, Integer, any_, bindparam, column, false, text
 from sqlmodel import Session, col, func, or_, select
 
 from webapp.models import Case, Contact, Message, MessageMailbox, User
 
 PER_PAGE = 50
 MAX_QUERY_CHARS = 200
+LISTED_MATCHES = 50_000  # PostgreSQL: matching cases handed over by id; more: a subquery
 INDEXED_CHARS = 100_000  # of a message's text (PostgreSQL's tsvector holds at most 1 MB)
 _WORD = re.compile(r"\w+", re.UNICODE)
 # The same expression as the index of migration 0021: PostgreSQL uses the index only then.
@@ -52,23 +53,30 @@ def fts5_query(q: str) -> str:
     return " ".join(phrases)
 
 
-def matching(q: str, dialect: str):
-    """A WHERE term: the case has a message matching every word of q (false when q has none)."""
+def matching(db: Session, q: str):
+    """A WHERE term: the case has a message matching every word of q (false when q has none).
+
+    SQLite looks a subquery's result up in a temporary index, whatever the plan. PostgreSQL
+    may walk the list's order and test each case against the matches one by one (it cannot
+    tell a rare word from a common one): up to LISTED_MATCHES cases, the matching case ids
+    are found first and handed over as one array, which it hashes."""
     if not fts5_query(q):
         return false()
-    if dialect == "postgresql":
+    if db.get_bind().dialect.name != "postgresql":
         found = text(
-            f"SELECT message.id FROM message WHERE {PG_DOCUMENT} @@ "
-            "websearch_to_tsquery('simple'::regconfig, :search_q)"
-        ).bindparams(bindparam("search_q", q))
-    else:
-        found = text(
-            "SELECT rowid AS id FROM message_search WHERE message_search MATCH :search_q"
+            "SELECT message.case_id FROM message WHERE message.id IN "
+            "(SELECT rowid FROM message_search WHERE message_search MATCH :search_q)"
         ).bindparams(bindparam("search_q", fts5_query(q)))
-    ids = select(col(Message.case_id)).where(
-        col(Message.id).in_(found.columns(column("id", Integer)))
-    )
-    return col(Case.id).in_(ids)
+        return col(Case.id).in_(found.columns(column("case_id", Integer)))
+    found = text(
+        f"SELECT message.case_id FROM message WHERE {PG_DOCUMENT} @@ "
+        "websearch_to_tsquery('simple'::regconfig, :search_q)"
+    ).bindparams(bindparam("search_q", q))
+    found = found.columns(column("case_id", Integer)).subquery()
+    ids = db.exec(select(found.c.case_id).distinct().limit(LISTED_MATCHES + 1)).all()
+    if len(ids) > LISTED_MATCHES:
+        return col(Case.id).in_(select(found.c.case_id))
+    return col(Case.id) == any_(bindparam("search_ids", list(ids), type_=ARRAY(Integer)))
 
 
 def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
@@ -125,7 +133,7 @@ def api_cases(
     the first), else page `page`; the total counts them all."""
     where = by_status_and_mailbox(status, mailbox_id)
     if q:
-        where.append(matching(q, db.get_bind().dialect.name))
+        where.append(matching(db, q))
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     if after is not None:
         ids = select(Case.id).where(*where, col(Case.id) > after)

@@ -227,10 +227,10 @@ def list_cases(
 ) -> CasePage:
     """Newest activity first (or by `sort`: one of SORTS), with contact, mailbox and assignee
     names, the last message's time and start (and the other mailboxes each case came
-    through); `q` keeps the cases with a message matching its words: four queries."""
+    through); `q` keeps the cases with a message matching its words: four queries (five with q)."""
     where = (filters or CaseFilters()).where()
     if q:
-        where.append(case_lists.matching(q, db.get_bind().dialect.name))
+        where.append(case_lists.matching(db, q))
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     last_at, last_text, last_direction = _last_message()
     ids_query = (
