@@ -107,9 +107,13 @@ def check_token(db: Session, token: str) -> ApiToken | None:
     row = db.exec(select(ApiToken).where(ApiToken.token_hash == _hash_token(token))).first()
     if row is None or row.revoked_at is not None:
         return None
-    row.last_used_at = utcnow()
-    db.add(row)
-    db.commit()
+    now = utcnow()
+    # Written at most once a minute, like a session's last_seen_at: a write per API call
+    # waits for SQLite's lock while a fetch is filing mail.
+    if row.last_used_at is None or now - row.last_used_at >= sessions.TOUCH_EVERY:
+        row.last_used_at = now
+        db.add(row)
+        db.commit()
     return row
 
 
