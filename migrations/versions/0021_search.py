@@ -1,5 +1,5 @@
 """search: full-text search of messages (PostgreSQL GIN expression index, SQLite FTS5 kept by
-triggers), indexes for the case list's pages
+triggers), an index for the case list sorted by subject
 
 Revision ID: 0021_search
 Revises: 0019_watch
@@ -59,7 +59,18 @@ SQLITE_DOWN = [
 ]
 
 
+# The case list sorted by subject ("Case 2" before "Case 10"): the terms of
+# webapp.db.natural_order, then the id, so that a page is read from the index.
+_LOWER = "lower(subject)"
+_STEM = f"rtrim({_LOWER}, '0123456789')"
+SUBJECT_INDEX = (
+    f'CREATE INDEX ix_case_search_subject ON "case" '
+    f"({_STEM}, (length({_LOWER}) - length({_STEM})), {_LOWER}, id)"
+)
+
+
 def upgrade() -> None:
+    op.execute(SUBJECT_INDEX)
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"CREATE INDEX ix_message_search ON message USING gin (({PG_DOCUMENT}))")
     else:
@@ -68,6 +79,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_case_search_subject")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_message_search")
     else:

@@ -80,9 +80,10 @@ def matching(db: Session, q: str):
 
 
 def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
-    """For Alembic's comparisons (include_name): the search index and FTS5 tables are built by
-    migration 0021, not by the models; leave them out of the comparison."""
-    return not (name or "").startswith(("message_search", "ix_message_search"))
+    """For Alembic's comparisons (include_name): the search index, the FTS5 tables and the
+    expression index of the subject sort are built by migration 0021, not by the models;
+    leave them out of the comparison."""
+    return not (name or "").startswith(("message_search", "ix_message_search", "ix_case_search"))
 
 
 def page_of(query, order, page: int, per_page: int, total: int):
