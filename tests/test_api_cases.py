@@ -156,15 +156,15 @@ def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):
     assert [c["number"] for c in page["items"]] == list(range(1, 51))
     assert page["items"][0]["messages"][0]["message_id"] == "<bulk1@x>"
     assert page["items"][0]["contact"]["email"] == "c1@bulk.example"
-    # token check (and its last-used update), count, cases, messages, attachments, the
-    # mailboxes they came through, their history
+    # token check (and its last-used update, at most once a minute), count, cases, messages,
+    # attachments, the mailboxes they came through, their history
     assert len(first) <= 8, first
 
     with count_statements(app_env["DATABASE_URL"]) as last:
         page = api("/api/v1/cases?page=2000")
     assert [c["number"] for c in page["items"]] == list(range(99_951, 100_001))
     assert all(len(c["messages"]) == 1 for c in page["items"])
-    assert len(last) == len(first)
+    assert len(last) == len(first) - 1  # the token's last use was written a moment ago
     assert api("/api/v1/cases?page=2001")["items"] == []
 
     with count_statements(app_env["DATABASE_URL"]) as contacts:

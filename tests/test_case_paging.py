@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import delete, insert, update
+from sqlmodel import select
 
 from tests.helpers.rows import bulk_cases
 from tests.helpers.web import api_token
 from webapp.db import new_session, utcnow
-from webapp.models import Case
+from webapp.models import Case, Message
 from webapp.services import case_lists, case_queries
 
 CASES = 41
@@ -91,3 +92,33 @@ def test_the_api_says_where_the_next_page_starts(admin, app_env):
     first = admin.get("/api/v1/cases", headers=headers).get_json()
     second = admin.get(first["next"], headers=headers).get_json()
     assert [item["number"] for item in second["items"]] == list(range(51, 61))
+
+
+def test_the_last_message_time_follows_messages_added_moved_and_deleted(any_db):
+    bulk_cases(any_db, 20)
+    later = utcnow() + timedelta(hours=1)
+    table = Message.__table__
+    with new_session(any_db) as db:
+        first = _last_at(db, 1)
+        row = {"case_id": 1, "subject": "Later", "received_at": later, "message_id": "<later@x>"}
+        db.exec(insert(table).values(**_blank(), **row))
+        db.commit()
+        assert _last_at(db, 1) == later
+        db.exec(update(table).where(table.c.message_id == "<later@x>").values(case_id=2))
+        db.commit()
+        assert _last_at(db, 2) == later
+        assert _last_at(db, 1) == first  # its own message again
+        db.exec(delete(table).where(table.c.message_id == "<later@x>"))
+        db.commit()
+        assert _last_at(db, 2) < later
+
+
+def _blank() -> dict:
+    fields = ("from_address", "from_name", "to_addresses", "cc_addresses", "text", "full_text")
+    more = ("in_reply_to", "references_ids", "parse_notes")
+    return {name: "" for name in fields + more} | {"direction": "in", "created_at": utcnow()}
+
+
+def _last_at(db, case_id: int):
+    query = select(case_lists.LAST_MESSAGE_AT).where(Case.id == case_id)
+    return db.exec(query).one()

@@ -1,10 +1,13 @@
 """search: full-text search of messages (PostgreSQL GIN expression index, SQLite FTS5 kept by
-triggers), an index for the case list sorted by subject
+triggers), case.last_message_at kept by triggers and indexed, an index for the case list
+sorted by subject
 
 Revision ID: 0021_search
 Revises: 0019_watch
 """
 
+import sqlalchemy as sa
+import sqlmodel
 from alembic import op
 
 revision = "0021_search"
@@ -69,7 +72,49 @@ SUBJECT_INDEX = (
 )
 
 
+# case.last_message_at: received_at of the case's last message (the highest id), kept by the
+# database as messages are added, moved or deleted, for the list sorted by last message. Not
+# in the models (webapp.services.case_lists.LAST_MESSAGE_AT reads it): no code writes it.
+_LAST_OF = (
+    "(SELECT m.received_at FROM message m WHERE m.case_id = {case} ORDER BY m.id DESC LIMIT 1)"
+)
+_SET_LAST = 'UPDATE "case" SET last_message_at = ' + _LAST_OF.format(case='"case".id')
+SQLITE_LAST = [
+    f"""CREATE TRIGGER case_last_message_insert AFTER INSERT ON message BEGIN
+        {_SET_LAST} WHERE id = new.case_id;
+    END""",
+    f"""CREATE TRIGGER case_last_message_delete AFTER DELETE ON message BEGIN
+        {_SET_LAST} WHERE id = old.case_id;
+    END""",
+    f"""CREATE TRIGGER case_last_message_update AFTER UPDATE OF case_id, received_at ON message
+    BEGIN
+        {_SET_LAST} WHERE id IN (old.case_id, new.case_id);
+    END""",
+]
+PG_LAST = [
+    f"""CREATE FUNCTION case_last_message() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP <> 'DELETE' THEN
+            {_SET_LAST} WHERE id = NEW.case_id;
+        END IF;
+        IF TG_OP <> 'INSERT' THEN
+            {_SET_LAST} WHERE id = OLD.case_id;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "CREATE TRIGGER case_last_message AFTER INSERT OR DELETE OR UPDATE OF case_id, received_at "
+    "ON message FOR EACH ROW EXECUTE FUNCTION case_last_message()",
+]
+
+
 def upgrade() -> None:
+    op.add_column(
+        "case", sa.Column("last_message_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
+    )
+    op.execute(_SET_LAST)
+    op.create_index("ix_case_search_last_message", "case", ["last_message_at", "id"])
+    for statement in PG_LAST if op.get_bind().dialect.name == "postgresql" else SQLITE_LAST:
+        op.execute(statement)
     op.execute(SUBJECT_INDEX)
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"CREATE INDEX ix_message_search ON message USING gin (({PG_DOCUMENT}))")
@@ -80,6 +125,15 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP INDEX IF EXISTS ix_case_search_subject")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS case_last_message ON message")
+        op.execute("DROP FUNCTION IF EXISTS case_last_message()")
+    else:
+        for name in ("insert", "delete", "update"):
+            op.execute(f"DROP TRIGGER IF EXISTS case_last_message_{name}")
+    op.drop_index("ix_case_search_last_message", table_name="case")
+    # In place (SQLite 3.35+ too): a batch copy of "case" would cascade to its messages.
+    op.execute('ALTER TABLE "case" DROP COLUMN last_message_at')
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP INDEX IF EXISTS ix_message_search")
     else:

@@ -133,7 +133,8 @@ class CaseFilters:
 
 
 def _last_message():
-    """Correlated subqueries of the case list: the last message's time, text start, direction."""
+    """The case list's last message: its time (case.last_message_at, kept by triggers), and
+    correlated subqueries for its text start and direction."""
     latest = aliased(Message)
     last_id = (
         select(func.max(latest.id))
@@ -146,7 +147,7 @@ def _last_message():
         return select(column).where(col(Message.id) == last_id).correlate(Case).scalar_subquery()
 
     return (
-        of_last(col(Message.received_at)),
+        case_lists.LAST_MESSAGE_AT,
         of_last(func.substr(col(Message.text), 1, PREVIEW_CHARS * 2)),
         of_last(col(Message.direction)),
     )
