@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from bench.fetch import ROOT, RQ_BIN, log
+from bench.fetch import RQ_BIN, log
 from bench.latency import _percentile, _start, _stop, process_env
 
 INTERVAL = 60
