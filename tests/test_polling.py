@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from rq.job import Job
 
+from tests.helpers.databases import ON_BOTH
 from tests.helpers.mailboxes import make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import cases_by_subject, mailbox, runs
@@ -53,6 +54,7 @@ def _wait_until(check, limit: float = 90) -> None:
         time.sleep(0.2)
 
 
+@ON_BOTH
 def test_the_scheduler_puts_due_mailboxes_into_one_job_and_the_worker_polls_them_in_process(
     app_env, dovecot
 ):
@@ -69,7 +71,19 @@ def test_the_scheduler_puts_due_mailboxes_into_one_job_and_the_worker_polls_them
         _wait_until(lambda: len(cases_by_subject(app_env)) == 3)
         pids = {run.holder.split(":")[1] for box, _ in boxes for run in runs(app_env, box)}
         assert pids == {str(worker.pid)}  # run by the worker itself: no work horse forked
-    assert sorted(cases_by_subject(app_env)) == ["Poll 0", "Poll 1", "Poll 2"]
+        # A first fetch still gets a work horse, which must not share the worker's connections.
+        user = dovecot.new_user()
+        user.deliver(email("First fetch", to=user.email))
+        first = make_mailbox(app_env, dovecot, user)
+        assert _tick(app_env) == 1
+        _wait_until(lambda: "First fetch" in cases_by_subject(app_env))
+        assert runs(app_env, first)[-1].holder.split(":")[1] != str(worker.pid)
+        # After the fork the worker's own pooled connections still serve the next poll.
+        update_mailbox(app_env, boxes[0][0], next_fetch_due_at=utcnow() - timedelta(seconds=1))
+        assert _tick(app_env) == 1
+        _wait_until(lambda: len(runs(app_env, boxes[0][0])) == 2)
+        assert runs(app_env, boxes[0][0])[-1].state == "ok"
+    assert sorted(cases_by_subject(app_env)) == ["First fetch", "Poll 0", "Poll 1", "Poll 2"]
 
 
 def test_a_tarpit_times_out_alone_backs_off_and_the_page_and_api_say_when_it_tries_again(

@@ -56,6 +56,11 @@ class MailWorker(_QuickCommands, Worker):
         self.perform_job(job, queue, execution)
         self.set_state(WorkerStatus.IDLE)
 
+    def kill_horse(self, sig=None) -> None:
+        # During an in-process job there is no horse: RQ would killpg its own group (pid 0).
+        if self.horse_pid:
+            super().kill_horse(*([sig] if sig is not None else []))
+
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         if job.func_name in IN_PROCESS:  # no horse monitor beats meanwhile: cover the whole job
             return SimpleWorker.get_heartbeat_ttl(self, job, working_time)
