@@ -12,8 +12,8 @@ from rq.job import Job
 from tests.helpers.databases import ON_BOTH
 from tests.helpers.mailboxes import make_mailbox, update_mailbox
 from tests.helpers.messages import email
+from tests.helpers.processes import rq_worker
 from tests.helpers.rows import cases_by_subject, mailbox, runs
-from tests.helpers.watch import rq_worker
 from tests.helpers.web import api_mailbox_items
 from tests.servers.tarpit import Tarpit
 from webapp.db import new_session, utcnow
