@@ -18,6 +18,8 @@ in the same run:
 Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
        make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
          (push against polling: bench/latency.py)
+       make bench BENCH_ARGS="--polling [--polling-mailboxes 200,500 --seconds S]"
+         (many unchanged mailboxes on one worker, a tarpit among them: bench/polling.py)
        make bench BENCH_ARGS="--desk [--postgres] [--cases N --messages M --fetch-messages F]"
          (the pages of a 100,000-case desk during a big first fetch: bench/desk.py)
        .venv/bin/python -m bench.fetch --help
@@ -1149,11 +1151,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="instead: delivery-to-case latency, push (IMAP IDLE) against polling (bench/latency.py)",
     )
+    p.add_argument(
+        "--polling",
+        action="store_true",
+        help="instead: many unchanged mailboxes on one worker, tarpit among them (bench/polling.py)",
+    )
+    p.add_argument(
+        "--polling-mailboxes",
+        default="200,500",
+        help="--polling: mailbox counts, comma-separated (200,500)",
+    )
     p.add_argument("--mailboxes", type=int, default=100, help="--latency: mailboxes (100)")
     p.add_argument(
         "--latency-messages", type=int, default=1000, help="--latency: messages per run (1000)"
     )
-    p.add_argument("--seconds", type=float, default=120, help="--latency: delivery window (120)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=120,
+        help="--latency: delivery window; --polling: measured window (120)",
+    )
     p.add_argument(
         "--desk",
         action="store_true",
@@ -1185,6 +1202,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.latency import run
 
         return run(args.mailboxes, args.latency_messages, args.seconds)
+    if args.polling:
+        from bench.polling import run as run_polling
+
+        counts = [int(n) for n in args.polling_mailboxes.split(",")]
+        return run_polling(counts, args.seconds)
     db_kinds = ["sqlite"]
     if args.postgres:
         from tests.helpers.databases import postgres_answers

@@ -61,6 +61,23 @@ def _listening(url: str) -> int:
         return int(db.exec(query).one())
 
 
+def process_env(tmp: Path, url: str, redis_url: str, ca_pem: str, queue: str) -> dict:
+    """The environment of the bench's worker, scheduler and watcher processes."""
+    from cryptography.fernet import Fernet
+
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MAIL_CA_BUNDLE": ca_pem,
+        "RQ_QUEUE": queue,
+        "INSTANCE_PATH": str(tmp / "instance"),
+        "SECRET_KEY": "bench-secret-key",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 def _cpu_percent(pid: int, seconds: float) -> float:
     before = proc_cpu(pid)
     time.sleep(seconds)
@@ -155,8 +172,6 @@ def _row(name: str, probe: Probe) -> dict:
 
 
 def run(mailboxes: int, messages: int, seconds: float) -> int:
-    from cryptography.fernet import Fernet
-
     from tests.helpers.databases import migrate
     from tests.helpers.mailboxes import make_mailbox
     from tests.servers.dovecot import DovecotServer
@@ -171,17 +186,7 @@ def run(mailboxes: int, messages: int, seconds: float) -> int:
     redis = RedisServer().start()
     url = f"sqlite:///{tmp / 'latency.db'}"
     migrate(url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": redis.url,
-        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "MAIL_CA_BUNDLE": str(ca.ca_pem),
-        "RQ_QUEUE": "latency",
-        "INSTANCE_PATH": str(tmp / "instance"),
-        "SECRET_KEY": "bench-secret-key",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = process_env(tmp, url, redis.url, str(ca.ca_pem), "latency")
     procs: list[subprocess.Popen] = []
     watcher = None
     try:

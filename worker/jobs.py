@@ -10,7 +10,7 @@ from webapp import crypto
 from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.services import oauth
-from webapp.services.fetching import fetch, schedule, verify
+from webapp.services.fetching import fetch, poll, schedule, verify
 from webapp.services.ingest import held
 from webapp.services.outgoing import delivery, outbox
 
@@ -45,6 +45,15 @@ def fetch_mailbox(mailbox_id: int) -> dict:
             job.save_meta()
 
     return fetch.fetch_mailbox(settings.database_url, mailbox_id, settings.mail_ca_bundle, progress)
+
+
+def poll_mailboxes(mailbox_ids: list[int]) -> list:
+    """Poll mailboxes whose first fetch is done: a group of the scheduler's, or one for push.
+
+    MailWorker runs it without forking (worker/rqworker.py)."""
+    settings = load_settings()
+    crypto.configure(settings.encryption_keys)
+    return poll.poll_mailboxes(settings.database_url, mailbox_ids, settings.mail_ca_bundle)
 
 
 def schedule_fetches() -> int:
