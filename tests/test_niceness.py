@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from rq import Queue
 
-from tests.helpers.watch import rq_worker, wait_for, watcher_process
+from tests.helpers.processes import rq_worker
+from tests.helpers.watch import wait_for, watcher_process
 from webapp.config import load_settings
 from webapp.queue import get_queue
 
