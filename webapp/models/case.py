@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, text
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from webapp.db import utcnow
@@ -89,6 +89,15 @@ class CaseParticipant(SQLModel, table=True):
 class Message(SQLModel, table=True):
     """One email on a case: the one that opened it, or a comment."""
 
+    __table_args__ = (
+        # The mailbox page's "cases made": counted from the opening messages alone.
+        Index(
+            "ix_message_cases_made",
+            "mailbox_id",
+            sqlite_where=text("opened_case = 1"),
+            postgresql_where=text("opened_case"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(sa_column=_fk("case.id", "CASCADE", nullable=False))
     # Unique: processing a raw message twice can never add a second comment.
