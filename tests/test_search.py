@@ -147,6 +147,7 @@ def test_the_migration_indexes_the_messages_already_there(kind, tmp_path):
         pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
     with fresh_database() if kind == "PostgreSQL" else _sqlite(tmp_path) as url:
         migrate(url)
+        downgrade(url, "0021_search")
         downgrade(url, "-1")  # before this migration
         bulk_cases(url, 20)
         migrate(url)
@@ -157,9 +158,22 @@ def test_a_query_without_words_matches_nothing():
     assert case_lists.fts5_query("*** ( ) \" '") == ""
 
 
-def test_many_matching_cases_are_found_as_few_are(any_db, monkeypatch):
+def test_a_word_in_more_messages_than_a_search_reads_finds_the_newest(any_db, monkeypatch):
     bulk_cases(any_db, 30)
-    few = _search(any_db, "body")
-    monkeypatch.setattr(case_lists, "LISTED_MATCHES", 5)  # PostgreSQL: a subquery instead
-    assert _search(any_db, "body") == few
-    assert len(few) == 30
+    monkeypatch.setattr(case_lists, "SEARCHED_MESSAGES", 5)
+    assert sorted(_search(any_db, "body")) == sorted(f"Bulk case {n}" for n in range(26, 31))
+
+
+def test_the_case_list_says_when_a_search_read_only_the_newest_messages(
+    admin, app_env, monkeypatch
+):
+    bulk_cases(app_env["DATABASE_URL"], 30)
+    monkeypatch.setattr(case_lists, "SEARCHED_MESSAGES", 5)
+    page = admin.get("/cases/?q=body").get_data(as_text=True)
+    assert "the newest 5 messages that match" in page
+
+
+def test_a_search_within_the_limit_says_nothing_of_it(admin, app_env):
+    bulk_cases(app_env["DATABASE_URL"], 30)
+    page = admin.get("/cases/?q=body").get_data(as_text=True)
+    assert "messages that match" not in page

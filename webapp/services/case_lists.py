@@ -15,7 +15,9 @@ pages past the middle.
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import ARRAY, Integer, any_, bindparam, column, false, literal_column, text
 from sqlmodel import Session, col, func, or_, select
@@ -28,7 +30,7 @@ PER_PAGE = 50
 # keep (migration 0021) and the models leave out, so that nothing else ever writes it.
 LAST_MESSAGE_AT = literal_column('"case".last_message_at', UTCDateTime())
 MAX_QUERY_CHARS = 200
-LISTED_MATCHES = 50_000  # PostgreSQL: matching cases handed over by id; more: a subquery
+SEARCHED_MESSAGES = 5_000  # the newest matching messages a search reads
 INDEXED_CHARS = 100_000  # of a message's text (PostgreSQL's tsvector holds at most 1 MB)
 _WORD = re.compile(r"\w+", re.UNICODE)
 # The same expression as the index of migration 0021: PostgreSQL uses the index only then.
@@ -57,30 +59,46 @@ def fts5_query(q: str) -> str:
     return " ".join(phrases)
 
 
-def matching(db: Session, q: str):
-    """A WHERE term: the case has a message matching every word of q (false when q has none).
+@dataclass
+class Match:
+    """What a search matched: a WHERE term for the cases, and whether it stopped at the
+    newest SEARCHED_MESSAGES matching messages (a word that is everywhere)."""
 
-    SQLite looks a subquery's result up in a temporary index, whatever the plan. PostgreSQL
-    may walk the list's order and test each case against the matches one by one (it cannot
-    tell a rare word from a common one): up to LISTED_MATCHES cases, the matching case ids
-    are found first and handed over as one array, which it hashes."""
+    term: object
+    limit: int | None = None  # SEARCHED_MESSAGES, when more messages than that matched
+
+
+def matching(db: Session, q: str) -> Match:
+    """The cases with a message matching every word of q (none when q has no word).
+
+    The newest SEARCHED_MESSAGES matching messages are read (newest first: both indexes give
+    them in id order), their case ids handed over as one list: a word found in most of
+    500,000 messages costs what a rare one does, and the count and the page reuse the list."""
     if not fts5_query(q):
-        return false()
+        return Match(false())
     if db.get_bind().dialect.name != "postgresql":
         found = text(
-            "SELECT message.case_id FROM message WHERE message.id IN "
-            "(SELECT rowid FROM message_search WHERE message_search MATCH :search_q)"
-        ).bindparams(bindparam("search_q", fts5_query(q)))
-        return col(Case.id).in_(found.columns(column("case_id", Integer)))
-    found = text(
-        f"SELECT message.case_id FROM message WHERE {PG_DOCUMENT} @@ "
-        "websearch_to_tsquery('simple'::regconfig, :search_q)"
-    ).bindparams(bindparam("search_q", q))
-    found = found.columns(column("case_id", Integer)).subquery()
-    ids = db.exec(select(found.c.case_id).distinct().limit(LISTED_MATCHES + 1)).all()
-    if len(ids) > LISTED_MATCHES:
-        return col(Case.id).in_(select(found.c.case_id))
-    return col(Case.id) == any_(bindparam("search_ids", list(ids), type_=ARRAY(Integer)))
+            "SELECT message.case_id FROM (SELECT rowid AS id FROM message_search "
+            "WHERE message_search MATCH :search_q ORDER BY rowid DESC LIMIT :search_limit) AS hit "
+            "JOIN message ON message.id = hit.id"
+        ).bindparams(search_q=fts5_query(q), search_limit=SEARCHED_MESSAGES + 1)
+    else:
+        found = text(
+            f"SELECT message.case_id FROM message WHERE {PG_DOCUMENT} @@ "
+            "websearch_to_tsquery('simple'::regconfig, :search_q) "
+            "ORDER BY message.id DESC LIMIT :search_limit"
+        ).bindparams(search_q=q, search_limit=SEARCHED_MESSAGES + 1)
+    hits = [case_id for (case_id,) in db.exec(found).all()]
+    limit = SEARCHED_MESSAGES if len(hits) > SEARCHED_MESSAGES else None
+    ids = sorted(set(hits[:SEARCHED_MESSAGES]))
+    if db.get_bind().dialect.name == "postgresql":
+        term = col(Case.id) == any_(bindparam("search_ids", ids, type_=ARRAY(Integer)))
+    else:  # one parameter, however many ids (SQLite allows 32,766 per statement)
+        listed = text("SELECT value FROM json_each(:search_ids)").bindparams(
+            search_ids=json.dumps(ids)
+        )
+        term = col(Case.id).in_(listed.columns(column("value", Integer)))
+    return Match(term, limit)
 
 
 def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
@@ -140,7 +158,7 @@ def api_cases(
     the first), else page `page`; the total counts them all."""
     where = by_status_and_mailbox(status, mailbox_id)
     if q:
-        where.append(matching(db, q))
+        where.append(matching(db, q).term)
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     if after is not None:
         ids = select(Case.id).where(*where, col(Case.id) > after)

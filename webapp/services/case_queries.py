@@ -76,6 +76,7 @@ class CasePage:
     total: int
     page: int
     per_page: int = PER_PAGE
+    searched_newest: int | None = None  # a search that stopped at the newest N matching messages
 
     @property
     def pages(self) -> int:
@@ -230,8 +231,9 @@ def list_cases(
     names, the last message's time and start (and the other mailboxes each case came
     through); `q` keeps the cases with a message matching its words: four queries (five with q)."""
     where = (filters or CaseFilters()).where()
+    found = case_lists.matching(db, q) if q else case_lists.Match(None)
     if q:
-        where.append(case_lists.matching(db, q))
+        where.append(found.term)
     total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
     last_at, last_text, last_direction = _last_message()
     ids_query = (
@@ -250,7 +252,7 @@ def list_cases(
         .outerjoin(User, col(User.id) == col(Case.assignee_id))
     )
     if ids is None:
-        return CasePage(rows=[], total=total, page=page, per_page=per_page)
+        return CasePage([], total, page, per_page, found.limit)
     query = query.where(col(Case.id).in_(ids.correlate(None))).order_by(*order(False))
     rows = [
         CaseRow(c, name, email, box, user_name or (user_email or "").split("@")[0] or None,
@@ -262,7 +264,7 @@ def list_cases(
     also = other_mailboxes(db, [row.case.id for row in rows])
     for row in rows:
         row.also = also[row.case.id]
-    return CasePage(rows=rows, total=total, page=page, per_page=per_page)
+    return CasePage(rows, total, page, per_page, found.limit)
 
 
 def _preview(text_start: str | None) -> str:
