@@ -12,7 +12,7 @@ from sqlmodel import select
 from tests.helpers.rows import bulk_cases
 from tests.helpers.web import api_token
 from webapp.db import new_session, utcnow
-from webapp.models import Case, Message
+from webapp.models import Case, Contact, Message
 from webapp.services import case_lists, case_queries
 
 CASES = 41
@@ -122,3 +122,46 @@ def _blank() -> dict:
 def _last_at(db, case_id: int):
     query = select(case_lists.LAST_MESSAGE_AT).where(Case.id == case_id)
     return db.exec(query).one()
+
+
+def _first_by_contact(url: str) -> tuple[int, str]:
+    """The first case of the list sorted by contact: its id and the Contact it shows."""
+    with new_session(url) as db:
+        row = case_queries.list_cases(db, per_page=1, sort="contact").rows[0]
+    return row.case.id, row.contact_name or row.contact_email or row.case.requester_email
+
+
+def test_the_contact_order_follows_a_renamed_contact(any_db):
+    bulk_cases(any_db, 20)  # Contact 0 and Contact 1, every other case each
+    with new_session(any_db) as db:
+        db.exec(update(Contact).where(Contact.name == "Contact 1").values(name="Aaron"))
+        db.commit()
+    assert _first_by_contact(any_db)[1] == "Aaron"
+
+
+def test_the_contact_order_follows_a_case_given_no_contact(any_db):
+    bulk_cases(any_db, 20)
+    with new_session(any_db) as db:
+        db.exec(update(Case).where(Case.id == 7).values(contact_id=None))
+        db.commit()
+    assert _first_by_contact(any_db) == (7, "c7@bulk.example")  # "c7@…" sorts before "contact"
+
+
+def test_the_contact_order_follows_a_deleted_contact(any_db):
+    bulk_cases(any_db, 20)
+    with new_session(any_db) as db:
+        db.exec(update(Case).where(Case.contact_id == 1).values(requester_email="Zulu <z@x>"))
+        db.exec(update(Contact).where(Contact.id == 2).values(name="Zoe"))
+        db.exec(delete(Contact).where(Contact.id == 1))
+        db.commit()
+    assert (
+        _first_by_contact(any_db)[1] == "Zoe"
+    )  # Contact 0's cases now sort as "zulu …", after Zoe
+
+
+def test_a_new_case_is_sorted_by_its_contact_at_once(any_db):
+    bulk_cases(any_db, 20)
+    with new_session(any_db) as db:
+        db.add(Case(number=99, subject="New", requester_email="aaa@x.example"))
+        db.commit()
+    assert _first_by_contact(any_db)[1] == "aaa@x.example"

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ARRAY, Integer, any_, bindparam, column, false, literal_column, text
+from sqlalchemy import ARRAY, Integer, String, any_, bindparam, column, false, literal_column, text
 from sqlmodel import Session, col, func, or_, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -29,6 +29,10 @@ PER_PAGE = 50
 # received_at of a case's last message (the highest id): a column the database's triggers
 # keep (migration 0021) and the models leave out, so that nothing else ever writes it.
 LAST_MESSAGE_AT = literal_column('"case".last_message_at', UTCDateTime())
+# What the Contact column shows (its name, else its address, else the requester's): kept by
+# triggers too (migration 0023) and indexed for the list sorted by contact.
+CONTACT_SORT = literal_column('"case".contact_sort', String())
+KEPT_BY_DATABASE = {"last_message_at", "contact_sort"}
 MAX_QUERY_CHARS = 200
 SEARCHED_MESSAGES = 5_000  # the newest matching messages a search reads
 INDEXED_CHARS = 100_000  # of a message's text (PostgreSQL's tsvector holds at most 1 MB)
@@ -102,11 +106,11 @@ def matching(db: Session, q: str) -> Match:
 
 
 def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
-    """For Alembic's comparisons (include_name): what migration 0021 builds for the database
+    """For Alembic's comparisons (include_name): what migrations 0021 and 0023 build for the database
     to keep by itself, not the models (the search index, the FTS5 tables, case's
-    last_message_at and the indexes of the list's sorts); leave it out of the comparison."""
+    last_message_at and contact_sort, the indexes of the list's sorts); leave it out."""
     if type_ == "column":
-        return name != "last_message_at"
+        return name not in KEPT_BY_DATABASE
     return not (name or "").startswith(("message_search", "ix_message_search", "ix_case_search"))
 
 

@@ -163,9 +163,7 @@ def _order(sort: str | None, descending: bool, last_at, backwards: bool = False)
         terms = {
             "number": [col(Case.number)],
             "subject": natural_order(Case.subject),
-            "contact": natural_order(
-                func.coalesce(func.nullif(Contact.name, ""), Contact.email, Case.requester_email)
-            ),
+            "contact": natural_order(case_lists.CONTACT_SORT),
             "status": [sql_case({s: i for i, s in enumerate(STATUSES)}, value=col(Case.status))],
             "assignee": [col(User.id).is_(None), *natural_order(User.name)],
             "last": [last_at],
