@@ -8,7 +8,8 @@ in the same run:
   pipeline    real `rq worker` processes running worker.jobs.fetch_mailbox: first full
               fetch into cases, with one worker (one mailbox) and two workers (two
               mailboxes of half the messages each: one mailbox is never fetched twice
-              at once)
+              at once), and two workers on ONE mailbox: one fetches, both file
+              (bench/shared_filing.py)
   re-poll     a fetch of the unchanged mailbox (median of 5) and its FETCH count (0)
   memory      peak RSS (VmHWM from /proc) of each measured process: the raw client,
               (the parsing helper of webapp/services/ingest/parse_ahead.py shown apart),
@@ -46,6 +47,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench import shared_filing
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -712,7 +715,16 @@ def db_counts(database_url: str, mailbox_ids: list[int]) -> dict:
         run_seconds = [
             (r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at
         ]
+        filing_jobs = db.exec(  # rows filed by filing jobs (bench/shared_filing.py)
+            select(func.count())
+            .select_from(RawMessage)
+            .where(
+                col(RawMessage.mailbox_id).in_(mailbox_ids),
+                col(RawMessage.claimed_by).startswith("filing:"),
+            )
+        ).one()
         return {
+            "filed_by_filing_jobs": filing_jobs,
             "raw_states": states,
             "cases": cases,
             "messages": messages,
@@ -997,6 +1009,7 @@ def table(report: dict) -> str:
             row(f"raw limit, 2 connections (2 x {meta['messages'] // 2})", raw2)
         if "two_workers" in res:
             row(f"pipeline, 2 workers (2 x {meta['messages'] // 2})", res["two_workers"], raw2)
+        shared_filing.rows(res, raw1, row)
         if "small" in res:
             row(f"pipeline, 1 worker, {res['small']['messages']} messages", res["small"], raw1)
         rp = res["one_worker"]["repoll"]
@@ -1060,7 +1073,7 @@ def table(report: dict) -> str:
 
 
 def goals(report: dict) -> list[dict]:
-    out = []
+    out = shared_filing.goals(report)
     raw1 = report["raw_limit"]["msgs_per_s"]
     for db_kind, res in report["databases"].items():
         ratio = res["one_worker"]["msgs_per_s"] / raw1
@@ -1246,6 +1259,8 @@ def main(argv: list[str] | None = None) -> int:
                 res["two_workers"] = first_fetch(
                     env, db_kind, [boxes["half_a"], boxes["half_b"]], 2
                 )
+                log(f"[{db_kind}] pipeline, 2 workers, ONE mailbox of {main_box.messages}")
+                res[shared_filing.KEY] = shared_filing.measure(env, db_kind, main_box, first_fetch)
             report["databases"][db_kind] = res
         if not args.no_two_workers:
             log("raw limit, 2 connections")

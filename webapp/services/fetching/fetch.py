@@ -34,8 +34,11 @@ from webapp.services.fetching.run import Progress, RunContext, close_run, finish
 from webapp.services.fetching.schedule import fetch_allowed
 from webapp.services.fetching.verify import connect_with_refresh, explained
 from webapp.services.ingest import batch as ingest
+from webapp.services.ingest import claims, shared
 
 log = logging.getLogger(__name__)
+
+SHARED_BATCHES = 2  # stored batches left to idle workers before the fetch files some itself
 
 
 def batch_size() -> int:
@@ -71,7 +74,7 @@ def _with_lease(
     ca_bundle: str | None,
     progress: Progress | None,
 ) -> dict:
-    leftovers = ingest.process_pending(db, mailbox_id, keeper.check)
+    leftovers = ingest.process_pending(db, mailbox_id, keeper.check, holder=holder, fetch=True)
     mailbox = db.get(Mailbox, mailbox_id)
     if mailbox is None or not fetch_allowed(mailbox):
         return {"state": "skipped", "processed": sum(leftovers.values())}
@@ -92,6 +95,7 @@ def _with_lease(
             more = connect_with_refresh(
                 db, mailbox, ca_bundle, lambda settings: fetch(ctx, settings)
             )
+            shared.drain(db, mailbox_id, holder, keeper.check, ctx.ahead)  # others' claims too
     except oauth.OAuthFailed as exc:
         db.rollback()
         log.info("fetch of mailbox %s: OAuth %s", mailbox_id, exc.kind)
@@ -212,7 +216,7 @@ def _store_uids(
     db, mailbox = ctx.db, ctx.mailbox
     for chunk, batch in box.batches(uids, mailbox.max_message_bytes, batch_size()):
         ctx.keeper.check()
-        ingest.parse_early(ctx.ahead, mailbox, batch)
+        _parse_early(ctx, batch)
         stored = store.store_batch(
             db,
             mailbox,
@@ -226,11 +230,41 @@ def _store_uids(
             listed=len(chunk),
         )
         server_actions(ctx, box, folder, uidvalidity, [f.uid for f in stored.committed])
-        ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
-        ctx.ahead.forget()
+        _file_share(ctx, stored)
         if ctx.after_batch():
             return True
     return False
+
+
+def _parse_early(ctx: RunContext, batch: list[Fetched]) -> None:
+    """Alone, the fetch files all it stores: its parsing helper starts on a batch while it
+    is stored. Shared, idle workers claim part of each batch: parsing it all here would be
+    parsing some of it twice, so the helper parses only the rows this job claims."""
+    if not shared.can_share(ctx.db):
+        ingest.parse_early(ctx.ahead, ctx.mailbox, batch)
+
+
+def _file_share(ctx: RunContext, stored: store.Stored) -> None:
+    """File a stored batch: alone, all of it; shared, offer it to idle workers and file only
+    the oldest rows beyond SHARED_BATCHES batches nobody claimed, so that the fetch goes on
+    reading while the others keep up, and helps when they do not (services/ingest/shared.py)."""
+    offered = shared.offer(ctx.db, ctx.mailbox_id) if stored.new_ids else shared.can_share(ctx.db)
+    budget = None
+    if offered:
+        budget = claims.claimable(ctx.db, ctx.mailbox_id) - SHARED_BATCHES * batch_size()
+        if budget <= 0:
+            return
+    ingest.process_pending(
+        ctx.db,
+        ctx.mailbox_id,
+        ctx.keeper.check,
+        holder=ctx.holder,
+        ahead=ctx.ahead,
+        bodies=stored.bodies,
+        budget=budget,
+        fetch=True,
+    )
+    ctx.ahead.forget()
 
 
 def _fetch_pop3(ctx: RunContext, settings) -> bool:
@@ -251,15 +285,14 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
             ctx.keeper.check()
             chunk = new[start : start + batch_size()]
             batch = [_pop3_message(box, mailbox, n, u, s) for n, u, s in chunk]
-            ingest.parse_early(ctx.ahead, mailbox, batch)
+            _parse_early(ctx, batch)
             stored = store.store_batch(
                 db, mailbox, ctx.run_id, ctx.holder, batch, backlog=ctx.backlog
             )
             skipped += stored.skipped
             committed = {f.uidl for f in stored.committed}
             to_delete += [n for n, u, _ in chunk if u in committed]
-            ingest.process_ids(db, stored.new_ids, ahead=ctx.ahead, bodies=stored.bodies)
-            ctx.ahead.forget()
+            _file_share(ctx, stored)
             if ctx.after_batch():
                 more = True
                 break

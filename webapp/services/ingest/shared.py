@@ -1,0 +1,122 @@
+"""One mailbox's stored mail filed by every idle worker, beside its single-flight fetch.
+
+After each stored batch the fetch job `offer`s the work: it enqueues one `file_stored`
+job on its own RQ queue unless one is waiting there already (a Redis key, so a big
+fetch never floods the queue: at most one waits per mailbox, and one more starts each
+time a batch is stored while the last one runs). A filing job claims and files
+chunks (batch.process_pending) and, while the mailbox's fetch holds its lease, waits
+up to LINGER_SECONDS for the next batch before it ends. The fetch files its own share
+(about as much as it stored) and, at the end, `drain`s: it files what is left and
+waits for the other claimants, so that a fetch that returns "ok" has filed its mail.
+
+A fetch run outside RQ (tests, the CLI) offers nothing and files everything itself, and
+so does a fetch on SQLite. There the one write lock already serialises filing, and the
+fetch's parsing helper (parse_ahead.py) gives parsing its own CPU: a second filing
+process only contends for the lock. Measured with two rq workers and a slowed filing,
+SQLite's busy handler let the filing job write nothing at all during a 3-second fetch:
+the fetch retakes the lock the moment it commits. The claims work on SQLite all the same
+(a fetch and a Reprocess, or a dead fetch and the next one, file each row once).
+A lost filing job costs nothing but time: the rows stay NEW, the fetch's drain or the
+next fetch files them, and the sweep (services/fetching/schedule.py) requests a fetch
+for NEW rows that nobody filed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+from rq import Queue, get_current_job
+from sqlmodel import Session
+
+from webapp.services.fetching import leases
+from webapp.services.ingest import batch, claims
+from webapp.services.ingest.parse_ahead import ParseAhead
+
+log = logging.getLogger(__name__)
+
+FILING_JOB = "worker.jobs.file_stored"
+FILING_JOB_TIMEOUT = 1800
+LINGER_SECONDS = 2.0  # a filing job waits this long for the fetch's next batch
+_WAITING_KEY = "mailchannel:filing-waiting:{}:{}"  # queue, mailbox: a filing job is queued
+_WAITING_TTL = 60  # seconds: a lost job's key goes by itself
+
+
+def can_share(db: Session) -> bool:
+    """Whether other workers can share this fetch's filing: it runs as an RQ job, on
+    PostgreSQL."""
+    return get_current_job() is not None and db.get_bind().dialect.name == "postgresql"
+
+
+def offer(db: Session, mailbox_id: int) -> bool:
+    """Make the stored rows claimable by idle workers: a filing job on the fetch's queue,
+    unless one is queued already. False when filing is not shared (can_share) or Redis
+    refuses: the fetch then files on its own."""
+    job = get_current_job()
+    if job is None or not can_share(db):
+        return False
+    try:
+        key = _WAITING_KEY.format(job.origin, mailbox_id)
+        if job.connection.set(key, "1", nx=True, ex=_WAITING_TTL):
+            Queue(job.origin, connection=job.connection).enqueue(
+                FILING_JOB,
+                mailbox_id,
+                job_timeout=FILING_JOB_TIMEOUT,
+                result_ttl=60,
+                failure_ttl=86400,
+            )
+    except RedisError as exc:
+        log.warning(
+            "mailbox %s: no filing job offered (%s); the fetch files alone", mailbox_id, exc
+        )
+        return False
+    return True
+
+
+def file_stored(db: Session, mailbox_id: int) -> dict[str, int]:
+    """The filing job: claim and file the mailbox's stored rows while its fetch stores more."""
+    job = get_current_job()
+    if job is not None:
+        job.connection.delete(_WAITING_KEY.format(job.origin, mailbox_id))  # offer again
+    holder = claims.filing_holder(leases.new_holder())
+    counts: dict[str, int] = {}
+    idle_since = time.monotonic()
+    with ParseAhead() as ahead:
+        while True:
+            filed = batch.process_pending(db, mailbox_id, holder=holder, ahead=ahead)
+            ahead.forget()
+            _add(counts, filed)
+            if filed:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > LINGER_SECONDS or not leases.held(db, mailbox_id):
+                break
+            else:
+                db.commit()  # no snapshot held while waiting
+                time.sleep(claims.POLL_SECONDS)
+    return counts
+
+
+def drain(
+    db: Session,
+    mailbox_id: int,
+    holder: str,
+    check: Callable[[], None],
+    ahead: ParseAhead | None = None,
+) -> dict[str, int]:
+    """The end of a fetch: file what nobody holds, then wait for the other claimants (a row
+    whose claimant died is taken over when its claim expires)."""
+    counts = batch.process_pending(db, mailbox_id, check, holder=holder, ahead=ahead, fetch=True)
+    deadline = time.monotonic() + 2 * leases.lease_ttl().total_seconds()
+    while claims.unfiled(db, mailbox_id) and time.monotonic() < deadline:
+        check()
+        time.sleep(claims.POLL_SECONDS)
+        more = batch.process_pending(db, mailbox_id, check, holder=holder, ahead=ahead, fetch=True)
+        _add(counts, more)
+    return counts
+
+
+def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+    for state, count in more.items():
+        counts[state] = counts.get(state, 0) + count
