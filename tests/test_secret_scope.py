@@ -5,14 +5,16 @@ Token URL drops the secret sent there, and the form asks for it again next to th
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
 from tests.helpers.mailboxes import update_mailbox
+from tests.helpers.oauth import authorized_box, oauth_form
 from tests.helpers.rows import mailbox_of
 from tests.helpers.web import csrf_from, mailbox_data
 from webapp import crypto
-from webapp.db import new_session
+from webapp.db import new_session, utcnow
 from webapp.models import Mailbox
 from webapp.services.mailboxes import save_mailbox
 
@@ -178,6 +180,33 @@ def test_after_a_new_client_id_the_mailbox_must_be_authorized_again(
     assert "This mailbox is not authorized yet" in admin.get(resp.headers["Location"]).get_data(
         as_text=True
     )
+
+
+def test_a_new_host_marks_the_access_token_for_refreshing(admin, app, app_env, oauth_box):
+    update_mailbox(app_env, oauth_box, token_expires_at=utcnow() + timedelta(hours=1))
+    resp = _edit(admin, oauth_box, **{**OAUTH, "client_secret": "", "host": "imap2.example.com"})
+    assert resp.status_code == 302
+    assert mailbox_of(app, oauth_box).token_expires_at is None
+
+
+def test_a_new_host_keeps_the_refresh_token(admin, app, oauth_box):
+    _edit(admin, oauth_box, **{**OAUTH, "client_secret": "", "host": "imap2.example.com"})
+    assert _secret(app, oauth_box, "refresh_token_enc") == "refresh-1"
+
+
+def test_the_new_host_is_sent_a_freshly_refreshed_token(
+    admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client, run_worker
+):
+    box = authorized_box(admin, app, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    run_worker()
+    old_token = _secret(app, box, "access_token_enc")
+    form = oauth_form(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    form = {**form, "client_secret": "", "host": "localhost"}  # the same Dovecot, another name
+    assert admin.post(f"/mailboxes/{box}/edit", data=form).status_code == 302
+    run_worker()
+    assert oauth_server.refresh_count == 1
+    assert mailbox_of(app, box).verify_state == "ok"
+    assert _secret(app, box, "access_token_enc") != old_token
 
 
 def test_unchanged_oauth_settings_keep_the_tokens(admin, app, oauth_box):

@@ -11,6 +11,7 @@ from sqlmodel import select
 from tests.helpers.mailboxes import make_mailbox, update_mailbox
 from tests.helpers.messages import email
 from tests.helpers.oauth import authorized_box
+from tests.helpers.processes import rq_worker
 from tests.helpers.proxy import DowngradeProxy, strip_idle_and_encryption
 from tests.helpers.rows import mailbox
 from tests.helpers.watch import (
@@ -19,7 +20,6 @@ from tests.helpers.watch import (
     lease,
     listening,
     reconnects,
-    rq_worker,
     wait_for,
     watcher_thread,
 )

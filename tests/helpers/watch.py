@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from sqlmodel import select
 
@@ -68,29 +67,6 @@ def watcher_process(env: dict) -> subprocess.Popen:
         env={**os.environ, **env, **FAST},
         stdin=subprocess.DEVNULL,
     )
-
-
-@contextlib.contextmanager
-def rq_worker(env: dict) -> Iterator[subprocess.Popen]:
-    """A real `rq worker` process on the test's queue, as the Procfile's worker line runs it."""
-    rq = Path(sys.executable).parent / "rq"
-    argv = [str(rq), "worker", "--url", env["REDIS_URL"], "--path", "."]
-    argv += ["-c", "worker.settings", "-w", "worker.rqworker.MailWorker"]
-    process = subprocess.Popen(
-        [*argv, "--logging_level", "WARNING", env["RQ_QUEUE"]],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def lease(env: dict, mailbox_id: int) -> WatchLease | None:

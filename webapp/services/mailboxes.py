@@ -126,6 +126,10 @@ def save_mailbox(db: Session, mailbox: Mailbox | None, data: dict) -> Mailbox:
             setattr(mailbox, column, None)
     if mailbox.id is not None and any(getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY):
         drop_tokens(mailbox)
+    elif mailbox.id is not None and _place("host", before["host"]) != _place("host", mailbox.host):
+        # A new server never sees the token the old one was sent: marked as expiring, it is
+        # refreshed at the (unchanged) Access Token URL before the next connection.
+        mailbox.token_expires_at = None
     if mailbox.id is None or any(
         getattr(mailbox, f) != before[f] for f in OAUTH_IDENTITY + CONNECTION
     ):
