@@ -240,7 +240,7 @@ def _parse_early(ctx: RunContext, batch: list[Fetched]) -> None:
     """Alone, the fetch files all it stores: its parsing helper starts on a batch while it
     is stored. Shared, idle workers claim part of each batch: parsing it all here would be
     parsing some of it twice, so the helper parses only the rows this job claims."""
-    if not shared.can_share(ctx.db):
+    if not shared.can_share(ctx.db, ctx.mailbox_id):
         ingest.parse_early(ctx.ahead, ctx.mailbox, batch)
 
 
@@ -248,7 +248,11 @@ def _file_share(ctx: RunContext, stored: store.Stored) -> None:
     """File a stored batch: alone, all of it; shared, offer it to idle workers and file only
     the oldest rows beyond SHARED_BATCHES batches nobody claimed, so that the fetch goes on
     reading while the others keep up, and helps when they do not (services/ingest/shared.py)."""
-    offered = shared.offer(ctx.db, ctx.mailbox_id) if stored.new_ids else shared.can_share(ctx.db)
+    offered = (
+        shared.offer(ctx.db, ctx.mailbox_id)
+        if stored.new_ids
+        else shared.can_share(ctx.db, ctx.mailbox_id)
+    )
     budget = None
     if offered:
         budget = claims.claimable(ctx.db, ctx.mailbox_id) - SHARED_BATCHES * batch_size()

@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 
 from redis.exceptions import RedisError
-from rq import Queue, get_current_job
+from rq import Queue, Worker, get_current_job
+from rq.worker import WorkerStatus
 from sqlmodel import Session
 
 from webapp.services.fetching import leases
@@ -42,12 +43,36 @@ FILING_JOB_TIMEOUT = 1800
 LINGER_SECONDS = 2.0  # a filing job waits this long for the fetch's next batch
 _WAITING_KEY = "mailchannel:filing-waiting:{}:{}"  # queue, mailbox: a filing job is queued
 _WAITING_TTL = 60  # seconds: a lost job's key goes by itself
+_RUNNING_KEY = "mailchannel:filing-running:{}:{}"  # queue, mailbox: a filing job runs
+CHECK_SECONDS = 2.0  # how often a fetch asks whether a worker could share its filing
+_helpers: dict[str, tuple[float, bool]] = {}  # the fetch job's id -> (asked at, answer)
 
 
-def can_share(db: Session) -> bool:
+def can_share(db: Session, mailbox_id: int) -> bool:
     """Whether other workers can share this fetch's filing: it runs as an RQ job, on
-    PostgreSQL."""
-    return get_current_job() is not None and db.get_bind().dialect.name == "postgresql"
+    PostgreSQL, and a worker of its queue is idle or files for this mailbox already.
+    (With no one to share with, the fetch files all it stores, its parsing helper
+    parsing each batch while it is stored.) Asked of Redis every CHECK_SECONDS."""
+    job = get_current_job()
+    if job is None or db.get_bind().dialect.name != "postgresql":
+        return False
+    checked = _helpers.get(job.id)
+    if checked is None or time.monotonic() - checked[0] > CHECK_SECONDS:
+        try:
+            checked = (time.monotonic(), _helpers_there(job, mailbox_id))
+        except RedisError as exc:
+            log.warning("mailbox %s: filing not shared (%s)", mailbox_id, exc)
+            checked = (time.monotonic(), False)
+        _helpers.clear()  # one fetch per work-horse
+        _helpers[job.id] = checked
+    return checked[1]
+
+
+def _helpers_there(job, mailbox_id: int) -> bool:
+    if job.connection.exists(_RUNNING_KEY.format(job.origin, mailbox_id)):
+        return True
+    workers = Worker.all(queue=Queue(job.origin, connection=job.connection))
+    return any(worker.get_state() == WorkerStatus.IDLE for worker in workers)
 
 
 def offer(db: Session, mailbox_id: int) -> bool:
@@ -55,7 +80,7 @@ def offer(db: Session, mailbox_id: int) -> bool:
     unless one is queued already. False when filing is not shared (can_share) or Redis
     refuses: the fetch then files on its own."""
     job = get_current_job()
-    if job is None or not can_share(db):
+    if job is None or not can_share(db, mailbox_id):
         return False
     try:
         key = _WAITING_KEY.format(job.origin, mailbox_id)
@@ -78,13 +103,17 @@ def offer(db: Session, mailbox_id: int) -> bool:
 def file_stored(db: Session, mailbox_id: int) -> dict[str, int]:
     """The filing job: claim and file the mailbox's stored rows while its fetch stores more."""
     job = get_current_job()
+    running = None
     if job is not None:
         job.connection.delete(_WAITING_KEY.format(job.origin, mailbox_id))  # offer again
+        running = _RUNNING_KEY.format(job.origin, mailbox_id)
     holder = claims.filing_holder(leases.new_holder())
     counts: dict[str, int] = {}
     idle_since = time.monotonic()
     with ParseAhead() as ahead:
         while True:
+            if running is not None:  # the fetch shares while this job runs (can_share)
+                job.connection.set(running, "1", ex=_WAITING_TTL)
             filed = batch.process_pending(db, mailbox_id, holder=holder, ahead=ahead)
             ahead.forget()
             _add(counts, filed)
@@ -95,6 +124,8 @@ def file_stored(db: Session, mailbox_id: int) -> dict[str, int]:
             else:
                 db.commit()  # no snapshot held while waiting
                 time.sleep(claims.POLL_SECONDS)
+    if running is not None:
+        job.connection.delete(running)
     return counts
 
 
