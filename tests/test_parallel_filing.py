@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from rq import Worker
@@ -13,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 
 from tests.helpers.databases import ON_BOTH
-from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.mailboxes import fetch, make_mailbox
 from tests.helpers.messages import email
 from tests.helpers.rows import counts, raws, runs, snapshot, store
 from tests.test_fetch_robustness import (
@@ -26,13 +27,14 @@ from tests.test_fetch_robustness import (
     rq_worker_args,
 )
 from tests.test_ingest_batches import _mailbox
-from webapp.db import new_session
+from webapp.db import new_session, utcnow
 from webapp.models import Case, FetchLease, Mailbox, Message, RawMessage
 from webapp.queue import get_queue
 from webapp.services.fetching.schedule import request_fetch
 from webapp.services.fetching.store import summary
 from webapp.services.ingest import claims
 from webapp.services.ingest.batch import process_ids, process_pending
+from worker.jobs import sweep
 
 
 def _stored(db, box: Mailbox, raw: bytes) -> int:
@@ -278,3 +280,27 @@ def test_sigkill_of_either_worker_mid_filing_loses_and_duplicates_nothing(
             _kill(worker)
     assert killed_at > 0
     _same_threads(app_env, box, expected)
+
+
+def test_the_sweep_heals_rows_a_dead_filing_job_held(app_env, dovecot, mail_user, run_worker):
+    for i in range(3):
+        mail_user.deliver(email(f"Held by a dead job {i}", sender=f"d{i}@example.org"))
+    box = make_mailbox(app_env, dovecot, mail_user)
+    assert fetch(app_env, box)["state"] == "ok"
+    with new_session(app_env["DATABASE_URL"]) as db:  # as a filing job killed mid-chunk left it
+        for model in (Message, Case):
+            for row in db.exec(select(model)).all():
+                db.delete(row)
+        db.exec(
+            update(RawMessage).values(
+                state="new",
+                claimed_by=claims.filing_holder("host:1:killed"),
+                claimed_until=utcnow() - timedelta(seconds=1),  # its claim has expired
+                fetched_at=utcnow() - timedelta(minutes=5),
+            )
+        )
+        db.commit()
+    assert sweep() == 1
+    run_worker()
+    assert counts(app_env, box)["cases"] == 3
+    assert {r.state for r in raws(app_env, box)} == {"done"}

@@ -3,7 +3,8 @@
 A worker killed at any instant loses nothing and duplicates nothing: every batch
 commits its raw rows and the cursor together, processing is keyed by the raw row,
 and the next run processes what is left, then reads on from the cursor.
-The scheduling side (Fetch now, Continue, the scheduler, the sweep) is in
+The connection is single-flight; filing what it stored may be shared with idle
+workers (services/ingest/shared.py, claims.py). The scheduling side (Fetch now, Continue, the scheduler, the sweep) is in
 services/fetching/schedule.py; status and log in services/fetching/status.py.
 """
 

@@ -5,12 +5,17 @@ job on its own RQ queue unless one is waiting there already (a Redis key, so a b
 fetch never floods the queue: at most one waits per mailbox, and one more starts each
 time a batch is stored while the last one runs). A filing job claims and files
 chunks (batch.process_pending) and, while the mailbox's fetch holds its lease, waits
-up to LINGER_SECONDS for the next batch before it ends. The fetch files its own share
-(about as much as it stored) and, at the end, `drain`s: it files what is left and
-waits for the other claimants, so that a fetch that returns "ok" has filed its mail.
+up to LINGER_SECONDS for the next batch before it ends. The fetch leaves the last
+fetching.fetch.SHARED_BATCHES batches to the others and files what is older itself (it
+helps when they fall behind); at the end it `drain`s: it files what is left and waits
+for the other claimants, so that a fetch that returns "ok" has filed its mail.
 
-A fetch run outside RQ (tests, the CLI) offers nothing and files everything itself, and
-so does a fetch on SQLite. There the one write lock already serialises filing, and the
+The fetch shares only when a worker of its queue is idle or a filing job for the
+mailbox runs (`can_share`, asked every CHECK_SECONDS): a single busy worker files as
+before, each batch as it is stored, its parsing helper parsing the batch meanwhile.
+Shared, that helper parses only the rows the fetch claims: parsing whole batches there
+would parse the others' rows twice. A fetch run outside RQ (tests, the CLI) offers
+nothing and files everything itself, and so does a fetch on SQLite. There the one write lock already serialises filing, and the
 fetch's parsing helper (parse_ahead.py) gives parsing its own CPU: a second filing
 process only contends for the lock. Measured with two rq workers and a slowed filing,
 SQLite's busy handler let the filing job write nothing at all during a 3-second fetch:
