@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -219,22 +220,30 @@ def parallel_env(app_env, monkeypatch) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _fetching(app_env: dict, env: dict, tmp_path, dovecot, user):
+    """60 messages in threads and what one process alone files of them (the reference),
+    then their first fetch requested, with two rq workers listening: (mailbox, reference)."""
+    _deliver_threads(user, 60)
+    expected = _reference(app_env, tmp_path, dovecot, user)
+    box = make_mailbox(app_env, dovecot, user)
+    workers = _rq_workers(app_env, env)
+    try:
+        with new_session(app_env["DATABASE_URL"]) as db:
+            assert request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
+        yield box, expected
+    finally:
+        for worker in workers:
+            _kill(worker)
+
+
 @ON_BOTH
 def test_two_workers_file_one_mailbox_once_each_reply_on_its_case(
     app_env, parallel_env, tmp_path, dovecot, mail_user
 ):
-    _deliver_threads(mail_user, 60)
-    expected = _reference(app_env, tmp_path, dovecot, mail_user)
-    box = make_mailbox(app_env, dovecot, mail_user)
-    workers = _rq_workers(app_env, parallel_env)
-    try:
-        with new_session(app_env["DATABASE_URL"]) as db:
-            assert request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
+    with _fetching(app_env, parallel_env, tmp_path, dovecot, mail_user) as (box, expected):
         _wait_for(lambda: runs(app_env, box) and runs(app_env, box)[-1].state == "ok", "the fetch")
         unfiled = _unfiled(app_env, box)
-    finally:
-        for worker in workers:
-            _kill(worker)
     assert unfiled == 0  # the fetch ends when its mail is filed, by whichever worker
     if app_env["DATABASE_URL"].startswith("postgresql"):
         assert _filed_by_jobs(app_env, box) > 0  # the idle worker took part
@@ -250,13 +259,7 @@ def test_two_workers_file_one_mailbox_once_each_reply_on_its_case(
 def test_sigkill_of_either_worker_mid_filing_loses_and_duplicates_nothing(
     app_env, parallel_env, tmp_path, dovecot, mail_user, victim
 ):
-    _deliver_threads(mail_user, 60)
-    expected = _reference(app_env, tmp_path, dovecot, mail_user)
-    box = make_mailbox(app_env, dovecot, mail_user)
-    workers = _rq_workers(app_env, parallel_env)
-    try:
-        with new_session(app_env["DATABASE_URL"]) as db:
-            assert request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
+    with _fetching(app_env, parallel_env, tmp_path, dovecot, mail_user) as (box, expected):
 
         def claimed_by_job() -> str | None:
             for row in raws(app_env, box):
@@ -275,9 +278,6 @@ def test_sigkill_of_either_worker_mid_filing_loses_and_duplicates_nothing(
             _fetch_until_not_busy(app_env, box)  # the next fetch (here in this process)
         _wait_for(lambda: _unfiled(app_env, box) == 0 and runs(app_env, box)[-1].state == "ok",
                   "everything filed")  # fmt: skip
-    finally:
-        for worker in workers:
-            _kill(worker)
     assert killed_at > 0
     _same_threads(app_env, box, expected)
 
