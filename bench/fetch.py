@@ -17,6 +17,7 @@ in the same run:
               messages shows whether memory stays flat as the mailbox grows
 
 Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
+       make bench BENCH_ARGS="--postgres --shared-filing"  (one mailbox, 2 workers, alone)
        make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
          (push against polling: bench/latency.py)
        .venv/bin/python -m bench.fetch --help
@@ -1140,6 +1141,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also profile one first fetch with cProfile (pstats in bench/results/)",
     )
     p.add_argument("--seed", type=int, default=5000, help="seed of the generated mail")
+    p.add_argument(
+        "--shared-filing",
+        action="store_true",
+        help="only the raw limit, 1 worker and 2 workers on ONE mailbox (bench/shared_filing.py)",
+    )
     p.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
     p.add_argument(
         "--no-preload",
@@ -1227,6 +1233,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
+        if args.shared_filing:
+            only = shared_filing.run_only(env, db_kinds, main_box, measure_raw, first_fetch, log)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(only, indent=2, default=str) + "\n")
+            print(shared_filing.text(only))
+            return 0
         report: dict = {
             "meta": {
                 "messages": main_box.messages,
