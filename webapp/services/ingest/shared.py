@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 FILING_JOB = "worker.jobs.file_stored"
 FILING_JOB_TIMEOUT = 1800
 LINGER_SECONDS = 2.0  # a filing job waits this long for the fetch's next batch
+LINGER_POLL_SECONDS = 0.2  # …looking this often: a poll is a claim, a commit and a lease read
 _WAITING_KEY = "mailchannel:filing-waiting:{}:{}"  # queue, mailbox: a filing job is queued
 _WAITING_TTL = 60  # seconds: a lost job's key goes by itself
 _RUNNING_KEY = "mailchannel:filing-running:{}:{}"  # queue, mailbox: a filing job runs
@@ -128,7 +129,7 @@ def file_stored(db: Session, mailbox_id: int) -> dict[str, int]:
                 break
             else:
                 db.commit()  # no snapshot held while waiting
-                time.sleep(claims.POLL_SECONDS)
+                time.sleep(LINGER_POLL_SECONDS)
     if running is not None:
         job.connection.delete(running)
     return counts
