@@ -5,10 +5,10 @@ job on its own RQ queue unless one is waiting there already (a Redis key, so a b
 fetch never floods the queue: at most one waits per mailbox, and one more starts each
 time a batch is stored while the last one runs). A filing job claims and files
 chunks (batch.process_pending) and, while the mailbox's fetch holds its lease, waits
-up to LINGER_SECONDS for the next batch before it ends. The fetch leaves the last
-fetching.fetch.SHARED_BATCHES batches to the others and files what is older itself (it
-helps when they fall behind); at the end it `drain`s: it files what is left and waits
-for the other claimants, so that a fetch that returns "ok" has filed its mail.
+up to LINGER_SECONDS for the next batch before it ends. The fetch only reads and stores
+meanwhile (fetching.fetch._file_share says why); at the end it `drain`s: it files what
+is left and waits for the other claimants, so that a fetch that returns "ok" has filed
+its mail.
 
 The fetch shares only when a worker of its queue is idle or a filing job for the
 mailbox runs (`can_share`, asked every CHECK_SECONDS): a single busy worker files as
