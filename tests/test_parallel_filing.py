@@ -217,6 +217,7 @@ def parallel_env(app_env, monkeypatch) -> dict:
         "MAILCHANNEL_FETCH_BATCH_SIZE": "10",
         "MAILCHANNEL_TEST_PROCESS_DELAY": "0.1",  # filing is the slow part, as in a big fetch
         "MAILCHANNEL_LEASE_TTL": "2",
+        "MAILCHANNEL_SHARED_FILING": "1",  # off by default (services/ingest/shared.py)
     }
 
 

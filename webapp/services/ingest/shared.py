@@ -21,6 +21,14 @@ process only contends for the lock. Measured with two rq workers and a slowed fi
 SQLite's busy handler let the filing job write nothing at all during a 3-second fetch:
 the fetch retakes the lock the moment it commits. The claims work on SQLite all the same
 (a fetch and a Reprocess, or a dead fetch and the next one, file each row once).
+Turned on with MAILCHANNEL_SHARED_FILING=1, off by default: on the 2-CPU machine it was
+built on, shared by other work, the two workers on one 5,000-message mailbox on
+PostgreSQL filed slower than one worker alone (193 against 220 msgs/s, load 1.2 to 3.5;
+bench --shared-filing): the fetch, both workers, their parsing helpers, Dovecot and
+PostgreSQL all want the same two CPUs, sharing costs CPU (the filing job reads the
+bodies back, parses in a helper of its own, polls), and replies to recent mail make
+claimants wait for each other. It is meant for a machine with CPUs to spare.
+
 A lost filing job costs nothing but time: the rows stay NEW, the fetch's drain or the
 next fetch files them, and the sweep (services/fetching/schedule.py) requests a fetch
 for NEW rows that nobody filed.
@@ -29,6 +37,7 @@ for NEW rows that nobody filed.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -54,13 +63,18 @@ CHECK_SECONDS = 2.0  # how often a fetch asks whether a worker could share its f
 _helpers: dict[str, tuple[float, bool]] = {}  # the fetch job's id -> (asked at, answer)
 
 
+def enabled() -> bool:
+    """Off unless MAILCHANNEL_SHARED_FILING=1: on a 2-CPU machine it did not pay (above)."""
+    return os.environ.get("MAILCHANNEL_SHARED_FILING", "0") == "1"
+
+
 def can_share(db: Session, mailbox_id: int) -> bool:
-    """Whether other workers can share this fetch's filing: it runs as an RQ job, on
-    PostgreSQL, and a worker of its queue is idle or files for this mailbox already.
-    (With no one to share with, the fetch files all it stores, its parsing helper
-    parsing each batch while it is stored.) Asked of Redis every CHECK_SECONDS."""
+    """Whether other workers can share this fetch's filing: it is turned on, runs as an RQ
+    job, on PostgreSQL, and a worker of its queue is idle or files for this mailbox
+    already. (With no one to share with, the fetch files all it stores, its parsing
+    helper parsing each batch while it is stored.) Asked of Redis every CHECK_SECONDS."""
     job = get_current_job()
-    if job is None or db.get_bind().dialect.name != "postgresql":
+    if not enabled() or job is None or db.get_bind().dialect.name != "postgresql":
         return False
     checked = _helpers.get(job.id)
     if checked is None or time.monotonic() - checked[0] > CHECK_SECONDS:
