@@ -20,6 +20,8 @@ Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile |
        make bench BENCH_ARGS="--postgres --shared-filing"  (one mailbox, 2 workers, alone)
        make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
          (push against polling: bench/latency.py)
+       make bench BENCH_ARGS="--polling [--polling-mailboxes 200,500 --seconds S]"
+         (many unchanged mailboxes on one worker, a tarpit among them: bench/polling.py)
        .venv/bin/python -m bench.fetch --help
 Figures: printed as a table and written to bench/results/latest.json (--json PATH);
 --profile adds cProfile stats of a first fetch and of re-polls (bench/results/*.pstats).
@@ -1164,11 +1166,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="instead: delivery-to-case latency, push (IMAP IDLE) against polling (bench/latency.py)",
     )
+    p.add_argument(
+        "--polling",
+        action="store_true",
+        help="instead: many unchanged mailboxes on one worker, tarpit among them (bench/polling.py)",
+    )
+    p.add_argument(
+        "--polling-mailboxes",
+        default="200,500",
+        help="--polling: mailbox counts, comma-separated (200,500)",
+    )
     p.add_argument("--mailboxes", type=int, default=100, help="--latency: mailboxes (100)")
     p.add_argument(
         "--latency-messages", type=int, default=1000, help="--latency: messages per run (1000)"
     )
-    p.add_argument("--seconds", type=float, default=120, help="--latency: delivery window (120)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=120,
+        help="--latency: delivery window; --polling: measured window (120)",
+    )
     p.add_argument("--child", nargs=2, metavar=("MODE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -1189,6 +1206,11 @@ def main(argv: list[str] | None = None) -> int:
         from bench.latency import run
 
         return run(args.mailboxes, args.latency_messages, args.seconds)
+    if args.polling:
+        from bench.polling import run as run_polling
+
+        counts = [int(n) for n in args.polling_mailboxes.split(",")]
+        return run_polling(counts, args.seconds)
     db_kinds = ["sqlite"]
     if args.postgres:
         from tests.helpers.databases import postgres_answers

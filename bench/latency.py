@@ -61,6 +61,23 @@ def _listening(url: str) -> int:
         return int(db.exec(query).one())
 
 
+def process_env(tmp: Path, url: str, redis_url: str, ca_pem: str, queue: str) -> dict:
+    """The environment of the bench's worker, scheduler and watcher processes."""
+    from cryptography.fernet import Fernet
+
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url,
+        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "MAIL_CA_BUNDLE": ca_pem,
+        "RQ_QUEUE": queue,
+        "INSTANCE_PATH": str(tmp / "instance"),
+        "SECRET_KEY": "bench-secret-key",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 def _cpu_percent(pid: int, seconds: float) -> float:
     before = proc_cpu(pid)
     time.sleep(seconds)
@@ -154,16 +171,30 @@ def _row(name: str, probe: Probe) -> dict:
     }
 
 
-def run(mailboxes: int, messages: int, seconds: float) -> int:
-    from cryptography.fernet import Fernet
+def _watch(url: str, watcher: subprocess.Popen, ids: list[int]) -> float:
+    """Enable these mailboxes, wait until the watcher listens to all of them; its RSS (MB)."""
+    from webapp.db import new_session
+    from webapp.models import Mailbox
 
+    with new_session(url) as db:
+        for mailbox_id in ids:
+            db.get(Mailbox, mailbox_id).enabled = True
+        db.commit()
+    deadline = time.monotonic() + 120
+    while _listening(url) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    log(f"latency: {_listening(url)} of {len(ids)} mailboxes listening")
+    time.sleep(5)  # the fetches every (re)connect asks for
+    return proc_mb(watcher.pid, "VmRSS") or 0.0
+
+
+def run(mailboxes: int, messages: int, seconds: float) -> int:
     from tests.helpers.databases import migrate
     from tests.helpers.mailboxes import make_mailbox
     from tests.servers.dovecot import DovecotServer
     from tests.servers.redis import RedisServer
     from tests.servers.tls import make_test_ca
-    from webapp.db import new_session, utcnow
-    from webapp.models import Mailbox
+    from webapp.db import utcnow
 
     tmp = Path(tempfile.mkdtemp(prefix="mailchannel-latency-"))
     ca = make_test_ca(tmp / "tls")
@@ -171,17 +202,7 @@ def run(mailboxes: int, messages: int, seconds: float) -> int:
     redis = RedisServer().start()
     url = f"sqlite:///{tmp / 'latency.db'}"
     migrate(url)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": redis.url,
-        "ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "MAIL_CA_BUNDLE": str(ca.ca_pem),
-        "RQ_QUEUE": "latency",
-        "INSTANCE_PATH": str(tmp / "instance"),
-        "SECRET_KEY": "bench-secret-key",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = process_env(tmp, url, redis.url, str(ca.ca_pem), "latency")
     procs: list[subprocess.Popen] = []
     watcher = None
     try:
@@ -208,16 +229,11 @@ def run(mailboxes: int, messages: int, seconds: float) -> int:
         watcher = _start([sys.executable, "-m", "worker.watch"], env, "watcher", tmp)
         time.sleep(5)
         rss_empty = proc_mb(watcher.pid, "VmRSS") or 0.0
-        with new_session(url) as db:
-            for mailbox_id in ids:
-                db.get(Mailbox, mailbox_id).enabled = True
-            db.commit()
-        deadline = time.monotonic() + 120
-        while _listening(url) < mailboxes and time.monotonic() < deadline:
-            time.sleep(0.5)
-        log(f"latency: {_listening(url)} of {mailboxes} mailboxes listening")
-        time.sleep(5)  # the fetches every (re)connect asks for
-        rss_idle = proc_mb(watcher.pid, "VmRSS") or 0.0
+        # Half first, then all: the second half's growth is the cost of one more mailbox,
+        # without what the first connection loads once (TLS, imapclient, the database pool).
+        half = mailboxes // 2
+        rss_half = _watch(url, watcher, ids[:half])
+        rss_idle = _watch(url, watcher, ids)
         cpu_idle = _cpu_percent(watcher.pid, 10)
         cpu_before = proc_cpu(watcher.pid)
         started = time.monotonic()
@@ -234,7 +250,9 @@ def run(mailboxes: int, messages: int, seconds: float) -> int:
                 "rss_empty_mb": rss_empty,
                 "rss_idle_mb": rss_idle,
                 "rss_peak_mb": rss_load,
+                "rss_half_mb": rss_half,
                 "kb_per_mailbox": (rss_idle - rss_empty) * 1024 / max(mailboxes, 1),
+                "kb_per_more_mailbox": (rss_idle - rss_half) * 1024 / max(mailboxes - half, 1),
                 "cpu_idle_percent": cpu_idle,
                 "cpu_load_percent": cpu_load,
             },
@@ -267,8 +285,9 @@ def table(report: dict, mailboxes: int, messages: int, seconds: float) -> str:
     lines += [
         "",
         f"watcher RSS: {w['rss_empty_mb']:.1f} MB watching nothing, {w['rss_idle_mb']:.1f} MB "
-        f"watching {mailboxes} ({w['kb_per_mailbox']:.0f} KB per mailbox), peak "
-        f"{w['rss_peak_mb']:.1f} MB",
+        f"watching {mailboxes} ({w['kb_per_mailbox']:.0f} KB per mailbox with the first "
+        f"connection's one-time cost), {w['rss_half_mb']:.1f} MB watching {mailboxes // 2}: "
+        f"{w['kb_per_more_mailbox']:.0f} KB per mailbox added; peak {w['rss_peak_mb']:.1f} MB",
         f"watcher CPU: {w['cpu_idle_percent']:.2f} % of a core idle, "
         f"{w['cpu_load_percent']:.2f} % under load",
     ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from datetime import UTC, datetime
-from functools import lru_cache
 
 from sqlalchemy import ColumnElement, event, func, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,8 +18,31 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@lru_cache(maxsize=8)
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
 def get_engine(url: str) -> Engine:
+    """One engine (and its connection pool) per database URL for the life of the process."""
+    engine = _engines.get(url)
+    if engine is None:
+        with _engines_lock:
+            engine = _engines.get(url) or _make_engine(url)
+            _engines[url] = engine
+    return engine
+
+
+def _forget_pools_after_fork() -> None:
+    # A forked child (RQ work horse) must not use the parent's pooled connections: it opens
+    # its own and leaves the parent's alone (SQLAlchemy: dispose(close=False) after fork).
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

@@ -10,7 +10,7 @@ from webapp import crypto
 from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.services import oauth
-from webapp.services.fetching import fetch, schedule, verify
+from webapp.services.fetching import fetch, poll, schedule, verify
 from webapp.services.ingest import held, shared
 from webapp.services.outgoing import delivery, outbox
 
@@ -52,6 +52,15 @@ def file_stored(mailbox_id: int) -> dict:
     _settings, db = _context()
     with db:
         return shared.file_stored(db, mailbox_id)
+
+
+def poll_mailboxes(mailbox_ids: list[int]) -> list:
+    """Poll mailboxes whose first fetch is done: a group of the scheduler's, or one for push.
+
+    MailWorker runs it without forking (worker/rqworker.py)."""
+    settings = load_settings()
+    crypto.configure(settings.encryption_keys)
+    return poll.poll_mailboxes(settings.database_url, mailbox_ids, settings.mail_ca_bundle)
 
 
 def schedule_fetches() -> int:

@@ -1,7 +1,8 @@
 """Settings module for `rq worker -c worker.settings`.
 
-RQ forks a work horse per job; importing the app here, once, in the parent means each job
-starts with everything loaded instead of importing it again (0.6 s of CPU per job).
+RQ forks a work horse per job (MailWorker runs polls in its own process instead:
+worker/rqworker.py); importing the app here, once, in the parent means each job starts with
+everything loaded instead of importing it again (0.6 s of CPU per job).
 """
 
 import faulthandler

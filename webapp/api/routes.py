@@ -70,6 +70,10 @@ def mailbox_json(m: Mailbox) -> dict:
         setup_complete=m.setup_complete,
         verified_at=m.verified_at.isoformat() if m.verified_at else None,
         last_error=m.last_error,
+        fetch_error=m.last_fetch_error,  # the last fetch failed: why, and when it tries again
+        fetch_error_advice=m.last_fetch_error_advice,
+        fetch_failures=m.fetch_failures,
+        next_try_at=iso(m.next_fetch_due_at) if m.fetch_failures else None,
         password_set=bool(m.password_enc),
         client_secret_set=bool(m.client_secret_enc),
         smtp_password_set=bool(m.smtp_password_enc),

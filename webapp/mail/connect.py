@@ -10,9 +10,9 @@ import os
 import poplib
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import LoginError
 
 from webapp.mail.errors import (
@@ -34,6 +34,12 @@ from webapp.mail.errors import (
 PROTOCOLS = ("imaps", "imap", "pop3s", "pop3")
 
 
+def connect_timeout_seconds() -> float:
+    """How long to wait for the connection, the TLS handshake and the greeting: a server that
+    accepts and never answers (a tarpit) costs no more (MAILCHANNEL_CONNECT_TIMEOUT, tests)."""
+    return float(os.environ.get("MAILCHANNEL_CONNECT_TIMEOUT") or 10.0)
+
+
 @dataclass(repr=False)
 class ServerSettings:
     """Where and how to log in to a mailbox."""
@@ -45,7 +51,8 @@ class ServerSettings:
     password: str | None = None  # basic auth
     access_token: str | None = None  # OAuth (SASL XOAUTH2)
     ca_bundle: str | None = None  # extra PEM CAs trusted beside the system CAs
-    timeout: float = 20.0
+    timeout: float = 20.0  # each read once logged in
+    connect_timeout: float = field(default_factory=connect_timeout_seconds)
     folder: str = "INBOX"
     # imap/pop3 without STARTTLS/STLS: log in anyway (the admin's "Allow login without encryption").
     allow_plaintext_login: bool = False
@@ -168,7 +175,11 @@ def open_imap(s: ServerSettings) -> tuple[IMAPClient, bool]:
     context = tls_context(s.ca_bundle)
     with classified(s):
         client = IMAPClient(
-            s.host, port=s.port, ssl=s.implicit_tls, ssl_context=context, timeout=s.timeout
+            s.host,
+            port=s.port,
+            ssl=s.implicit_tls,
+            ssl_context=context,
+            timeout=SocketTimeout(connect=s.connect_timeout, read=s.timeout),
         )
         try:
             plaintext = False
@@ -256,10 +267,13 @@ def open_pop3(s: ServerSettings) -> tuple[poplib.POP3, bool]:
     context = tls_context(s.ca_bundle)
     with classified(s):
         if s.implicit_tls:
-            pop: poplib.POP3 = poplib.POP3_SSL(s.host, s.port, timeout=s.timeout, context=context)
+            pop: poplib.POP3 = poplib.POP3_SSL(
+                s.host, s.port, timeout=s.connect_timeout, context=context
+            )
         else:
-            pop = poplib.POP3(s.host, s.port, timeout=s.timeout)
+            pop = poplib.POP3(s.host, s.port, timeout=s.connect_timeout)
         try:
+            pop.sock.settimeout(s.timeout)  # greeted: the usual read timeout from here
             capabilities = _pop3_capa(pop)
             plaintext = False
             if not s.implicit_tls:

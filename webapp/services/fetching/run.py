@@ -7,6 +7,7 @@ able to record its end after a rollback, and even after its mailbox was deleted.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from webapp.services.fetching.leases import LeaseKeeper
 from webapp.services.ingest.parse_ahead import ParseAhead
 
 RUN_BUDGET_SECONDS = 600  # then the run stops cleanly and the next one is due at once
-MAX_BACKOFF = 16  # a failing mailbox is retried after at most 16 intervals
+MAX_BACKOFF = timedelta(minutes=30)  # a failing mailbox is retried at least this often
 
 Progress = Callable[[int, int | None], None]
 Error = tuple[str, str, str]  # kind, message, what to do
@@ -132,6 +133,15 @@ def close_run(ctx: RunContext, state: str, error: Error | None) -> dict:
     }
 
 
+def backoff(interval: int, failures: int) -> timedelta:
+    """The wait after the n-th failure in a row: the interval, doubled each time, up to 30
+    minutes (or the interval, if longer); less up to a tenth, at random, so that mailboxes
+    that failed together (their server was down) do not all try again together."""
+    ceiling = max(MAX_BACKOFF.total_seconds(), interval)
+    seconds = min(interval * 2 ** min(failures - 1, 20), ceiling)
+    return timedelta(seconds=seconds * random.uniform(0.9, 1.0))
+
+
 def finish(ctx: RunContext, error: Error | None, more: bool = False) -> dict:
     """Close the log row and record the outcome, next due time and backlog state on the mailbox."""
     result = close_run(ctx, "error" if error else "ok", error)
@@ -148,8 +158,7 @@ def finish(ctx: RunContext, error: Error | None, more: bool = False) -> dict:
         mailbox.last_fetch_error_kind, mailbox.last_fetch_error, mailbox.last_fetch_error_advice = (
             error
         )
-        backoff = min(2 ** (mailbox.fetch_failures - 1), MAX_BACKOFF)
-        mailbox.next_fetch_due_at = now + timedelta(seconds=interval * backoff)
+        mailbox.next_fetch_due_at = now + backoff(interval, mailbox.fetch_failures)
     else:
         mailbox.fetch_failures = 0
         mailbox.last_fetch_error_kind = mailbox.last_fetch_error = (

@@ -5,6 +5,11 @@ fetch is "queued" while mailbox.fetch_queued_at is recent and "running" while it
 lease is unexpired. Claiming the queued slot is one atomic UPDATE, so two clicks,
 two schedulers or a scheduler and a sweep never enqueue two jobs for one mailbox;
 a job lost by Redis leaves a stale fetch_queued_at that the sweep claims again.
+
+A mailbox whose first fetch is done is polled by worker.jobs.poll_mailboxes, which the
+worker runs without forking; the scheduler puts up to POLL_GROUP due mailboxes in one such
+job (each still claims its own slot and takes its own lease). A first fetch, which may
+read thousands of messages, gets a fetch_mailbox job of its own in a forked work horse.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ SCHEDULE_TICK_SECONDS = 5
 DUE_EARLY = timedelta(seconds=2)
 # A mailbox a watcher listens to in IDLE (services/push/) is polled only as a safety net.
 WATCHED_POLL = timedelta(minutes=15)
+POLL_GROUP = 10  # due mailboxes per poll job
 
 
 def fetch_allowed(mailbox: Mailbox) -> bool:
@@ -68,17 +74,52 @@ def _claim(db: Session, mailbox_id: int, job_id: str) -> bool:
 
 
 def enqueue_fetch(
-    mailbox_id: int, redis_url: str, queue_name: str, job_id: str | None = None
+    mailbox_id: int,
+    redis_url: str,
+    queue_name: str,
+    job_id: str | None = None,
+    poll: bool = False,
 ) -> str:
+    """A fetch job for one mailbox: a first fetch (forked), or with `poll` a poll (in process)."""
+    if poll:
+        return enqueue_poll([mailbox_id], redis_url, queue_name, job_id)
+    return _enqueue("worker.jobs.fetch_mailbox", mailbox_id, redis_url, queue_name, job_id)
+
+
+def enqueue_poll(
+    mailbox_ids: list[int], redis_url: str, queue_name: str, job_id: str | None = None
+) -> str:
+    return _enqueue("worker.jobs.poll_mailboxes", mailbox_ids, redis_url, queue_name, job_id)
+
+
+def _enqueue(function: str, argument, redis_url: str, queue_name: str, job_id: str | None) -> str:
     job = get_queue(redis_url, queue_name).enqueue(
-        "worker.jobs.fetch_mailbox",
-        mailbox_id,
+        function,
+        argument,
         job_id=job_id,
         job_timeout=FETCH_JOB_TIMEOUT,
         result_ttl=600,
         failure_ttl=86400,
     )
     return job.id
+
+
+def _unclaim(db: Session, mailbox_ids: list[int]) -> None:
+    """Redis is down: the requests stay in the database (due now) for the sweep."""
+    db.exec(
+        update(Mailbox)
+        .where(col(Mailbox.id).in_(mailbox_ids))
+        .values(fetch_queued_at=None, fetch_job_id=None, next_fetch_due_at=utcnow())
+    )
+    db.commit()
+
+
+def _polled(db: Session, mailbox_ids: list[int]) -> set[int]:
+    """Which of these mailboxes have had their first fetch (a poll job serves them)."""
+    query = select(Mailbox.id).where(
+        col(Mailbox.id).in_(mailbox_ids), col(Mailbox.initial_fetch_done).is_(True)
+    )
+    return set(db.exec(query).all())
 
 
 def request_fetch(db: Session, mailbox_id: int, redis_url: str, queue_name: str) -> str | None:
@@ -93,16 +134,37 @@ def request_fetch(db: Session, mailbox_id: int, redis_url: str, queue_name: str)
     if not _claim(db, mailbox_id, job_id):
         return None
     try:
-        enqueue_fetch(mailbox_id, redis_url, queue_name, job_id)
-    except RedisError:
-        db.exec(
-            update(Mailbox)
-            .where(col(Mailbox.id) == mailbox_id)
-            .values(fetch_queued_at=None, fetch_job_id=None, next_fetch_due_at=utcnow())
+        enqueue_fetch(
+            mailbox_id, redis_url, queue_name, job_id, poll=bool(_polled(db, [mailbox_id]))
         )
-        db.commit()
+    except RedisError:
+        _unclaim(db, [mailbox_id])
         raise
     return job_id
+
+
+def request_polls(db: Session, mailbox_ids: list[int], redis_url: str, queue_name: str) -> int:
+    """Enqueue the polls of these mailboxes, POLL_GROUP to a job; how many were claimed.
+
+    Each mailbox claims its own queued slot (the group's job id), so a mailbox already
+    queued or running elsewhere is left out of the group."""
+    count = 0
+    for start in range(0, len(mailbox_ids), POLL_GROUP):
+        job_id = uuid.uuid4().hex
+        group = [
+            m
+            for m in mailbox_ids[start : start + POLL_GROUP]
+            if not leases.held(db, m) and _claim(db, m, job_id)
+        ]
+        if not group:
+            continue
+        try:
+            enqueue_poll(group, redis_url, queue_name, job_id)
+        except RedisError:
+            _unclaim(db, group)
+            raise
+        count += len(group)
+    return count
 
 
 def fetch_identity(mailbox: Mailbox) -> str:
@@ -181,11 +243,14 @@ def due_mailbox_ids(db: Session, now: datetime | None = None) -> list[int]:
 
 
 def schedule_due(db: Session, redis_url: str, queue_name: str) -> int:
-    """The scheduler's tick: one fetch job per due mailbox (each mailbox its own job)."""
-    return sum(
+    """The scheduler's tick: due polls grouped POLL_GROUP to a job, first fetches one a job."""
+    due = due_mailbox_ids(db)
+    polled = _polled(db, due) if due else set()
+    count = request_polls(db, [m for m in due if m in polled], redis_url, queue_name)
+    return count + sum(
         1
-        for mailbox_id in due_mailbox_ids(db)
-        if request_fetch(db, mailbox_id, redis_url, queue_name)
+        for mailbox_id in due
+        if mailbox_id not in polled and request_fetch(db, mailbox_id, redis_url, queue_name)
     )
 
 

@@ -37,6 +37,7 @@ class MailboxStatus:
     messages_waiting: int  # stored, not processed yet
     cases_made: int  # messages fetched here that opened a new case
     stale: bool  # badge: no successful fetch for 3 intervals
+    failures: int = 0  # failed fetches in a row: the next try backs off (services/fetching/run.py)
     progress_done: int | None = None  # first fetch in progress: done of total
     progress_total: int | None = None
 
@@ -143,6 +144,7 @@ def mailbox_status(db: Session, mailbox: Mailbox) -> MailboxStatus:
         messages_waiting=_count(db, mailbox.id, RawMessage.state == states.NEW),
         cases_made=_cases_made(db, RawMessage.mailbox_id == mailbox.id),
         stale=is_stale(mailbox, now),
+        failures=mailbox.fetch_failures,
     )
     if running and not mailbox.initial_fetch_done:
         run = db.exec(
