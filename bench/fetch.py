@@ -8,7 +8,8 @@ in the same run:
   pipeline    real `rq worker` processes running worker.jobs.fetch_mailbox: first full
               fetch into cases, with one worker (one mailbox) and two workers (two
               mailboxes of half the messages each: one mailbox is never fetched twice
-              at once)
+              at once), and two workers on ONE mailbox: one fetches, both file
+              (bench/shared_filing.py)
   re-poll     a fetch of the unchanged mailbox (median of 5) and its FETCH count (0)
   memory      peak RSS (VmHWM from /proc) of each measured process: the raw client,
               (the parsing helper of webapp/services/ingest/parse_ahead.py shown apart),
@@ -16,6 +17,7 @@ in the same run:
               messages shows whether memory stays flat as the mailbox grows
 
 Usage: make bench [BENCH_ARGS="--quick | --messages N | --postgres | --profile | --no-preload"]
+       make bench BENCH_ARGS="--postgres --shared-filing"  (one mailbox, 2 workers, alone)
        make bench BENCH_ARGS="--latency [--mailboxes N --latency-messages M --seconds S]"
          (push against polling: bench/latency.py)
        make bench BENCH_ARGS="--polling [--polling-mailboxes 200,500 --seconds S]"
@@ -50,6 +52,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench import shared_filing
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -716,7 +720,16 @@ def db_counts(database_url: str, mailbox_ids: list[int]) -> dict:
         run_seconds = [
             (r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at
         ]
+        filing_jobs = db.exec(  # rows filed by filing jobs (bench/shared_filing.py)
+            select(func.count())
+            .select_from(RawMessage)
+            .where(
+                col(RawMessage.mailbox_id).in_(mailbox_ids),
+                col(RawMessage.claimed_by).startswith("filing:"),
+            )
+        ).one()
         return {
+            "filed_by_filing_jobs": filing_jobs,
             "raw_states": states,
             "cases": cases,
             "messages": messages,
@@ -1001,6 +1014,7 @@ def table(report: dict) -> str:
             row(f"raw limit, 2 connections (2 x {meta['messages'] // 2})", raw2)
         if "two_workers" in res:
             row(f"pipeline, 2 workers (2 x {meta['messages'] // 2})", res["two_workers"], raw2)
+        shared_filing.rows(res, raw1, row)
         if "small" in res:
             row(f"pipeline, 1 worker, {res['small']['messages']} messages", res["small"], raw1)
         rp = res["one_worker"]["repoll"]
@@ -1064,7 +1078,7 @@ def table(report: dict) -> str:
 
 
 def goals(report: dict) -> list[dict]:
-    out = []
+    out = shared_filing.goals(report)
     raw1 = report["raw_limit"]["msgs_per_s"]
     for db_kind, res in report["databases"].items():
         ratio = res["one_worker"]["msgs_per_s"] / raw1
@@ -1133,6 +1147,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also profile one first fetch with cProfile (pstats in bench/results/)",
     )
     p.add_argument("--seed", type=int, default=5000, help="seed of the generated mail")
+    p.add_argument(
+        "--shared-filing",
+        action="store_true",
+        help="only the raw limit, 1 worker and 2 workers on ONE mailbox (bench/shared_filing.py)",
+    )
     p.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
     p.add_argument(
         "--no-preload",
@@ -1230,6 +1249,12 @@ def main(argv: list[str] | None = None) -> int:
     with servers([*preload, "-w", "worker.rqworker.MailWorker"]) as env:
         boxes = fill(env, args.messages, args.seed)
         main_box = boxes["main"]
+        if args.shared_filing:
+            only = shared_filing.run_only(env, db_kinds, main_box, measure_raw, first_fetch, log)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(only, indent=2, default=str) + "\n")
+            print(shared_filing.text(only))
+            return 0
         report: dict = {
             "meta": {
                 "messages": main_box.messages,
@@ -1262,6 +1287,8 @@ def main(argv: list[str] | None = None) -> int:
                 res["two_workers"] = first_fetch(
                     env, db_kind, [boxes["half_a"], boxes["half_b"]], 2
                 )
+                log(f"[{db_kind}] pipeline, 2 workers, ONE mailbox of {main_box.messages}")
+                res[shared_filing.KEY] = shared_filing.measure(env, db_kind, main_box, first_fetch)
             report["databases"][db_kind] = res
         if not args.no_two_workers:
             log("raw limit, 2 connections")

@@ -119,4 +119,6 @@ def test_concurrent_storing_and_processing_make_no_duplicates(any_db):
         assert len(db.exec(select(RawMessage)).all()) == 12
         assert len(db.exec(select(Message)).all()) == 12
         numbers = sorted(c.number for c in db.exec(select(Case)).all())
+    assert len(set(numbers)) == 12
+    if any_db.startswith("sqlite"):  # PostgreSQL's sequence leaves the loser's number unused
         assert numbers == list(range(1, 13))

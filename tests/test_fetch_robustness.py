@@ -76,6 +76,20 @@ def _fetch_until_not_busy(app_env, box: int) -> dict:
     return result
 
 
+def rq_worker_args(app_env: dict, *options: str) -> list[str]:
+    """The command line of a real `rq worker` on the app's queue."""
+    return [
+        str(PROJECT_ROOT / ".venv/bin/rq"),
+        "worker",
+        "--url",
+        app_env["REDIS_URL"],
+        "--path",
+        str(PROJECT_ROOT),
+        *options,
+        app_env["RQ_QUEUE"],
+    ]
+
+
 def _spawn(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(
         args,
@@ -125,16 +139,7 @@ def test_sigkill_of_an_rq_worker_mid_fetch_then_rerun_equals_an_uninterrupted_ru
     with new_session(app_env["DATABASE_URL"]) as db:
         assert request_fetch(db, box, app_env["REDIS_URL"], app_env["RQ_QUEUE"])
     worker = _spawn(
-        [
-            str(PROJECT_ROOT / ".venv/bin/rq"),
-            "worker",
-            "--url",
-            app_env["REDIS_URL"],
-            "--path",
-            str(PROJECT_ROOT),
-            "--burst",
-            app_env["RQ_QUEUE"],
-        ],
+        rq_worker_args(app_env, "--burst"),
         slow_env,
     )
     try:
@@ -191,16 +196,7 @@ def test_two_workers_fetching_the_same_mailbox_at_once_make_no_duplicates(
     env = {**os.environ, "MAILCHANNEL_FETCH_BATCH_SIZE": "3", "MAILCHANNEL_TEST_BATCH_DELAY": "0.1"}
     workers = [
         _spawn(
-            [
-                str(PROJECT_ROOT / ".venv/bin/rq"),
-                "worker",
-                "--url",
-                app_env["REDIS_URL"],
-                "--path",
-                str(PROJECT_ROOT),
-                "--burst",
-                app_env["RQ_QUEUE"],
-            ],
+            rq_worker_args(app_env, "--burst"),
             env,
         )
         for _ in range(2)

@@ -11,7 +11,7 @@ from webapp.config import load_settings
 from webapp.db import new_session
 from webapp.services import oauth
 from webapp.services.fetching import fetch, poll, schedule, verify
-from webapp.services.ingest import held
+from webapp.services.ingest import held, shared
 from webapp.services.outgoing import delivery, outbox
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,13 @@ def fetch_mailbox(mailbox_id: int) -> dict:
             job.save_meta()
 
     return fetch.fetch_mailbox(settings.database_url, mailbox_id, settings.mail_ca_bundle, progress)
+
+
+def file_stored(mailbox_id: int) -> dict:
+    """File what a mailbox's fetch stored, beside it, on an idle worker (offered by the fetch)."""
+    _settings, db = _context()
+    with db:
+        return shared.file_stored(db, mailbox_id)
 
 
 def poll_mailboxes(mailbox_ids: list[int]) -> list:

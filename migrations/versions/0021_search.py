@@ -3,7 +3,7 @@ triggers), case.last_message_at kept by triggers and indexed, an index for the c
 sorted by subject
 
 Revision ID: 0021_search
-Revises: 0019_watch
+Revises: 0020_case_sequence
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0021_search"
-down_revision = "0019_watch"
+down_revision = "0020_case_sequence"
 branch_labels = None
 depends_on = None
 

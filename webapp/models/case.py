@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, LargeBinary, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Sequence,
+    text,
+)
 from sqlmodel import Field, SQLModel, UniqueConstraint
 
 from webapp.db import utcnow
@@ -15,10 +24,15 @@ def _fk(target: str, ondelete: str, nullable: bool = True, index: bool = True) -
 
 
 class Counter(SQLModel, table=True):
-    """Named counters bumped with one atomic UPDATE (case numbers)."""
+    """Named counters bumped with one atomic UPDATE (case numbers on SQLite)."""
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+# Case numbers on PostgreSQL (services/ingest/filing.py): nextval takes no lock that lasts
+# until the transaction ends, so workers filing at once never wait for each other's number.
+CASE_NUMBERS = Sequence("case_number_seq", metadata=SQLModel.metadata)
 
 
 class Case(SQLModel, table=True):
@@ -28,7 +42,9 @@ class Case(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    number: int = Field(unique=True, index=True)  # shown as [#number]; from Counter "case"
+    number: int = Field(
+        unique=True, index=True
+    )  # shown as [#number]; CASE_NUMBERS or Counter "case"
     subject: str = Field(default="", max_length=1000)
     status: str = Field(default="open", max_length=16, index=True)  # open | pending | closed
     contact_id: int | None = Field(default=None, sa_column=_fk("contact.id", "SET NULL"))

@@ -32,6 +32,8 @@ class RawMessage(SQLModel, table=True):
         # Same bytes in the same mailbox (UIDVALIDITY change, message moved back) are one message.
         UniqueConstraint("mailbox_id", "sha256", name="uq_raw_message_content"),
         Index("ix_raw_message_mailbox_state", "mailbox_id", "state"),
+        # Does a reply wait for the message it answers (services/ingest/claims.py)?
+        Index("ix_raw_message_mailbox_message_id", "mailbox_id", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -60,6 +62,10 @@ class RawMessage(SQLModel, table=True):
     )
     fetched_at: datetime = Field(default_factory=utcnow)
     processed_at: datetime | None = None
+    # A worker filing this NEW row (services/ingest/claims.py); another takes it over after
+    # claimed_until. Never read for a row that is no longer NEW.
+    claimed_by: str | None = Field(default=None, max_length=120)
+    claimed_until: datetime | None = None
 
 
 class RawMessageBody(SQLModel, table=True):

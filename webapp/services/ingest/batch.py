@@ -17,8 +17,10 @@ that way too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy import bindparam, update
@@ -32,7 +34,7 @@ from webapp.mail.thread import answered_ids, confirmation_ids
 from webapp.models import Mailbox, RawMessage, RawMessageBody
 from webapp.models import message as states
 from webapp.models.contact import email_key
-from webapp.services.ingest import matching, rows
+from webapp.services.ingest import claims, matching, rows
 from webapp.services.ingest.lookups import BatchLookups
 from webapp.services.ingest.parse_ahead import Outcome, ParseAhead, limits_for
 
@@ -50,11 +52,14 @@ def process_ids(
     check: Callable[[], None] | None = None,
     ahead: ParseAhead | None = None,
     bodies: dict[int, bytes] | None = None,
+    order: claims.Order | None = None,
 ) -> dict[str, int]:
     """Process rows in order; counts per final state. A failing message never stops the rest.
 
     `check()` runs between messages; `ahead` parses them in a helper process meanwhile;
-    `bodies` are raw bytes the caller holds already (it just stored them), by row id.
+    `bodies` are raw bytes the caller holds already (it just stored them), by row id;
+    `order` (claims.py) holds back a reply until the message it answers, which another
+    worker claimed, is filed.
     """
     counts: dict[str, int] = {}
     if not raw_ids:
@@ -75,12 +80,17 @@ def process_ids(
         for start in range(0, len(raw_ids), WINDOW):
             window = raw_ids[start : start + WINDOW]
             outcomes = _parse_window(parser, window, loaded, data, ahead)
+            blocked = order.blockers(window, outcomes) if order is not None else {}
             if outcomes:
                 batch.begin()
                 _prefetch(found, window, outcomes)
             for raw_id in window:
                 if check is not None:
                     check()
+                if raw_id in blocked:
+                    batch.commit()  # let the other claimant write (SQLite's one write lock)
+                    order.wait_for(blocked[raw_id])
+                    found.invalidate()  # the window's answers predate what it filed
                 _file_one(db, batch, parser, raw_id, loaded.get(raw_id), data, outcomes)
         batch.commit()
     except BaseException:
@@ -90,14 +100,41 @@ def process_ids(
 
 
 def process_pending(
-    db: Session, mailbox_id: int, check: Callable[[], None] | None = None
+    db: Session,
+    mailbox_id: int,
+    check: Callable[[], None] | None = None,
+    *,
+    holder: str | None = None,
+    ahead: ParseAhead | None = None,
+    bodies: dict[int, bytes] | None = None,
+    budget: int | None = None,
+    fetch: bool = False,
 ) -> dict[str, int]:
-    """Process every unprocessed raw row of a mailbox; `check()` runs between messages."""
+    """Claim the mailbox's unprocessed rows nobody holds, oldest first, a chunk at a time
+    (claims.py), and file them, until none is left to claim or `budget` rows were claimed.
+
+    Rows another worker holds are left to it; `check()` runs between messages; `fetch`:
+    the caller holds the mailbox's fetch lease.
+    """
+    holder = holder or claims.filing_holder(uuid.uuid4().hex[:16])
     counts: dict[str, int] = {}
-    seen: set[int] = set()
-    while ids := [i for i in rows.pending_ids(db, mailbox_id, limit=100) if i not in seen]:
-        seen.update(ids)
-        for state, count in process_ids(db, ids, check=check).items():
+    taken = 0
+    while budget is None or taken < budget:
+        limit = claims.CLAIM_ROWS if budget is None else min(claims.CLAIM_ROWS, budget - taken)
+        ids = claims.claim(db, mailbox_id, holder, limit, fetch)
+        if not ids:
+            break
+        taken += len(ids)
+        order = claims.Order(
+            db, mailbox_id, holder, ids, check, lambda raw_id: rows.process_raw(db, raw_id)
+        )
+        try:
+            filed = process_ids(db, ids, check=check, ahead=ahead, bodies=bodies, order=order)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the database may be gone: claims expire
+                claims.release(db, ids, holder)
+            raise
+        for state, count in filed.items():
             counts[state] = counts.get(state, 0) + count
     return counts
 

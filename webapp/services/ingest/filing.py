@@ -22,6 +22,7 @@ from webapp.models import (
     MessageMailbox,
     RawMessage,
 )
+from webapp.models.case import CASE_NUMBERS
 from webapp.models.contact import email_key
 from webapp.services.ingest.copies import Received
 from webapp.services.ingest.lookups import Lookups
@@ -54,7 +55,10 @@ def find_contact(
 
 
 def next_case_number(db: Session) -> int:
-    """Bump the "case" counter in one UPDATE … RETURNING: unique and increasing on both databases."""
+    """A new case number, unique on both databases; on PostgreSQL a rolled-back batch may
+    leave a gap (see open_case)."""
+    if db.get_bind().dialect.name == "postgresql":
+        return int(db.exec(select(CASE_NUMBERS.next_value())).one())
     table = Counter.__table__
     bump = (
         update(table)
@@ -73,7 +77,18 @@ def next_case_number(db: Session) -> int:
 def open_case(
     db: Session, found: Lookups, mailbox: Mailbox, parsed: ParsedMessage, contact: Contact | None
 ) -> Case:
-    """A new case numbered from the "case" counter (flushed, not committed)."""
+    """A new case with the next number (flushed, not committed).
+
+    The number: on PostgreSQL from the sequence CASE_NUMBERS, in the INSERT itself.
+    nextval is not transactional: it locks nothing until the transaction ends, so two
+    workers filing at once never wait for each other's number, and a batch rolled back
+    leaves a gap in the numbers. On SQLite, the "case" counter row, bumped with one
+    UPDATE … RETURNING: its lock is the database's single write lock, which a filing
+    transaction holds anyway, so a sequence would gain nothing there (and numbers have
+    no gaps). One counter per mailbox range was the other way: no gaps on PostgreSQL
+    either, but each range's row still serialises the workers filing that mailbox,
+    which is exactly the one-big-mailbox case.
+    """
     now = utcnow()
     values = dict(
         subject=(parsed.subject or "(no subject)")[:1000],
@@ -85,13 +100,12 @@ def open_case(
         created_at=now,
         updated_at=now,
     )
-    case = None
-    if db.get_bind().dialect.name == "postgresql":  # one round trip instead of two
+    if db.get_bind().dialect.name == "postgresql":  # one round trip: the number in the INSERT
         numbered = db.exec(  # "orm": one row with these values, not a bulk INSERT
             _NUMBERED_INSERT, params=values, execution_options={"dml_strategy": "orm"}
         )
-        case = numbered.scalars().first()  # None: no counter row
-    if case is None:
+        case = numbered.scalars().one()
+    else:
         insert_case = insert(Case).values(number=next_case_number(db), **values)
         case = db.exec(insert_case.returning(Case)).scalars().one()
     found.noted_case(case)
@@ -99,20 +113,12 @@ def open_case(
 
 
 def _numbered_insert():
-    """WITH bumped AS (UPDATE counter … RETURNING value) INSERT INTO case … SELECT … FROM
-    bumped RETURNING *: the counter and the case in one PostgreSQL statement (built once;
-    executed with the case's values as parameters)."""
-    table, counter = Case.__table__, Counter.__table__
-    bumped = (
-        update(counter)
-        .where(counter.c.name == "case")
-        .values(value=counter.c.value + 1)
-        .returning(counter.c.value)
-        .cte("bumped")
-    )
+    """INSERT INTO case (number, …) VALUES (nextval('case_number_seq'), …) RETURNING *
+    (built once; executed with the case's values as parameters)."""
+    table = Case.__table__
     names = [c.name for c in table.c if c.name not in ("id", "number")]
-    row = select(bumped.c.value, *[bindparam(n, type_=table.c[n].type) for n in names])
-    return insert(Case).from_select(["number", *names], row).returning(Case)
+    values = {n: bindparam(n, type_=table.c[n].type) for n in names}
+    return insert(Case).values(number=CASE_NUMBERS.next_value(), **values).returning(Case)
 
 
 _NUMBERED_INSERT = _numbered_insert()

@@ -1,0 +1,101 @@
+"""Bench mode: ONE big mailbox's first fetch with two rq workers (issue 14, part 1).
+
+The IMAP connection stays single-flight (one fetch job holds the lease); the second
+worker files what the fetch stored (services/ingest/shared.py). Measured against the
+raw+parse limit of the same run (one connection: imapclient + the email package).
+Goal on PostgreSQL: 100 % or more. On SQLite the fetch files alone (one write lock):
+its figure is shown for comparison, with no goal.
+"""
+
+from __future__ import annotations
+
+GOAL_RATIO = 1.0
+KEY = "two_workers_one_mailbox"
+
+
+def measure(env, db_kind: str, box, first_fetch) -> dict:
+    """The first fetch of `box` by two rq workers with shared filing turned on (the fetch
+    job returns when all is filed)."""
+    import os
+
+    before = os.environ.get("MAILCHANNEL_SHARED_FILING")
+    os.environ["MAILCHANNEL_SHARED_FILING"] = "1"  # the workers' environment is this one's
+    try:
+        return first_fetch(env, db_kind, [box], 2)
+    finally:
+        if before is None:
+            del os.environ["MAILCHANNEL_SHARED_FILING"]
+        else:
+            os.environ["MAILCHANNEL_SHARED_FILING"] = before
+
+
+def rows(res: dict, raw1: dict, row) -> None:
+    """The table row of the measurement, if it was made."""
+    if KEY in res:
+        one = res[KEY]
+        row("pipeline, 2 workers, ONE mailbox (shared filing)", one, raw1)
+
+
+def goals(report: dict) -> list[dict]:
+    out = []
+    raw1 = report["raw_limit"]["msgs_per_s"]
+    for db_kind, res in report["databases"].items():
+        if KEY not in res or db_kind != "postgresql":
+            continue
+        one = res[KEY]
+        ratio = one["msgs_per_s"] / raw1
+        out.append(
+            {
+                "goal": f"[{db_kind}] one {one['messages']}-message mailbox, 2 workers "
+                ">= 100% of the raw limit",
+                "ok": ratio >= GOAL_RATIO,
+                "value": f"{100 * ratio:.0f}% ({one['db'].get('filed_by_filing_jobs')} of "
+                f"{one['messages']} filed by filing jobs)",
+            }
+        )
+    return out
+
+
+def run_only(env, db_kinds: list[str], box, measure_raw, first_fetch, log) -> dict:
+    """--shared-filing: just this measurement and what it is held to, in one run: the raw
+    limit (better of two runs, before and after), one worker, two workers on ONE mailbox."""
+    import os
+
+    report: dict = {"load_start": [round(x, 2) for x in os.getloadavg()], "databases": {}}
+    log("raw limit (imapclient + email package)")
+    raw_runs = [measure_raw(env, [box])]
+    for db_kind in db_kinds:
+        log(f"[{db_kind}] pipeline, 1 worker, {box.messages} messages")
+        one = first_fetch(env, db_kind, [box], 1)
+        log(f"[{db_kind}] pipeline, 2 workers, ONE mailbox of {box.messages}")
+        report["databases"][db_kind] = {
+            "one_worker": one,
+            KEY: measure(env, db_kind, box, first_fetch),
+        }
+    log("raw limit again (drift check)")
+    raw_runs.append(measure_raw(env, [box]))
+    report["raw_limit"] = max(raw_runs, key=lambda r: r["msgs_per_s"])
+    report["raw_limit_runs"] = raw_runs
+    report["load_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["goals"] = goals(report)
+    return report
+
+
+def text(report: dict) -> str:
+    raw = report["raw_limit"]["msgs_per_s"]
+    lines = [
+        f"raw+parse limit, 1 connection: {raw:.1f} msgs/s (runs: "
+        + ", ".join(f"{r['msgs_per_s']:.1f}" for r in report["raw_limit_runs"])
+        + f"); load average at start {report['load_start']}, at end {report['load_end']}"
+    ]
+    for db_kind, res in report["databases"].items():
+        for label, key in (("1 worker", "one_worker"), ("2 workers, ONE mailbox", KEY)):
+            r = res[key]
+            lines.append(
+                f"[{db_kind}] {label:24} {r['msgs_per_s']:7.1f} msgs/s {r['seconds']:7.2f} s "
+                f"CPU {r['cpu_seconds']:6.2f} s {100 * r['msgs_per_s'] / raw:4.0f}% of the limit; "
+                f"{r['db']['filed_by_filing_jobs']} filed by filing jobs, {r['db']['raw_states']}"
+            )
+    for goal in report["goals"]:
+        lines.append(f"{'PASS' if goal['ok'] else 'FAIL'}  {goal['goal']}: {goal['value']}")
+    return "\n".join(lines)
