@@ -111,6 +111,8 @@ def seed(url: str, cases: int, messages: int, mailbox_id: int) -> dict:
         conn.execute(update(Counter.__table__).where(Counter.name == "case").values(value=cases))
         if conn.execute(text("SELECT count(*) FROM counter WHERE name = 'case'")).scalar() == 0:
             conn.execute(insert(Counter.__table__).values(name="case", value=cases))
+        if postgres:  # new cases are numbered from the sequence (migration 0020)
+            conn.execute(text("SELECT setval('case_number_seq', :n)"), {"n": cases})
         rows: list[dict] = []
         for n, count in enumerate(per_case):
             for k in range(count):
@@ -299,6 +301,20 @@ def fill_small(env: Env, name: str, count: int, seed: int) -> list[Box]:
     return boxes
 
 
+def _not_filed(url: str, mailbox_ids: list[int]) -> int:
+    from sqlmodel import col, func, select
+
+    from webapp.db import new_session
+    from webapp.models import RawMessage
+
+    with new_session(url) as db:
+        query = select(func.count()).where(
+            col(RawMessage.mailbox_id).in_(mailbox_ids),
+            col(RawMessage.state).in_(["new", "failed"]),
+        )
+        return int(db.exec(query).one())
+
+
 def fetch_while_measuring(env: Env, url: str, boxes: list[Box], nice: int, client, paths) -> dict:
     """Two rq workers at WORKER_NICE=nice fetch the boxes for the first time; the pages are
     measured until the last job ends."""
@@ -328,6 +344,9 @@ def fetch_while_measuring(env: Env, url: str, boxes: list[Box], nice: int, clien
     if "error" in outcome:
         raise RuntimeError(f"the fetch failed: {outcome['error']}")
     messages = sum(box.messages for box in boxes)
+    failed = _not_filed(url, ids)
+    if failed:  # the pages were measured beside a fetch that did not do its work
+        raise RuntimeError(f"the fetch left {failed} of {messages} messages not filed")
     result.update(
         nice=nice,
         messages=messages,
