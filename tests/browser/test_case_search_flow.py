@@ -10,11 +10,10 @@ from playwright.sync_api import expect
 from tests.helpers.browser import (
     assert_clean,
     create_first_admin,
-    refresh_until_visible,
+    fetch_into_cases,
     set_window_marker,
     window_marker,
 )
-from tests.helpers.mailboxes import make_mailbox
 from tests.helpers.messages import email
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -26,12 +25,8 @@ def _two_cases(page, live_server, live_stack, dovecot, mail_user) -> None:
         email("Compiler crash", sender="grace@navy.example", to=mail_user.email, body=body)
     )
     mail_user.deliver(email("Printer jammed", sender="ada@example.org", to=mail_user.email))
-    box = make_mailbox(live_stack.env, dovecot, mail_user, initial_fetch_done=True)
-    page.goto(f"{live_server}/mailboxes/{box}")
-    page.get_by_role("button", name="Fetch now").click()
-    page.goto(f"{live_server}/cases/")
-    refresh_until_visible(page, page.get_by_role("link", name="Printer jammed"))
-    refresh_until_visible(page, page.get_by_role("link", name="Compiler crash"))
+    subjects = ("Printer jammed", "Compiler crash")
+    fetch_into_cases(page, live_server, live_stack.env, dovecot, mail_user, subjects)
 
 
 @pytest.mark.browser

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers.browser import assert_clean, create_first_admin, refresh_until_visible
-from tests.helpers.mailboxes import make_mailbox
+from tests.helpers.browser import (
+    assert_clean,
+    create_first_admin,
+    fetch_into_cases,
+)
 from tests.helpers.messages import email
 from tests.helpers.web import ADMIN_EMAIL, ADMIN_PASSWORD
 
@@ -26,11 +29,9 @@ def _desk(page, live_server, live_stack, dovecot, mail_user) -> tuple[int, str]:
     """The first admin, a mailbox without Outgoing mail and one case in it: (mailbox, case URL)."""
     create_first_admin(page, live_server)
     mail_user.deliver(email("Printer jammed", sender="ada@example.org", to=mail_user.email))
-    box = make_mailbox(live_stack.env, dovecot, mail_user, initial_fetch_done=True)
-    page.goto(f"{live_server}/mailboxes/{box}")
-    page.get_by_role("button", name="Fetch now").click()
-    page.goto(f"{live_server}/cases/")
-    refresh_until_visible(page, page.get_by_role("link", name="Printer jammed"))
+    box = fetch_into_cases(
+        page, live_server, live_stack.env, dovecot, mail_user, ["Printer jammed"]
+    )
     return box, page.get_by_role("link", name="Printer jammed").get_attribute("href")
 
 

@@ -99,6 +99,20 @@ def refresh_until_visible(page: Page, locator, deadline_seconds: float = 30.0) -
         page.wait_for_timeout(250)
 
 
+def fetch_into_cases(page: Page, live_server: str, env: dict, dovecot, user, subjects) -> int:
+    """A mailbox of this Dovecot user, Fetch now pressed on its page, and the case list
+    refreshed until a case of each subject shows; the mailbox's id."""
+    from tests.helpers.mailboxes import make_mailbox
+
+    box = make_mailbox(env, dovecot, user, initial_fetch_done=True)
+    page.goto(f"{live_server}/mailboxes/{box}")
+    page.get_by_role("button", name="Fetch now").click()
+    page.goto(f"{live_server}/cases/")
+    for subject in subjects:
+        refresh_until_visible(page, page.get_by_role("link", name=subject))
+    return box
+
+
 def assert_clean(problems, allowed=()) -> None:
     assert problems.csp_violations() == [], problems.csp_violations()
     unexpected = [
