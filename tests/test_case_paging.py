@@ -12,7 +12,7 @@ from sqlmodel import select
 from tests.helpers.rows import bulk_cases
 from tests.helpers.web import api_token
 from webapp.db import new_session, utcnow
-from webapp.models import Case, Contact, Message
+from webapp.models import Case, Contact, Mailbox, Message, MessageMailbox
 from webapp.services import case_lists, case_queries
 
 CASES = 41
@@ -92,6 +92,75 @@ def test_the_api_says_where_the_next_page_starts(admin, app_env):
     first = admin.get("/api/v1/cases", headers=headers).get_json()
     second = admin.get(first["next"], headers=headers).get_json()
     assert [item["number"] for item in second["items"]] == list(range(51, 61))
+
+
+def _two_mailboxes(url: str) -> tuple[int, int]:
+    """41 cases: 1-20 filed from Support, 21-41 from Sales; the email of cases 25 and 30
+    (twice for 30) and of Support's own case 5 came through Support too."""
+    with new_session(url) as db:
+        support, sales = (
+            Mailbox(
+                name=name, email_address=f"{name}@acme.example", email_key=f"{name}@acme.example"
+            )
+            for name in ("support", "sales")
+        )
+        db.add_all([support, sales])
+        db.commit()
+        ids = support.id, sales.id
+    bulk_cases(url, CASES)
+    with new_session(url) as db:
+        db.exec(update(Case).where(Case.id <= 20).values(mailbox_id=ids[0]))
+        db.exec(update(Case).where(Case.id > 20).values(mailbox_id=ids[1]))
+        row = {"case_id": 30, "subject": "Again", "received_at": utcnow(), "message_id": "<2@x>"}
+        db.exec(insert(Message.__table__).values(**_blank(), **row))
+        db.commit()
+        through = db.exec(select(Message.id).where(Message.case_id.in_([5, 25, 30]))).all()
+        db.add_all(MessageMailbox(message_id=m, mailbox_id=ids[0]) for m in through)
+        db.commit()
+    return ids
+
+
+SUPPORTS = [*range(1, 21), 25, 30]  # Support's cases: its own, and 25 and 30 through it
+
+
+def test_a_mailbox_lists_the_cases_that_came_through_it_once_each(any_db):
+    support, _ = _two_mailboxes(any_db)
+    shown = _walk(any_db, filters=case_queries.CaseFilters(mailbox_id=support))
+    assert sorted(shown) == SUPPORTS
+
+
+def test_a_mailbox_counts_the_cases_that_came_through_it_once_each(any_db):
+    support, _ = _two_mailboxes(any_db)
+    with new_session(any_db) as db:
+        page = case_queries.list_cases(db, filters=case_queries.CaseFilters(mailbox_id=support))
+    assert page.total == len(SUPPORTS)
+
+
+def test_a_mailbox_count_keeps_the_other_filters(any_db):
+    support, _ = _two_mailboxes(any_db)
+    filters = case_queries.CaseFilters(status="closed", mailbox_id=support)
+    with new_session(any_db) as db:
+        page = case_queries.list_cases(db, filters=filters)
+    assert page.total == len([n for n in SUPPORTS if n % 3 == 0])  # 3, 6, … 18, and 30
+
+
+def test_the_api_pages_through_a_mailbox_by_keyset_and_by_number(any_db):
+    _, sales = _two_mailboxes(any_db)
+    with new_session(any_db) as db:
+        by_after: list[int] = []
+        after = 0
+        while rows := case_lists.api_cases(db, after=after, mailbox_id=sales, per_page=PER_PAGE)[0]:
+            by_after += [c.id for c, _, _ in rows]
+            after = by_after[-1]
+        total = case_lists.api_cases(db, mailbox_id=sales, per_page=PER_PAGE)[1]
+        by_page = [
+            c.id
+            for page in range(1, 5)
+            for c, _, _ in case_lists.api_cases(db, page, mailbox_id=sales, per_page=PER_PAGE)[0]
+        ]
+    assert by_after == list(range(21, CASES + 1))
+    assert by_page == by_after
+    assert total == CASES - 20
 
 
 def test_the_last_message_time_follows_messages_added_moved_and_deleted(any_db):

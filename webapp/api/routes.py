@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from functools import wraps
 
 from flask import Blueprint, g, jsonify, request, url_for
+from sqlalchemy import Row
 from sqlmodel import func, select
 
 from webapp.models import Case, CaseEvent, Contact, Mailbox, Message, User
@@ -122,7 +123,7 @@ def contact_json(contact: Contact | None) -> dict | None:
     return {"id": contact.id, "name": contact.name, "email": contact.email} if contact else None
 
 
-def message_json(m: Message, files: case_queries.MessageAttachments) -> dict:
+def message_json(m: Message | Row, files: case_queries.MessageAttachments) -> dict:
     return {
         "id": m.id,
         "direction": m.direction,
@@ -208,7 +209,7 @@ def cases():
     case_ids = [c.id for c, _, _ in rows]
     messages = case_queries.messages_by_case(g.db, case_ids)
     files = case_queries.attachments_by_message(
-        g.db, [m.id for thread in messages.values() for m in thread]
+        g.db, [m.id for thread in messages.values() for m in thread], case_ids
     )
     boxes = case_queries.mailboxes_by_case(g.db, case_ids)
     history = case_status.histories(g.db, case_ids)

@@ -121,13 +121,34 @@ def page_of(query, order, page: int, per_page: int, total: int):
     return query.order_by(*order(False)).offset(offset).limit(per_page)
 
 
-def by_status_and_mailbox(status: str | None, mailbox_id: int | None) -> list:
-    where = []
-    if status:
-        where.append(col(Case.status) == status)
-    if mailbox_id:  # its own cases, and those whose email came through it too
-        where.append(or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id))))
-    return where
+def by_status(status: str | None) -> list:
+    return [col(Case.status) == status] if status else []
+
+
+def in_mailbox(mailbox_id: int | None) -> list:
+    """The WHERE term of a mailbox's cases, for a page: its own, and those whose email came
+    through it too (count_cases counts them apart)."""
+    if not mailbox_id:
+        return []
+    return [or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id)))]
+
+
+def count_cases(db: Session, where: list, mailbox_id: int | None = None) -> int:
+    """How many cases match `where` and, with mailbox_id, came through that mailbox: its own
+    cases and the others with an email through it are counted apart, each set by its own
+    index (an OR of the two reads every case: 80 ms on 100,000 against 11 ms), in one
+    statement."""
+    if not mailbox_id:
+        return int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+
+    def counted(*terms):
+        return select(func.count()).select_from(Case).where(*where, *terms).scalar_subquery()
+
+    own = counted(col(Case.mailbox_id) == mailbox_id)
+    others = counted(
+        col(Case.mailbox_id).is_distinct_from(mailbox_id), col(Case.id).in_(_via(mailbox_id))
+    )
+    return int(db.exec(select(own + others)).one())
 
 
 def _via(mailbox_id: int):
@@ -152,10 +173,11 @@ def api_cases(
     """One page for the API, oldest case first (stable while new cases arrive), with each
     case's contact and assignee: the cases after the id `after` (keyset: any page as cheap as
     the first), else page `page`; the total counts them all."""
-    where = by_status_and_mailbox(status, mailbox_id)
+    where = by_status(status)
     if q:
         where.append(matching(db, q).term)
-    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    total = count_cases(db, where, mailbox_id)
+    where += in_mailbox(mailbox_id)
     if after is not None:
         ids = select(Case.id).where(*where, col(Case.id) > after)
         ids = ids.order_by(col(Case.id)).limit(per_page)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from sqlalchemy import Row, literal, text, union_all
 from sqlalchemy import case as sql_case
-from sqlalchemy import literal, text, union_all
-from sqlalchemy.orm import aliased, defer
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from webapp.db import natural_order
@@ -32,7 +32,7 @@ from webapp.models import (
 )
 from webapp.models.case import STATUSES
 from webapp.services import case_lists
-from webapp.services.case_lists import PER_PAGE, by_status_and_mailbox
+from webapp.services.case_lists import PER_PAGE, by_status
 from webapp.services.ingest.attachments import (
     KEPT_ATTACHMENTS,
     NOT_KEPT_ATTACHMENTS_OFF,
@@ -123,7 +123,8 @@ class CaseFilters:
     user_id: int | None = None  # who "me" is
 
     def where(self) -> list:
-        where = by_status_and_mailbox(self.status, self.mailbox_id)
+        """The terms of every filter but the mailbox (case_lists.in_mailbox and count_cases)."""
+        where = by_status(self.status)
         if self.assignee == UNASSIGNED:
             where.append(col(Case.assignee_id).is_(None))
         elif self.assignee == MINE:
@@ -228,11 +229,13 @@ def list_cases(
     """Newest activity first (or by `sort`: one of SORTS), with contact, mailbox and assignee
     names, the last message's time and start (and the other mailboxes each case came
     through); `q` keeps the cases with a message matching its words: four queries (five with q)."""
-    where = (filters or CaseFilters()).where()
+    filters = filters or CaseFilters()
+    where = filters.where()
     found = case_lists.matching(db, q) if q else case_lists.Match(None)
-    if q:
+    if found.term is not None:
         where.append(found.term)
-    total = int(db.exec(select(func.count()).select_from(Case).where(*where)).one())
+    total = case_lists.count_cases(db, where, filters.mailbox_id)
+    where += case_lists.in_mailbox(filters.mailbox_id)
     last_at, last_text, last_direction = _last_message()
     ids_query = (
         select(Case.id)
@@ -277,14 +280,24 @@ def conversation(db: Session, case_id: int) -> list[Message]:
     return list(db.exec(query).all())
 
 
-def messages_by_case(db: Session, case_ids: list[int]) -> dict[int, list[Message]]:
-    """The messages of many cases in one query (HTML left in the database)."""
-    out: dict[int, list[Message]] = {case_id: [] for case_id in case_ids}
+# What the API shows of a message: read as plain rows, not models (a page of 50 cases holds
+# hundreds of messages, and building a model for each was half of the page's time).
+API_MESSAGE_COLUMNS = (
+    Message.id, Message.case_id, Message.direction, Message.from_name, Message.from_address,
+    Message.to_addresses, Message.cc_addresses, Message.sent_at, Message.received_at,
+    Message.subject, Message.text, Message.full_text, Message.message_id, Message.in_reply_to,
+    Message.automated,
+)  # fmt: skip
+
+
+def messages_by_case(db: Session, case_ids: list[int]) -> dict[int, list[Row]]:
+    """The messages of many cases in one query, as rows of API_MESSAGE_COLUMNS (each named
+    as the model's attribute)."""
+    out: dict[int, list[Row]] = {case_id: [] for case_id in case_ids}
     if not case_ids:
         return out
     query = (
-        select(Message)
-        .options(defer(Message.html))
+        select(*API_MESSAGE_COLUMNS)
         .where(col(Message.case_id).in_(case_ids))
         .order_by(col(Message.id))
     )
@@ -302,8 +315,12 @@ def not_kept_reason(mailbox_kept: bool, index: int) -> str:
     return "the mailbox did not keep attachments when this message arrived"
 
 
-def attachments_by_message(db: Session, message_ids: list[int]) -> dict[int, MessageAttachments]:
-    """Attachment metadata of many messages in one query; the bytes are not read."""
+def attachments_by_message(
+    db: Session, message_ids: list[int], case_ids: list[int] | None = None
+) -> dict[int, MessageAttachments]:
+    """Attachment metadata of many messages in one query; the bytes are not read. With
+    `case_ids`, when the messages are every message of these cases, they are chosen by case
+    (a page of the API: 50 ids in the query rather than hundreds)."""
     out = {message_id: MessageAttachments() for message_id in message_ids}
     if not message_ids:
         return out
@@ -321,7 +338,11 @@ def attachments_by_message(db: Session, message_ids: list[int]) -> dict[int, Mes
         )
         .join(Message, col(Message.id) == col(Attachment.message_id))
         .outerjoin(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
-        .where(col(Attachment.message_id).in_(message_ids))
+        .where(
+            col(Message.case_id).in_(case_ids)
+            if case_ids is not None
+            else col(Attachment.message_id).in_(message_ids)
+        )
         .order_by(col(Attachment.message_id), col(Attachment.id))
     )
     index: dict[int, int] = {}
