@@ -136,6 +136,36 @@ def test_an_edited_or_deleted_message_is_searched_as_it_is_now(any_db):
     assert _search(any_db, "walrus") == []
 
 
+def _walrus_in_cases_7_and_9_twice_each(url: str) -> None:
+    bulk_cases(url, 20)  # case 7 open, case 9 closed: "open" if n % 3 else "closed"
+    with new_session(url) as db:
+        for case_id in (7, 9):
+            first = db.exec(select(Message).where(Message.case_id == case_id)).one()
+            db.add(Message(case_id=case_id, subject="Again", text="a walrus again"))
+            first.text = "a walrus in the lobby"
+            db.add(first)
+        db.commit()
+
+
+def test_a_search_counts_each_matching_case_once(any_db):
+    _walrus_in_cases_7_and_9_twice_each(any_db)
+    with new_session(any_db) as db:
+        assert case_queries.list_cases(db, q="walrus").total == 2
+
+
+def test_a_search_count_keeps_the_other_filters(any_db):
+    _walrus_in_cases_7_and_9_twice_each(any_db)
+    filters = case_queries.CaseFilters(status="closed")
+    with new_session(any_db) as db:
+        assert case_queries.list_cases(db, filters=filters, q="walrus").total == 1
+
+
+def test_the_api_counts_each_matching_case_once(any_db):
+    _walrus_in_cases_7_and_9_twice_each(any_db)
+    with new_session(any_db) as db:
+        assert case_lists.api_cases(db, q="walrus")[1] == 2
+
+
 @contextlib.contextmanager
 def _sqlite(tmp_path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'm.db'}"

@@ -230,12 +230,9 @@ def list_cases(
     names, the last message's time and start (and the other mailboxes each case came
     through); `q` keeps the cases with a message matching its words: four queries (five with q)."""
     filters = filters or CaseFilters()
-    where = filters.where()
-    found = case_lists.matching(db, q) if q else case_lists.Match(None)
-    if found.term is not None:
-        where.append(found.term)
-    total = case_lists.count_cases(db, where, filters.mailbox_id)
-    where += case_lists.in_mailbox(filters.mailbox_id)
+    found = case_lists.matching(db, q)
+    total = case_lists.count_cases(db, filters.where(), filters.mailbox_id, found)
+    where = case_lists.narrowed(filters.where(), found, filters.mailbox_id)
     last_at, last_text, last_direction = _last_message()
     ids_query = (
         select(Case.id)
@@ -253,7 +250,7 @@ def list_cases(
         .outerjoin(User, col(User.id) == col(Case.assignee_id))
     )
     if ids is None:
-        return CasePage([], total, page, per_page, found.limit)
+        return CasePage([], total, page, per_page, found and found.limit)
     query = query.where(col(Case.id).in_(ids.correlate(None))).order_by(*order(False))
     rows = [
         CaseRow(c, name, email, box, user_name or (user_email or "").split("@")[0] or None,
@@ -265,7 +262,7 @@ def list_cases(
     also = other_mailboxes(db, [row.case.id for row in rows])
     for row in rows:
         row.also = also[row.case.id]
-    return CasePage(rows, total, page, per_page, found.limit)
+    return CasePage(rows, total, page, per_page, found and found.limit)
 
 
 def _preview(text_start: str | None) -> str:
