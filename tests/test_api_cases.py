@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from sqlmodel import select
 
 from tests.helpers.databases import (
     COVERED,
@@ -16,7 +19,7 @@ from tests.helpers.messages import email, html_email
 from tests.helpers.rows import bulk_cases
 from tests.helpers.web import change_status, csrf_from, fetch_now
 from webapp.db import get_engine, new_session
-from webapp.models import Mailbox
+from webapp.models import Mailbox, Message
 from webapp.services.access import users
 
 
@@ -139,6 +142,40 @@ def test_mailboxes_count_fetched_and_failed_messages(
     assert items[box]["messages_failed"] == 1
     assert items[empty]["messages_fetched"] == 0
     assert items[empty]["messages_failed"] == 0
+
+
+def test_a_message_in_the_api_has_every_field(api, app_env):
+    bulk_cases(app_env["DATABASE_URL"], 10)
+    sent = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    with new_session(app_env["DATABASE_URL"]) as db:
+        message = db.exec(select(Message).where(Message.case_id == 1)).one()
+        fields = dict(direction="out", from_name="Ann", from_address="ann@acme.example",
+                      to_addresses="bob@example.org", cc_addresses="cy@example.org",
+                      sent_at=sent, received_at=sent, subject="Re: Hello", text="Hi",
+                      full_text="Hi\n> Hello", in_reply_to="<h@x>", automated="Auto-Submitted")  # fmt: skip
+        for name, value in fields.items():
+            setattr(message, name, value)
+        db.add(message)
+        db.commit()
+        message_id = message.id
+    (shown,) = api("/api/v1/cases")["items"][0]["messages"]
+    assert shown == {
+        "id": message_id,
+        "direction": "out",
+        "sender": {"name": "Ann", "email": "ann@acme.example"},
+        "to": "bob@example.org",
+        "cc": "cy@example.org",
+        "date": "2026-03-01T09:30:00+00:00",
+        "received_at": "2026-03-01T09:30:00+00:00",
+        "subject": "Re: Hello",
+        "text": "Hi",
+        "full_text": "Hi\n> Hello",
+        "message_id": "<bulk1@x>",
+        "in_reply_to": "<h@x>",
+        "automated": "Auto-Submitted",
+        "attachments": [],
+        "attachments_not_kept": [],
+    }
 
 
 def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):
