@@ -144,6 +144,7 @@ def show(case_id: int):
         outgoing=outgoing,
         sends=sending.sends_by_message(outgoing),
         comment_key=new_comment_key(),
+        note_key=new_comment_key(),
         comment_cc=notify.reply_cc(g.db, case),
         tasks=task_service.tasks_of_case(g.db, case.id),
         task_form=TaskForm(formdata=None),
