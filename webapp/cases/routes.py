@@ -175,7 +175,7 @@ def assign(case_id: int):
     user = g.db.get(User, int(value)) if value.isdigit() and len(value) < 10 else None
     if value and (user is None or not user.active):
         return _status_changed(case, "Choose an active member of the team, or Nobody.", "error")
-    if case_status.assign(g.db, case, user, by=g.user.email):
+    if case_status.assign(g.db, case, user, by=g.user.email, who=(g.user.id, client_address())):
         g.db.commit()
         whom = user.display_name if user else "nobody"
         return _status_changed(case, f"Case #{case.number} is assigned to {whom}.")
