@@ -52,8 +52,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from bench import shared_filing
+from bench import cpu, shared_filing
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -436,6 +437,7 @@ def rate(messages: int, size: int, seconds: float) -> dict:
 def measure_raw(env: Env, boxes: list[Box], parse: bool = True) -> dict:
     """The raw limit over one or more mailboxes at once (one connection / process each)."""
     started = time.perf_counter()
+    meter = cpu.snapshot(env.dovecot.pid)
     procs = []
     for box in boxes:
         cfg = {
@@ -450,6 +452,7 @@ def measure_raw(env: Env, boxes: list[Box], parse: bool = True) -> dict:
         procs.append(_start_measured(self_child("raw", cfg)))
     outs = [_finish_measured(p) for p in procs]
     seconds = time.perf_counter() - started
+    beside = cpu.used(meter, cpu.snapshot(env.dovecot.pid))
     for m in outs:
         if m.returncode != 0:
             raise RuntimeError(f"raw fetch failed:\n{m.stderr[-3000:]}")
@@ -462,6 +465,7 @@ def measure_raw(env: Env, boxes: list[Box], parse: bool = True) -> dict:
     out = rate(messages, size, seconds if len(boxes) > 1 else got[0]["seconds"])
     out["peak_rss_mb"] = round(max(g["vmhwm_mb"] for g in got), 1)
     out["cpu_seconds"] = round(sum(g["cpu"] for g in got), 2)
+    out["machine_cpu"] = beside
     return out
 
 
@@ -748,6 +752,7 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int, repolls:
     with fresh_database(env, db_kind) as url:
         ids = [make_mailbox(env, url, b) for b in boxes]
         with Workers(env, url, workers) as pool:
+            meter = cpu.snapshot(env.dovecot.pid, _database_name(url))
             seconds, results = pool.run_jobs(ids)
             first_timings = pool.timings
             extra_runs = 0
@@ -763,6 +768,7 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int, repolls:
                 if result.get("state") != "ok":
                     raise RuntimeError(f"fetch failed: {result}\n{pool.log_tail()}")
             idle = pool.idle_rss_mb
+            beside = cpu.used(meter, cpu.snapshot(env.dovecot.pid, _database_name(url)))
             peaks, cpus = pool.stop()
         counts = db_counts(url, ids)
         messages = sum(b.messages for b in boxes)
@@ -780,6 +786,7 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int, repolls:
             cpu_seconds_per_worker=cpus,
             idle_worker_rss_mb=[round(x, 1) for x in idle],
             extra_runs=extra_runs,
+            machine_cpu=beside,
             rq_timestamps=first_timings,
             db=counts,
         )
@@ -787,6 +794,11 @@ def first_fetch(env: Env, db_kind: str, boxes: list[Box], workers: int, repolls:
             out["repoll_rq"] = repoll_rq(env, url, ids[0], repolls)
             out["repoll"] = repoll_in_process(env, url, ids[0], repolls)
         return out
+
+
+def _database_name(url: str) -> str | None:
+    """The PostgreSQL database of a URL (its backends are counted by bench/cpu.py)."""
+    return urlsplit(url).path.lstrip("/") or None if url.startswith("postgresql") else None
 
 
 def repoll_rq(env: Env, url: str, mailbox_id: int, repeat: int) -> dict:

@@ -166,6 +166,38 @@ def test_cases_closed_and_reopened_are_recorded(admin, app_env, dovecot, mail_us
     assert reopened.actor_id == _admin_id(app_env)
 
 
+def test_a_case_set_to_pending_is_recorded(admin, app_env, dovecot, mail_user, smtp_server):
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
+    case = open_case(app_env, box, mail_user)
+    page = admin.get(f"/cases/{case.id}").get_data(as_text=True)
+    admin.post(
+        f"/cases/{case.id}/status", data={"csrf_token": csrf_from(page), "status": "pending"}
+    )
+    (pending,) = _events(app_env, audit.CASE_PENDING)
+    assert pending.target == f"case #{case.number}"
+    assert pending.actor_id == _admin_id(app_env)
+
+
+def test_a_case_assigned_and_given_back_is_recorded(
+    admin, app_env, dovecot, mail_user, smtp_server
+):
+    box = replying_desk(app_env, dovecot, mail_user, smtp_server)
+    case = open_case(app_env, box, mail_user)
+    page = admin.get(f"/cases/{case.id}").get_data(as_text=True)
+    token = csrf_from(page)
+    admin.post(
+        f"/cases/{case.id}/assignee", data={"csrf_token": token, "assignee": _admin_id(app_env)}
+    )
+    admin.post(f"/cases/{case.id}/assignee", data={"csrf_token": token, "assignee": ""})
+    assigned, given_back = _events(app_env, audit.CASE_ASSIGNED)
+    assert assigned.details == {"via": "case page", "assignee": ADMIN_EMAIL}
+    assert given_back.details == {"via": "case page", "assignee": None}
+    assert assigned.actor_id == _admin_id(app_env)
+    assert assigned.address == "127.0.0.1"
+    page = admin.get("/audit/").get_data(as_text=True)
+    assert "Case assigned" in page
+
+
 def test_oauth_authorized_and_reauthorization_needed_are_recorded(
     admin, app, app_env, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
 ):

@@ -30,12 +30,20 @@ def case(admin, app_env, dovecot, mail_user, smtp_server):
     )  # fmt: skip
 
 
+def _note_form(client, case_id: int, text: str) -> dict:
+    """The Internal note form's fields as the case page renders them, the note typed in."""
+    page = case_page(client, case_id)
+    form = re.search(r'<form id="note-form".*?</form>', page, re.S).group(0)
+    key = re.search(r'name="key" value="([^"]+)"', form).group(1)
+    return {"csrf_token": csrf_from(page), "note": text, "next": f"/cases/{case_id}", "key": key}
+
+
 def _note(client, case_id: int, text: str, *, htmx: bool = False):
     """Post the Internal note form as the case page renders it."""
-    page = case_page(client, case_id)
-    data = {"csrf_token": csrf_from(page), "note": text, "next": f"/cases/{case_id}"}
     headers = {"HX-Request": "true"} if htmx else {}
-    return client.post(f"/cases/{case_id}/notes", data=data, headers=headers)
+    return client.post(
+        f"/cases/{case_id}/notes", data=_note_form(client, case_id, text), headers=headers
+    )
 
 
 def _reply(client, case_id: int, text: str, cc: str):
@@ -114,6 +122,46 @@ def test_an_internal_note_with_htmx_returns_a_fresh_form_and_the_note(admin, app
     assert 'hx-swap-oob="beforeend:section.conversation"' in body
     assert "Checked the logs." in body
     assert outbox_rows(app_env) == []
+
+
+def test_a_note_form_sent_twice_adds_one_note(admin, app_env, case):
+    form = _note_form(admin, case.id, "Called Ada, no answer.")
+    first = admin.post(f"/cases/{case.id}/notes", data=form)
+    again = admin.post(f"/cases/{case.id}/notes", data=form)  # a double click, a resubmit
+
+    assert first.status_code == 303
+    assert again.status_code == 303
+    notes = [m for m in messages_of(app_env, case.id) if m.direction == "note"]
+    assert [n.text for n in notes] == ["Called Ada, no answer."]
+
+
+def test_the_same_words_in_two_note_forms_are_two_notes(admin, app_env, case):
+    assert _note(admin, case.id, "Waiting for the part.").status_code == 303
+    assert _note(admin, case.id, "Waiting for the part.").status_code == 303
+
+    notes = [m for m in messages_of(app_env, case.id) if m.direction == "note"]
+    assert len(notes) == 2
+
+
+def test_a_fresh_note_form_after_a_note_has_a_new_key(admin, app_env, case):
+    form = _note_form(admin, case.id, "First look done.")
+    resp = admin.post(f"/cases/{case.id}/notes", data=form, headers={"HX-Request": "true"})
+    fresh = re.search(r'name="key" value="([^"]+)"', resp.get_data(as_text=True)).group(1)
+
+    assert fresh != form["key"]
+
+
+def test_a_reply_after_a_note_does_not_mention_the_note(
+    admin, app_env, case, smtp_server, run_worker
+):
+    assert _note(admin, case.id, "Internal: she is a VIP.").status_code == 303
+    assert comment(admin, case.id, "We are on it.").status_code == 303
+    run_worker()
+
+    (row,) = outbox_rows(app_env)
+    assert "<first@ada.example>" in row.references_ids
+    assert "invalid" not in row.references_ids
+    assert b"invalid" not in smtp_server.messages[-1].data
 
 
 def test_an_empty_note_is_refused_next_to_its_field(admin, app_env, case):

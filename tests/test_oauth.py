@@ -14,6 +14,7 @@ from tests.helpers.web import ADMIN_PASSWORD, csrf_from, get_csrf, mailbox_data
 from webapp import crypto
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox, OAuthAuthorization, User
+from webapp.queue import get_queue
 from webapp.services import oauth
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi %d\r\n\r\nbody\r\n"
@@ -432,3 +433,15 @@ def test_a_passing_provider_outage_is_retried_later(
     admin.post(f"/mailboxes/{box_id}/verify", data={"csrf_token": get_csrf(admin, "/mailboxes/")})
     run_worker()
     assert mailbox_of(app, box_id).verify_state == "ok"
+
+
+def test_saving_an_oauth_mailbox_before_authorizing_asks_no_worker(
+    admin, app_env, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client
+):
+    box_id = oauth_box(admin, oauth_server, oauth_dovecot, oauth_mail_user, oauth_client)
+    page = admin.get(f"/mailboxes/{box_id}/setup").get_data(as_text=True)  # no worker ran
+
+    assert "Next step: authorize." in page
+    assert "This mailbox is not authorized yet." in page
+    assert "Waiting for a worker" not in page
+    assert get_queue(app_env["REDIS_URL"], app_env["RQ_QUEUE"]).job_ids == []

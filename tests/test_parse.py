@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.cpu_budget import within_cpu_budget
 from webapp.mail import parse as parse_module
 from webapp.mail.charsets import decode_bytes
 from webapp.mail.parse import (
@@ -322,9 +322,7 @@ def test_time_limit_is_checked_while_walking():
 def test_pathological_address_header_stays_fast():
     words = b"\n ".join([b"=?utf-8?Q?date=3E2017-08-20T10:08:28.617=3C/pr?="] * 4000)
     raw = b'From: "t" <t@example.com>\nTo: "t" <t@example.com>,\n ' + words + b"\n\nx\n"
-    started = time.monotonic()
-    msg = parse_message(raw)
-    assert time.monotonic() - started < 2
+    msg = within_cpu_budget(parse_message, raw)
     assert msg.to[0] == "t@example.com"
 
 

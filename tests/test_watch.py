@@ -27,6 +27,7 @@ from tests.helpers.web import api_token, get_csrf
 from webapp.db import new_session, utcnow
 from webapp.models import Mailbox, WatchLease
 from webapp.services.fetching import schedule
+from webapp.services.push import targets as push_targets
 
 
 @pytest.fixture(autouse=True)
@@ -337,3 +338,36 @@ def test_each_chosen_folder_has_its_own_idle_connection(app_env, dovecot, mail_u
                 case = wait_for(lambda: case_with_subject(app_env, "Into Support"))
             assert case.subject == "Into Support"
             assert lease(app_env, box).last_event == "New mail in Support"
+
+
+def _sessions(*watchers) -> int:
+    return sum(len(b.sessions) for w in watchers for b in list(w.boxes.values()))
+
+
+def test_two_watchers_keep_one_account_under_its_connection_limit(
+    app_env, dovecot, mail_user, monkeypatch
+):
+    monkeypatch.setattr(push_targets, "DEFAULT_ACCOUNT_LIMIT", 5)  # 5 - 2 reserved: 3 IDLE
+    mail_user.deliver(email("Seed", to=mail_user.email), folder="Support")  # the folder exists
+    with DowngradeProxy(dovecot.host, dovecot.imaps_port, rewrite=None) as proxy:
+        boxes = [  # one account (host and username), two mailboxes of two folders each
+            _quiet_box(app_env, dovecot, mail_user, port=proxy.port, folders="INBOX\nSupport",
+                       email_address=f"desk{i}@example.com", email_key=f"desk{i}@example.com")
+            for i in range(2)
+        ]  # fmt: skip
+        with watcher_thread(app_env) as one, watcher_thread(app_env) as two:
+            wait_for(
+                lambda: len(one.boxes) == 1 and len(two.boxes) == 1,
+                what="each watcher holding one mailbox",
+            )
+            wait_for(
+                lambda: proxy.open_connections == _sessions(one, two),
+                what="the connections settled",
+            )
+            assert _sessions(one, two) == 3
+            assert proxy.open_connections == 3
+            rows = [lease(app_env, box) for box in boxes]
+            limited = [row for row in rows if row.error]
+            assert len(limited) == 1
+            assert "1 of 2 folders are polled instead" in limited[0].error
+            assert limited[0].watching_since is None  # so it is polled at its own interval

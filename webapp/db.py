@@ -69,6 +69,21 @@ def insert_ignore(db: Session, table):
     return insert(table).on_conflict_do_nothing()
 
 
+def begin_writing(db: Session) -> None:
+    """Open the write transaction; on SQLite take the write lock now (BEGIN IMMEDIATE).
+
+    pysqlite only begins a transaction before DML: a SAVEPOINT outside one would be
+    the outermost transaction and its RELEASE would commit. BEGIN IMMEDIATE also
+    waits for the lock (busy_timeout) instead of failing when a read snapshot must
+    be upgraded after another writer committed.
+    """
+    connection = db.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if not dbapi.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def lock_all_for_transaction(db: Session, names: list[str]) -> None:
     """Hold locks named `names` until the transaction ends, so that two workers asking the
     same question ("is this email filed already?") answer it one after the other.

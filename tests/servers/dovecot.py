@@ -167,6 +167,11 @@ class DovecotServer:
             raise RuntimeError(f"dovecot did not start: {exc}\n{log}") from exc
         return self
 
+    @property
+    def pid(self) -> int | None:
+        """The master's process id (setpriv execs it), or None when stopped."""
+        return self._process.pid if self._process is not None else None
+
     def stop(self, remove_files: bool = True) -> None:
         """Stop dovecot and its children, then delete its directory."""
         process, self._process = self._process, None

@@ -146,6 +146,7 @@ def show(case_id: int):
         outgoing=outgoing,
         sends=sending.sends_by_message(outgoing),
         comment_key=new_comment_key(),
+        note_key=new_comment_key(),
         comment_cc=notify.reply_cc(g.db, case),
         tasks=task_service.tasks_of_case(g.db, case.id),
         task_form=TaskForm(formdata=None),
@@ -176,7 +177,7 @@ def assign(case_id: int):
     user = g.db.get(User, int(value)) if value.isdigit() and len(value) < 10 else None
     if value and (user is None or not user.active):
         return _status_changed(case, "Choose an active member of the team, or Nobody.", "error")
-    if case_status.assign(g.db, case, user, by=g.user.email):
+    if case_status.assign(g.db, case, user, by=g.user.email, who=(g.user.id, client_address())):
         g.db.commit()
         whom = user.display_name if user else "nobody"
         return _status_changed(case, f"Case #{case.number} is assigned to {whom}.")

@@ -30,6 +30,7 @@ class NoteForm(FlaskForm):
         "Internal note",
         validators=[InputRequired("Write the note first."), Length(max=100_000)],
     )
+    key = HiddenField()  # one per rendered form: a double submit adds one note
     next = HiddenField()
 
 

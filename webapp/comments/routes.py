@@ -124,7 +124,7 @@ def add_note(case_id: int):
         try:
             note = notify.post_note(
                 g.db, case, author=g.user.email, text=form.note.data,
-                agent_name=g.user.display_name,
+                agent_name=g.user.display_name, key=form.key.data or "",
             )  # fmt: skip
         except notify.CommentError as exc:
             error = str(exc)
@@ -132,7 +132,7 @@ def add_note(case_id: int):
             notice = "The internal note was added. It is not emailed to anyone."
             if htmx:
                 html = render_block(CASE_PAGE, "note_form", case=case, note_notice=notice,
-                                    note_next=back)  # fmt: skip
+                                    note_next=back, note_key=new_comment_key())  # fmt: skip
                 html += render_block(CASE_PAGE, "message", case=case, message=note,
                                      attachments={}, remote_images=set(), sends={}, oob=True)  # fmt: skip
                 resp = make_response(html)
@@ -141,7 +141,8 @@ def add_note(case_id: int):
             flash(notice, "ok")
             return redirect(back, 303)
     ctx = {"case": case, "note_error": error, "note_text": form.note.data or "",
-           "note_next": back, "writing": "note"}  # fmt: skip
+           "note_next": back, "note_key": form.key.data or new_comment_key(),
+           "writing": "note"}  # fmt: skip
     if htmx:
         return render_block(RETRY_PAGE, "note_form", **ctx), 422
     return render_template(RETRY_PAGE, **ctx), 422

@@ -31,7 +31,11 @@ SEND_AND_CLOSE = "send and close"
 INCOMING_EMAIL = "incoming email"
 
 Who = tuple[int | None, str | None]  # (user id, client address): who acted, for the audit log
-AUDIT_ACTIONS = {CLOSED_EVENT: audit.CASE_CLOSED, REOPENED_EVENT: audit.CASE_REOPENED}
+AUDIT_ACTIONS = {
+    CLOSED_EVENT: audit.CASE_CLOSED,
+    REOPENED_EVENT: audit.CASE_REOPENED,
+    PENDING_EVENT: audit.CASE_PENDING,
+}
 EVENT_OF_STATUS = {OPEN: REOPENED_EVENT, PENDING: PENDING_EVENT, CLOSED: CLOSED_EVENT}
 
 
@@ -78,7 +82,14 @@ def top_of_case(db: Session, case: Case) -> dict:
     return {"case": case, "history": history(db, case.id), "team": assignable_users(db)}
 
 
-def assign(db: Session, case: Case, assignee: User | None, by: str, via: str = CASE_PAGE) -> bool:
+def assign(
+    db: Session,
+    case: Case,
+    assignee: User | None,
+    by: str,
+    via: str = CASE_PAGE,
+    who: Who = (None, None),
+) -> bool:
     """Give the case to a user of the team (None: to nobody); False when it was theirs already."""
     assignee_id = assignee.id if assignee is not None else None
     now = utcnow()
@@ -88,7 +99,8 @@ def assign(db: Session, case: Case, assignee: User | None, by: str, via: str = C
     name = assignee.display_name if assignee is not None else ""
     db.add(CaseEvent(case_id=case.id, action=ASSIGNED_EVENT, actor=(by or "")[:320], via=via,
                      detail=name[:320], created_at=now))  # fmt: skip
-    db.flush()
+    details = {"via": via, "assignee": assignee.email if assignee is not None else None}
+    audit.record(db, audit.CASE_ASSIGNED, who[0], f"case #{case.number}", details, who[1])
     return True
 
 

@@ -31,6 +31,8 @@ TOKEN_CREATED = "token.created"
 TOKEN_REVOKED = "token.revoked"
 CASE_CLOSED = "case.closed"
 CASE_REOPENED = "case.reopened"
+CASE_PENDING = "case.pending"
+CASE_ASSIGNED = "case.assigned"
 LABELS = {
     SIGN_IN: "Signed in",
     SIGN_IN_FAILED: "Sign-in failed",
@@ -49,6 +51,8 @@ LABELS = {
     TOKEN_REVOKED: "API token revoked",
     CASE_CLOSED: "Case closed",
     CASE_REOPENED: "Case reopened",
+    CASE_PENDING: "Case set to Pending",
+    CASE_ASSIGNED: "Case assigned",
 }
 PER_PAGE = 50
 

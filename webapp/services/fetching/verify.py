@@ -64,9 +64,32 @@ def enqueue_verification(mailbox_id: int, redis_url: str, queue_name: str) -> st
 def request_verification(
     db: Session, mailbox: Mailbox, redis_url: str | None, queue_name: str
 ) -> None:
-    """Check the mailbox again: pending now, and a job for a worker when there is a queue."""
+    """Check the mailbox again: pending now, and a job for a worker when there is a queue.
+
+    An OAuth mailbox with no token yet is answered at once, with no job: its next step is
+    Get Authorization Code, and the callback asks for the check that counts."""
+    if _not_authorized(mailbox):
+        _needs_authorization(db, mailbox)
+        return
     job_id = enqueue_verification(mailbox.id, redis_url, queue_name) if redis_url else None
     mark_pending(db, mailbox, job_id)
+
+
+def _not_authorized(mailbox: Mailbox) -> bool:
+    return mailbox.auth_type == "oauth" and not mailbox.access_token_enc
+
+
+def _needs_authorization(db: Session, mailbox: Mailbox) -> None:
+    mailbox.message_count = mailbox.importable_count = None
+    mailbox.verify_job_id = None
+    _fail(
+        db,
+        mailbox,
+        "oauth_needed",
+        "This mailbox is not authorized yet.",
+        "Click “Get Authorization Code”, sign in with the mailbox's account and allow access; "
+        "you come back here and the check runs again.",
+    )
 
 
 def _step(db: Session, mailbox: Mailbox, text: str) -> None:
@@ -103,15 +126,8 @@ def run_verification(
         def counter(settings: ServerSettings):
             return survey(settings, chosen, since)
 
-    if mailbox.auth_type == "oauth" and not mailbox.access_token_enc:
-        _fail(
-            db,
-            mailbox,
-            "oauth_needed",
-            "This mailbox is not authorized yet.",
-            "Click “Get Authorization Code”, sign in with the mailbox's account and allow access; "
-            "you come back here and the check runs again.",
-        )
+    if _not_authorized(mailbox):
+        _needs_authorization(db, mailbox)
         return mailbox
     family = "POP3" if mailbox.protocol.startswith("pop3") else "IMAP"
     _step(db, mailbox, f"Connecting to {mailbox.host}:{mailbox.port} ({family}) and logging in…")

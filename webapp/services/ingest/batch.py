@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import begin_writing, utcnow
 from webapp.mail.parse import ParseLimits
 from webapp.mail.sync import Fetched
 from webapp.mail.thread import answered_ids, confirmation_ids
@@ -295,7 +295,7 @@ class _Batch:
 
     def begin(self) -> None:
         if self.opened is None:
-            rows.begin_writing(self.db)
+            begin_writing(self.db)
             self.opened = time.monotonic()
 
     def add(self, raw_id: int, state: str, error: str | None) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import begin_writing, utcnow
 from webapp.mail.parse import ParsedMessage, ParseLimits
 from webapp.models import Mailbox, Message, RawMessage, RawMessageBody
 from webapp.models import message as states
@@ -239,18 +239,3 @@ def _in_savepoint(db: Session, found: Lookups, raw: RawMessage, work: Callable[[
 def _finish(db: Session, found: Lookups, raw: RawMessage, state: str, error: str | None) -> str:
     """Record the outcome (not committed): the caller commits."""
     return _in_savepoint(db, found, raw, lambda: (state, error))
-
-
-def begin_writing(db: Session) -> None:
-    """Open the write transaction; on SQLite take the write lock now (BEGIN IMMEDIATE).
-
-    pysqlite only begins a transaction before DML: a SAVEPOINT outside one would be
-    the outermost transaction and its RELEASE would commit. BEGIN IMMEDIATE also
-    waits for the lock (busy_timeout) instead of failing when a read snapshot must
-    be upgraded after another writer committed.
-    """
-    connection = db.connection()
-    if connection.dialect.name == "sqlite":
-        dbapi = connection.connection.dbapi_connection
-        if not dbapi.in_transaction:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")

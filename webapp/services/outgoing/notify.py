@@ -14,7 +14,7 @@ from email.utils import getaddresses, parseaddr
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from webapp.db import utcnow
+from webapp.db import begin_writing, lock_all_for_transaction, utcnow
 from webapp.mail.thread import reply_references
 from webapp.models import Case, Contact, EmailTemplate, Mailbox, Message, OutboxMessage
 from webapp.models.case import INCOMING, NOTE, OUTGOING
@@ -63,7 +63,7 @@ def thread_ids(db: Session, case: Case, contact_key: str) -> tuple[str | None, l
     """In-Reply-To: the contact's latest message on the case; References: every id, ours and theirs."""
     messages = db.exec(
         select(Message.message_id, Message.direction, Message.from_address, Message.created_at)
-        .where(Message.case_id == case.id)
+        .where(Message.case_id == case.id, col(Message.direction) != NOTE)  # never emailed
         .order_by(col(Message.id))
     ).all()
     ours = db.exec(
@@ -190,16 +190,37 @@ def post_comment(
     return row
 
 
-def post_note(db: Session, case: Case, *, author: str, text: str, agent_name: str = "") -> Message:
-    """Add an internal note to the conversation: for the team only, never emailed; commits."""
+def post_note(
+    db: Session, case: Case, *, author: str, text: str, agent_name: str = "", key: str = ""
+) -> Message:
+    """Add an internal note to the conversation: for the team only, never emailed; commits.
+
+    `key` is the form's own (comments/forms.py): the same key again (a double click, a form
+    sent twice) gives the note it added the first time. It is kept as the note's Message-ID,
+    which no email can carry (notes are never sent, and .invalid is no domain); the check
+    and the insert run under one lock (db.begin_writing, db.lock_all_for_transaction)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise CommentError("Write the note first.")
+    marker = note_marker(key) if key else None
+    if marker is not None:
+        begin_writing(db)
+        lock_all_for_transaction(db, [f"note {marker}"])
+        posted = db.exec(
+            select(Message).where(
+                col(Message.case_id) == case.id,
+                col(Message.direction) == NOTE,
+                col(Message.message_id) == marker,
+            )
+        ).first()
+        if posted is not None:
+            db.commit()
+            return posted
     now = utcnow()
     note = Message(
         case_id=case.id, mailbox_id=case.mailbox_id, contact_id=None, direction=NOTE,
         from_address=author[:320], from_name=(agent_name or author)[:200], sent_at=now,
-        received_at=now,
+        received_at=now, message_id=marker,
         subject=case.subject, text=text, full_text=text,
     )  # fmt: skip
     db.add(note)
@@ -207,6 +228,11 @@ def post_note(db: Session, case: Case, *, author: str, text: str, agent_name: st
     db.commit()
     db.refresh(note)
     return note
+
+
+def note_marker(key: str) -> str:
+    """The Message-ID kept on a note added by the form with this key (post_note)."""
+    return f"<note-{key[:100]}@mailchannel.invalid>"
 
 
 def acknowledge_new_case(

@@ -53,6 +53,12 @@ def reconnect(db: Session, mailbox_id: int, holder: str, error: str | None) -> N
     _update(db, mailbox_id, holder, reconnects=ring_text, watching_since=None, error=error)
 
 
+def limited(db: Session, mailbox_id: int, holder: str, error: str) -> None:
+    """Some chosen folders have no IDLE connection (the provider's limit per account): the
+    mailbox is polled at its own interval, and the page says why."""
+    _update(db, mailbox_id, holder, watching_since=None, error=error)
+
+
 def _times(ring: str) -> list[int]:
     return [int(t) for t in ring.split() if t.isdigit()]
 

@@ -62,6 +62,7 @@ class Watcher:
         self.timing = timing or Timing.from_env()
         self.holder = holder or new_holder()
         self.boxes: dict[int, WatchedMailbox] = {}
+        self.targets: dict[int, Target] = {}  # the watchable mailboxes at the last turn
         self.pending: dict[int, float] = {}  # mailbox id -> when to ask for its fetch
         self.reports: queue.Queue[Report | None] = queue.Queue()
         self._stopping = False
@@ -116,6 +117,7 @@ class Watcher:
         """Heartbeat, renew, follow edits, and take or give back mailboxes to a fair share."""
         leases.heartbeat(db, self.holder)
         targets = {t.mailbox_id: t for t in watchable(db)}
+        self.targets = targets
         held = leases.renew_all(db, self.holder)
         for mailbox_id in held - set(self.boxes):
             leases.release(db, mailbox_id, self.holder)  # left from an earlier turn
@@ -145,13 +147,26 @@ class Watcher:
                 self.boxes[mailbox_id] = WatchedMailbox(target)
                 self._start_sessions(db, mailbox_id)
 
-    def _connections(self, account: str) -> int:
-        return sum(len(b.sessions) for b in self.boxes.values() if b.target.account == account)
+    def _connections(self, db: Session, account: str) -> int:
+        """The account's connections: this watcher's sessions, and for each mailbox of the
+        account another watcher holds, one per chosen folder (what it may have opened).
+
+        Counted after our own lease is taken, from the others' leases: of two watchers
+        starting on one account at once, each sees the other's lease and leaves room for
+        all its folders, so together they stay under the provider's limit."""
+        own = sum(len(b.sessions) for b in self.boxes.values() if b.target.account == account)
+        others = leases.taken_by_others(db, self.holder)
+        theirs = sum(
+            len(target.folders)
+            for mailbox_id, target in self.targets.items()
+            if mailbox_id in others and target.account == account
+        )
+        return own + theirs
 
     def _start_sessions(self, db: Session, mailbox_id: int) -> None:
         box = self.boxes[mailbox_id]
         target = box.target
-        room = target.account_limit - self._connections(target.account)
+        room = target.account_limit - self._connections(db, target.account)
         for folder in target.folders[: max(room, 0)]:
             box.sessions[folder] = FolderSession(
                 self.database_url,
@@ -161,9 +176,14 @@ class Watcher:
                 self.reports.put,
                 self.timing,
             ).start()
-        if not box.sessions:
-            state.reconnect(
-                db, mailbox_id, self.holder, "The provider's connection limit is reached."
+        if len(box.sessions) < len(target.folders):
+            left = len(target.folders) - len(box.sessions)
+            state.limited(
+                db,
+                mailbox_id,
+                self.holder,
+                f"The provider's connection limit is reached: {left} of "
+                f"{len(target.folders)} folders are polled instead.",
             )
 
     def _stop_sessions(self, mailbox_id: int) -> None:
@@ -193,7 +213,7 @@ class Watcher:
         mailbox_id, holder = session.mailbox_id, self.holder
         if report.kind == "listening":
             box.listening.add(session.folder)
-            if box.listening >= set(box.sessions):
+            if box.listening >= set(box.target.folders):  # else polled, for the others
                 state.listening(db, mailbox_id, holder, utcnow())
             state.event(db, mailbox_id, holder, f"Connected to {session.folder}; checking for mail")
             self.ring(mailbox_id)  # mail may have come while we were not listening
