@@ -19,7 +19,8 @@ from tests.helpers.messages import email, html_email
 from tests.helpers.rows import bulk_cases
 from tests.helpers.web import change_status, csrf_from, fetch_now
 from webapp.db import get_engine, new_session
-from webapp.models import Mailbox, Message
+from webapp.models import Attachment, Mailbox, Message
+from webapp.services import case_queries
 from webapp.services.access import users
 
 
@@ -176,6 +177,26 @@ def test_a_message_in_the_api_has_every_field(api, app_env):
         "attachments": [],
         "attachments_not_kept": [],
     }
+
+
+def test_a_message_filed_while_a_page_is_read_leaves_the_page_whole(app_env):
+    """The API reads a page's messages, then their attachments by case: an attachment of a
+    message filed in between is not one of the page's (and breaks nothing)."""
+    url = app_env["DATABASE_URL"]
+    bulk_cases(url, 10)
+    with new_session(url) as db:
+        (read,) = db.exec(select(Message.id).where(Message.case_id == 1)).all()
+        later = Message(case_id=1, subject="Later", text="filed meanwhile")
+        db.add(later)
+        db.flush()
+        db.add_all(
+            Attachment(message_id=m, filename=f"{m}.pdf", size=3, data=b"pdf")
+            for m in (read, later.id)
+        )
+        db.commit()
+        files = case_queries.attachments_by_message(db, [read], [1])
+    assert list(files) == [read]
+    assert [a.name for a in files[read].kept] == [f"{read}.pdf"]
 
 
 def test_100000_cases_page_by_page_with_a_fixed_number_of_queries(api, app_env):

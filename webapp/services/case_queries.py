@@ -344,6 +344,8 @@ def attachments_by_message(
     )
     index: dict[int, int] = {}
     for aid, mid, name, size, ctype, inline, kept, keeps, stored_reason in db.exec(query).all():
+        if mid not in out:  # by case: a message filed since the caller read them
+            continue
         position = index.get(mid, 0)
         index[mid] = position + 1
         info = AttachmentInfo(aid, mid, name, size, ctype, bool(inline), bool(kept))
