@@ -151,6 +151,18 @@ def test_a_fresh_note_form_after_a_note_has_a_new_key(admin, app_env, case):
     assert fresh != form["key"]
 
 
+def test_the_api_gives_a_note_no_message_id(admin, app_env, case):
+    assert _note(admin, case.id, "Checked the printer logs.").status_code == 303
+    token = api_token(admin)
+    body = admin.get("/api/v1/cases", headers={"Authorization": f"Bearer {token}"}).get_json()
+    (item,) = [i for i in body["items"] if i["id"] == case.id]
+    first, note = item["messages"][0], item["messages"][-1]
+
+    assert note["direction"] == "note"
+    assert note["message_id"] is None
+    assert first["message_id"] == "<first@ada.example>"
+
+
 def test_a_reply_after_a_note_does_not_mention_the_note(
     admin, app_env, case, smtp_server, run_worker
 ):

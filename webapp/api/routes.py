@@ -10,7 +10,7 @@ from sqlalchemy import Row
 from sqlmodel import func, select
 
 from webapp.models import Case, CaseEvent, Contact, Mailbox, Message, User
-from webapp.models.case import ASSIGNED_EVENT
+from webapp.models.case import ASSIGNED_EVENT, NOTE
 from webapp.services import case_lists, case_queries, case_status
 from webapp.services import contacts as contact_service
 from webapp.services import mailboxes as mailbox_service
@@ -135,7 +135,7 @@ def message_json(m: Message | Row, files: case_queries.MessageAttachments) -> di
         "subject": m.subject,
         "text": m.text,
         "full_text": m.full_text,
-        "message_id": m.message_id,
+        "message_id": m.message_id if m.direction != NOTE else None,  # a note's is its form key
         "in_reply_to": m.in_reply_to,
         "automated": m.automated,
         "attachments": [a.as_json() for a in files.kept],
