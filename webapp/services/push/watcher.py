@@ -155,13 +155,13 @@ class Watcher:
         starting on one account at once, each sees the other's lease and leaves room for
         all its folders, so together they stay under the provider's limit."""
         own = sum(len(b.sessions) for b in self.boxes.values() if b.target.account == account)
+        elsewhere = [  # the account's other mailboxes: most accounts have none (no query)
+            t for i, t in self.targets.items() if t.account == account and i not in self.boxes
+        ]
+        if not elsewhere:
+            return own
         others = leases.taken_by_others(db, self.holder)
-        theirs = sum(
-            len(target.folders)
-            for mailbox_id, target in self.targets.items()
-            if mailbox_id in others and target.account == account
-        )
-        return own + theirs
+        return own + sum(len(t.folders) for t in elsewhere if t.mailbox_id in others)
 
     def _start_sessions(self, db: Session, mailbox_id: int) -> None:
         box = self.boxes[mailbox_id]
