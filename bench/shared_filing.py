@@ -37,8 +37,6 @@ def rows(res: dict, raw1: dict, row) -> None:
 
 
 def goals(report: dict) -> list[dict]:
-    import os
-
     out = []
     raw1 = report["raw_limit"]["msgs_per_s"]
     for db_kind, res in report["databases"].items():
@@ -47,10 +45,10 @@ def goals(report: dict) -> list[dict]:
         one = res[KEY]
         ratio = one["msgs_per_s"] / raw1
         ceiling = ""
-        if "machine_cpu" in one:  # what this machine's CPUs allow at this cost per message
-            most = 1000 * (os.cpu_count() or 1) / sum(_per_message(one).values())
+        if "machine_cpu" in one:
             ceiling = (
-                f"; the CPUs here allow at most {100 * most / raw1:.0f}% at this CPU per message"
+                f"; the CPUs here allow at most {100 * _most_per_second(one) / raw1:.0f}% "
+                "at this CPU per message"
             )
         out.append(
             {
@@ -121,6 +119,13 @@ def _per_message(run: dict) -> dict[str, float]:
     return out
 
 
+def _most_per_second(run: dict) -> float:
+    """What this machine's CPUs allow at the run's CPU cost per message."""
+    import os
+
+    return 1000 * (os.cpu_count() or 1) / sum(_per_message(run).values())
+
+
 def cpu_text(report: dict) -> str:
     """Where the CPU went, and the most this machine's CPUs allow at that cost: a pipeline
     that leaves no CPU idle goes faster only by costing less per message."""
@@ -135,14 +140,14 @@ def cpu_text(report: dict) -> str:
         if "machine_cpu" not in run:
             continue
         per = _per_message(run)
-        total = sum(per.values())
         beside = run["machine_cpu"]
         idle = beside["machine_idle_s"] / max(
             beside["machine_idle_s"] + beside["machine_busy_s"], 1e-9
         )
         parts = ", ".join(f"{name} {ms:.2f}" for name, ms in per.items())
         lines.append(
-            f"  {label:26} {parts}; total {total:.2f} ms: at most {1000 * cpus / total:6.1f} "
+            f"  {label:26} {parts}; total {sum(per.values()):.2f} ms: at most "
+            f"{_most_per_second(run):6.1f} "
             f"msgs/s here; machine idle {100 * idle:.0f} %"
         )
     return "\n".join(lines)
