@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from webapp import crypto
@@ -41,6 +41,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
     register_filters(app)
+
+    _note_requests(app, settings)
 
     @app.before_request
     def _open_session():
@@ -88,3 +90,21 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+def _note_requests(app: Flask, settings) -> None:
+    """While a page is answered, workers on this host give way (webapp/yielding.py)."""
+    if not (settings.redis_url and settings.worker_yield):
+        return
+    from webapp.yielding import Requests, connect
+
+    requests = Requests(connect(settings.redis_url))
+
+    @app.before_request
+    def _note_request():
+        if not request.path.startswith("/static/"):
+            g.request_note = requests.started()
+
+    @app.teardown_request
+    def _end_note(exc):
+        requests.ended(g.pop("request_note", None))

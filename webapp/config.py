@@ -53,6 +53,9 @@ class Settings:
     session_max_days: float = 14.0  # SESSION_MAX_DAYS: a session ends this long after sign-in
     trusted_proxies: int = 0  # TRUSTED_PROXIES: proxies in front whose X-Forwarded-For is believed
     worker_nice: int = 10  # WORKER_NICE: how much lower the worker's and watcher's CPU priority is
+    worker_yield: bool = (
+        True  # WORKER_YIELD: workers wait while this host answers pages (yielding.py)
+    )
     extra: dict = field(default_factory=dict)
 
     @property
@@ -92,6 +95,7 @@ def load_settings(overrides: dict | None = None) -> Settings:
         session_max_days=_positive(env, "SESSION_MAX_DAYS", 14.0),
         trusted_proxies=_proxies(env.get("TRUSTED_PROXIES") or "0"),
         worker_nice=_nice(env.get("WORKER_NICE") or "10"),
+        worker_yield=_switch(env, "WORKER_YIELD", True),
     )
 
 
@@ -107,6 +111,18 @@ def _nice(raw: str) -> int:
     if not value.isdigit() or int(value) > 19:
         raise ValueError(f"WORKER_NICE must be a niceness from 0 to 19, not {raw!r}.")
     return int(value)
+
+
+def _switch(env: dict, name: str, default: bool) -> bool:
+    """1/0 (also on/off, true/false, yes/no) from the environment; anything else stops the start."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{name} must be 1 (on) or 0 (off), not {env.get(name)!r}.")
 
 
 def _positive(env: dict, name: str, default: float) -> float:

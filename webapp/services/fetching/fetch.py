@@ -36,6 +36,7 @@ from webapp.services.fetching.schedule import fetch_allowed
 from webapp.services.fetching.verify import connect_with_refresh, explained
 from webapp.services.ingest import batch as ingest
 from webapp.services.ingest import shared
+from webapp.yielding import give_way
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +216,7 @@ def _store_uids(
     db, mailbox = ctx.db, ctx.mailbox
     for chunk, batch in box.batches(uids, mailbox.max_message_bytes, batch_size()):
         ctx.keeper.check()
+        give_way()
         _parse_early(ctx, batch)
         stored = store.store_batch(
             db,
@@ -283,6 +285,7 @@ def _fetch_pop3(ctx: RunContext, settings) -> bool:
         skipped = 0
         for start in range(0, len(new), batch_size()):
             ctx.keeper.check()
+            give_way()
             chunk = new[start : start + batch_size()]
             batch = [_pop3_message(box, mailbox, n, u, s) for n, u, s in chunk]
             _parse_early(ctx, batch)

@@ -37,6 +37,7 @@ from webapp.models.contact import email_key
 from webapp.services.ingest import claims, matching, rows
 from webapp.services.ingest.lookups import BatchLookups
 from webapp.services.ingest.parse_ahead import Outcome, ParseAhead, limits_for
+from webapp.yielding import give_way
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def process_ids(
             for raw_id in window:
                 if check is not None:
                     check()
+                give_way(batch.commit)  # pages are answered here: commit, then wait for them
                 if raw_id in blocked:
                     batch.commit()  # let the other claimant write (SQLite's one write lock)
                     order.wait_for(blocked[raw_id])
