@@ -207,3 +207,50 @@ def test_a_search_within_the_limit_says_nothing_of_it(admin, app_env):
     bulk_cases(app_env["DATABASE_URL"], 30)
     page = admin.get("/cases/?q=body").get_data(as_text=True)
     assert "messages that match" not in page
+
+
+def _word_at(url: str, word: str, placed: dict[int, int]) -> None:
+    """Messages with `word`, each in its case, at these message ids: {message id: case}."""
+    from datetime import timedelta
+
+    from sqlalchemy import insert
+
+    from webapp.db import get_engine, utcnow
+
+    with get_engine(url).begin() as conn:
+        for message_id, case_id in placed.items():
+            conn.execute(
+                insert(Message.__table__).values(
+                    id=message_id, case_id=case_id, direction="in", opened_case=False,
+                    from_address="x@bulk.example", from_name="", to_addresses="",
+                    cc_addresses="", subject="Again", text=f"a {word} in the lobby",
+                    full_text="", message_id=f"<{word}{message_id}@x>", in_reply_to="",
+                    references_ids="", backlog=False, parse_notes="",
+                    received_at=utcnow() - timedelta(days=1), created_at=utcnow(),
+                )
+            )  # fmt: skip
+
+
+def test_the_newest_matches_are_found_across_older_and_newer_messages(any_db, monkeypatch):
+    """PostgreSQL asks for the newest ids first, a bucket of 10,000 ids at a time (migration
+    0025): the messages it keeps are still the newest matches, wherever they lie."""
+    bulk_cases(any_db, 12)
+    _word_at(any_db, "narwhal", {100: 1, 200: 2, 300: 3, 30_001: 4, 30_002: 5,
+                                 70_001: 6, 70_002: 7, 70_003: 8, 70_004: 9})  # fmt: skip
+    _word_at(any_db, "okapi", {150: 10})
+    monkeypatch.setattr(case_lists, "SEARCHED_MESSAGES", 5)
+    assert sorted(_search(any_db, "narwhal")) == [f"Bulk case {n}" for n in range(5, 10)]
+    with new_session(any_db) as db:
+        assert case_lists.matching(db, "narwhal").limit == 5
+    monkeypatch.setattr(case_lists, "SEARCHED_MESSAGES", 9)
+    assert sorted(_search(any_db, "narwhal")) == sorted(f"Bulk case {n}" for n in range(1, 10))
+    with new_session(any_db) as db:
+        assert case_lists.matching(db, "narwhal").limit is None
+
+
+def test_a_word_only_in_the_oldest_messages_is_found(any_db):
+    bulk_cases(any_db, 12)
+    _word_at(any_db, "okapi", {150: 10})
+    _word_at(any_db, "narwhal", {90_001: 11})  # the newest message is far from the match
+    assert _search(any_db, "okapi") == ["Bulk case 10"]
+    assert _search(any_db, "okapi narwhal") == []
