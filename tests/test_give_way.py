@@ -100,8 +100,11 @@ def test_a_pause_is_bounded_and_then_the_worker_works_before_it_waits_again(redi
     requests.ended(token)
 
 
-def test_the_note_of_a_web_process_that_died_lapses(redis_url, no_notes):
-    no_notes.zadd(requests_key(), {"died-mid-request": time.time() - 1})
+def test_a_request_noted_longer_ago_than_it_may_hold_workers_lapses(redis_url, no_notes):
+    """A web process that died mid-request, or a download streaming for minutes: after
+    NOTE_SECONDS workers go on."""
+    noted = time.time() - yielding.NOTE_SECONDS - 1
+    no_notes.zadd(requests_key(), {"noted-long-ago": noted + yielding.NOTE_SECONDS})
     way = GiveWay(connect(redis_url), max_pause=30)
     assert way() == 0.0
     assert way.pauses == 0
@@ -196,8 +199,7 @@ def test_a_real_worker_waits_for_a_page_and_not_with_worker_yield_off(
     """The Procfile's worker gives way (worker/settings.py): a job asking to, while a page is
     noted, waits; with WORKER_YIELD=0 it does not."""
     queue = get_queue(redis_url, app_env["RQ_QUEUE"])
-    requests = Requests(connect(redis_url))
-    token = requests.started()
+    no_notes.zadd(requests_key(), {"a page": time.time() + 600})  # held while the worker starts
     try:
         for setting, waits in (("1", True), ("0", False)):
             monkeypatch.setenv("WORKER_YIELD", setting)
@@ -206,4 +208,4 @@ def test_a_real_worker_waits_for_a_page_and_not_with_worker_yield_off(
                 wait_for(lambda j=job: j.get_status(refresh=True) == "finished", what="the job")
                 assert (job.return_value() > 0) is waits, f"WORKER_YIELD={setting}"
     finally:
-        requests.ended(token)
+        no_notes.delete(requests_key())

@@ -5,8 +5,8 @@ On a small machine the first fetch of a big mailbox takes every CPU: the worker,
 parsing helper, the mail server and the database server. WORKER_NICE lowers the worker's
 own priority, not the database server's nor the mail server's, and their share is what
 slows the pages (issue 14, part 4). So the web notes each request it answers in Redis, in
-a sorted set per host scored by when the note lapses (a web process that dies leaves
-nothing that lasts), and a worker asks between two messages, at most every CHECK_SECONDS.
+a sorted set per host scored by when the note lapses (NOTE_SECONDS after the request
+started), and a worker asks between two messages, at most every CHECK_SECONDS.
 
 A pause is bounded: at most MAX_PAUSE, then the worker runs at least MIN_RUN before it
 gives way again, so a stream of requests slows a fetch but never stops it. Without Redis,
@@ -27,7 +27,9 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-NOTE_SECONDS = 60.0  # a request's note lapses after this even if its web process died
+# A request's note lapses after this: a web process that died leaves nothing behind, and a
+# download streaming to a slow client for minutes is not a person waiting for a page.
+NOTE_SECONDS = 2.0
 MAX_PAUSE = 0.25  # the longest a worker waits at a time
 MIN_RUN = 0.025  # then it works at least this long before it gives way again
 CHECK_SECONDS = 0.005  # a worker asks Redis at most this often
