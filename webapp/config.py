@@ -53,9 +53,7 @@ class Settings:
     session_max_days: float = 14.0  # SESSION_MAX_DAYS: a session ends this long after sign-in
     trusted_proxies: int = 0  # TRUSTED_PROXIES: proxies in front whose X-Forwarded-For is believed
     worker_nice: int = 10  # WORKER_NICE: how much lower the worker's and watcher's CPU priority is
-    worker_yield: bool = (
-        True  # WORKER_YIELD: workers wait while this host answers pages (yielding.py)
-    )
+    worker_yield: bool = True  # WORKER_YIELD: workers wait while this host answers pages
     extra: dict = field(default_factory=dict)
 
     @property
