@@ -209,3 +209,22 @@ def test_a_real_worker_waits_for_a_page_and_not_with_worker_yield_off(
                 assert (job.return_value() > 0) is waits, f"WORKER_YIELD={setting}"
     finally:
         no_notes.delete(requests_key())
+
+
+def test_the_fetch_log_says_how_long_a_fetch_gave_way_to_the_pages(
+    app_env, dovecot, mail_user, redis_url, no_notes, monkeypatch
+):
+    from tests.helpers.mailboxes import fetch, make_mailbox
+    from tests.helpers.rows import runs
+
+    for n in range(3):
+        mail_user.deliver(email(f"Question {n}", sender=f"s{n}@x.example"))
+    box = make_mailbox(app_env, dovecot, mail_user)
+    monkeypatch.setattr(yielding, "_worker", GiveWay(connect(redis_url), max_pause=1.2))
+    no_notes.zadd(requests_key(), {"a page": time.time() + 600})  # someone is using the pages
+    assert fetch(app_env, box)["state"] == "ok"
+    assert "while people were using the pages" in runs(app_env, box)[-1].notes
+    no_notes.delete(requests_key())
+    mail_user.deliver(email("Question 4", sender="s4@x.example"))
+    assert fetch(app_env, box)["state"] == "ok"
+    assert "while people were using the pages" not in runs(app_env, box)[-1].notes

@@ -144,3 +144,8 @@ def give_way(before: Callable[[], None] | None = None) -> float:
     """Between two pieces of background work: wait while pages are answered here, after
     `before()`; a no-op unless configure_worker() was called."""
     return _worker(before) if _worker is not None else 0.0
+
+
+def waited() -> float:
+    """Seconds this process has waited for pages so far (a fetch run notes its share)."""
+    return _worker.waited if _worker is not None else 0.0

@@ -16,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from webapp import yielding
 from webapp.db import utcnow
 from webapp.models import FetchRun, Mailbox, RawMessage
 from webapp.models import message as states
@@ -45,6 +46,7 @@ class RunContext:
     fetch_commands: int = 0
     started: float = field(default_factory=time.monotonic)
     ahead: ParseAhead = field(default_factory=ParseAhead)  # parses in a helper meanwhile
+    waited_before: float = field(default_factory=yielding.waited)  # giving way to pages
 
     def counts(self) -> tuple[int, int | None]:
         done, total = self.db.exec(
@@ -99,6 +101,12 @@ def start_run(db: Session, mailbox: Mailbox, holder: str) -> int:
 def close_run(ctx: RunContext, state: str, error: Error | None) -> dict:
     """Finish the log row; what the job returns."""
     db = ctx.db
+    gave_way = yielding.waited() - ctx.waited_before
+    if gave_way >= 1:
+        ctx.note(
+            f"Waited {gave_way:.0f} s in all while people were using the pages "
+            "(background work gives way to them: WORKER_YIELD)."
+        )
     failed = db.exec(
         select(func.count())
         .select_from(RawMessage)
