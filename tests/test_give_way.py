@@ -228,3 +228,13 @@ def test_the_fetch_log_says_how_long_a_fetch_gave_way_to_the_pages(
     mail_user.deliver(email("Question 4", sender="s4@x.example"))
     assert fetch(app_env, box)["state"] == "ok"
     assert "while people were using the pages" not in runs(app_env, box)[-1].notes
+
+
+def test_static_files_do_not_hold_workers(app, redis_url, no_notes, monkeypatch):
+    from webapp import yielding as module
+
+    noted: list[str | None] = []
+    original = module.Requests.started
+    monkeypatch.setattr(module.Requests, "started", lambda self: noted.append(original(self)))
+    assert app.test_client().get("/static/app.css").status_code == 200
+    assert noted == []

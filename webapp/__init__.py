@@ -102,7 +102,7 @@ def _note_requests(app: Flask, settings) -> None:
 
     @app.before_request
     def _note_request():
-        if not request.path.startswith("/static/"):
+        if request.endpoint != "static":  # as the login guard tells static files apart
             g.request_note = requests.started()
 
     @app.teardown_request
