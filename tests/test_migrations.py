@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 import webapp.models  # noqa: F401
 from tests.helpers.databases import (
     COVERED,
+    ON_BOTH,
     downgrade,
     fresh_database,
     migrate,
@@ -131,6 +132,20 @@ def test_sqlite_indexes_a_mailboxs_case_list(database_url):
 def test_postgresql_indexes_a_mailboxs_case_list(postgres_url):
     indexes = _case_indexes(postgres_url)
     assert indexes["ix_case_mailbox_id_updated_at"] == ["mailbox_id", "updated_at"]
+
+
+@ON_BOTH
+def test_the_default_order_s_indexes_end_with_the_case_id(database_url):
+    """updated_at then id, whole in the index: PostgreSQL reads a page's ids from the index
+    alone (migration 0026); its downgrade gives the indexes back as they were."""
+    url = database_url
+    indexes = _case_indexes(url)
+    assert indexes["ix_case_updated_at"] == ["updated_at", "id"]
+    assert indexes["ix_case_status_updated_at"] == ["status", "updated_at", "id"]
+    downgrade(url, "0025_search_recent")
+    indexes = _case_indexes(url)
+    assert indexes["ix_case_updated_at"] == ["updated_at"]
+    assert indexes["ix_case_status_updated_at"] == ["status", "updated_at"]
 
 
 def test_downgrading_0008_drops_the_index_and_the_column(tmp_path):
