@@ -130,13 +130,14 @@ def index():
 @bp.route("/<int:case_id>")
 def show(case_id: int):
     case = _get_case(case_id)
-    messages = case_queries.conversation(g.db, case.id)
+    shown = case_queries.conversation(g.db, case.id, everything=request.args.get("all") == "1")
+    messages = shown.messages
     contact = g.db.get(Contact, case.contact_id) if case.contact_id else None
     mailbox = g.db.get(Mailbox, case.mailbox_id) if case.mailbox_id else None
     outgoing = outbox.for_case(g.db, case.id)
     return render_template(
         "cases/show.html",
-        **case_status.top_of_case(g.db, case),
+        **case_status.top_of_case(g.db, case, shown.hidden_ids),
         messages=messages,
         contact=contact,
         mailbox=mailbox,

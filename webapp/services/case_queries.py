@@ -268,9 +268,36 @@ def _preview(text_start: str | None) -> str:
     return line if len(line) <= PREVIEW_CHARS else line[: PREVIEW_CHARS - 1].rstrip() + "…"
 
 
-def conversation(db: Session, case_id: int) -> list[Message]:
-    """The messages of one case in the order they arrived."""
-    query = select(Message).where(Message.case_id == case_id).order_by(col(Message.id))
+SHOWN_MESSAGES = 50  # a longer case shows its first message and the newest others
+
+
+@dataclass
+class Conversation:
+    """The messages a case page shows, in the order they arrived, and the ids of the earlier
+    ones it leaves out (between the first and the newest), in order."""
+
+    messages: list[Message]
+    hidden_ids: list[int]
+
+
+def conversation(db: Session, case_id: int, everything: bool = False) -> Conversation:
+    """A case's messages: all of them, or for a case of more than SHOWN_MESSAGES the first
+    (what the customer asked) and the newest others. A case of 200 messages took 70 ms to
+    show, most of it writing the messages out: the rest is one click away."""
+    ids = conversation_ids(db, case_id)
+    hidden = [] if everything else ids[1 : -(SHOWN_MESSAGES - 1)]
+    shown = [ids[0], *ids[-(SHOWN_MESSAGES - 1) :]] if hidden else ids
+    query = select(Message).where(col(Message.id).in_(shown)).order_by(col(Message.id))
+    return Conversation(list(db.exec(query).all()) if shown else [], hidden)
+
+
+def hidden_message_ids(db: Session, case_id: int) -> list[int]:
+    """The ids a case page leaves out when it does not show everything."""
+    return conversation_ids(db, case_id)[1 : -(SHOWN_MESSAGES - 1)]
+
+
+def conversation_ids(db: Session, case_id: int) -> list[int]:
+    query = select(Message.id).where(Message.case_id == case_id).order_by(col(Message.id))
     return list(db.exec(query).all())
 
 

@@ -23,6 +23,7 @@ from webapp.models.case import (
     PENDING_EVENT,
     REOPENED_EVENT,
 )
+from webapp.services import case_queries
 from webapp.services.access import audit
 
 # CaseEvent.via: how the change was made
@@ -77,9 +78,17 @@ def assignable_users(db: Session) -> list[User]:
     return sorted(db.exec(query).all(), key=lambda u: (u.display_name.lower(), u.id))
 
 
-def top_of_case(db: Session, case: Case) -> dict:
-    """What the top of a case page shows: the case, its history, the team it can go to."""
-    return {"case": case, "history": history(db, case.id), "team": assignable_users(db)}
+def top_of_case(db: Session, case: Case, hidden_ids: list[int] | None = None) -> dict:
+    """What the top of a case page shows: the case, its history, the team it can go to, and
+    the messages the page leaves out (the history's links to them open the whole case)."""
+    if hidden_ids is None:
+        hidden_ids = case_queries.hidden_message_ids(db, case.id)
+    return {
+        "case": case,
+        "history": history(db, case.id),
+        "team": assignable_users(db),
+        "hidden_ids": hidden_ids,
+    }
 
 
 def assign(
