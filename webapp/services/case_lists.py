@@ -17,6 +17,7 @@ pages past the middle.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import UserDefinedType
 from sqlmodel import Session, col, func, or_, select
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -56,6 +58,8 @@ SEARCHED_MESSAGES = 2_000
 SEARCH_BUCKET = 10_000
 FIRST_BUCKETS = 2  # the first window: the newest 10,000 to 20,000 message ids
 _WORD = re.compile(r"\w+", re.UNICODE)
+TALLY_FOLD_ROWS = 1_000  # case_tally rows a count sums before it folds them (migration 0027)
+log = logging.getLogger(__name__)
 
 
 def clean(q: str | None) -> str:
@@ -189,12 +193,15 @@ def _sqlite_listed(ids: list[int]):
 
 
 def kept_by_models(name: str | None, type_: str, parent_names: dict) -> bool:
-    """For Alembic's comparisons (include_name): what migrations 0021 and 0023 build for the database
-    to keep by itself, not the models (the search index, the FTS5 tables, case's
-    last_message_at and contact_sort, the indexes of the list's sorts); leave it out."""
+    """For Alembic's comparisons (include_name): what migrations 0021, 0023 and 0027 build for
+    the database to keep by itself, not the models (the search index, the FTS5 tables, case's
+    last_message_at and contact_sort, the indexes of the list's sorts, the case tally); leave
+    it out."""
     if type_ == "column":
         return name not in KEPT_BY_DATABASE
-    return not (name or "").startswith(("message_search", "ix_message_search", "ix_case_search"))
+    return not (name or "").startswith(
+        ("message_search", "ix_message_search", "ix_case_search", "case_tally")
+    )
 
 
 def page_of(query, order, page: int, per_page: int, total: int):
@@ -222,6 +229,37 @@ def in_mailbox(mailbox_id: int | None) -> list:
     if not mailbox_id:
         return []
     return [or_(col(Case.mailbox_id) == mailbox_id, col(Case.id).in_(_via(mailbox_id)))]
+
+
+def count_by_status(db: Session, status: str | None) -> int:
+    """How many cases there are (of this status): on PostgreSQL from case_tally, which
+    triggers keep (migration 0027; count(*) read 100,000 index entries, 12 to 20 ms), on
+    SQLite by counting."""
+    if db.get_bind().dialect.name != "postgresql":
+        return count_cases(db, by_status(status))
+    where = "WHERE status = :status" if status else ""
+    query = text(f"SELECT count(*), coalesce(sum(n), 0) FROM case_tally {where}")
+    rows, total = db.exec(query.bindparams(status=status) if status else query).one()
+    if rows > TALLY_FOLD_ROWS:
+        _fold_tally(db)
+    return int(total)
+
+
+def _fold_tally(db: Session) -> None:
+    """The tally's rows folded into one per status, in a transaction of its own (the sums
+    stay what they were; rows that other transactions are adding are not seen, so left
+    alone). A fold that fails is tried again by the next page."""
+    try:
+        with db.get_bind().begin() as conn:  # waits only for another fold's rows
+            conn.execute(
+                text(
+                    "WITH gone AS (DELETE FROM case_tally RETURNING status, n) "
+                    "INSERT INTO case_tally (status, n) "
+                    "SELECT status, sum(n) FROM gone GROUP BY status"
+                )
+            )
+    except SQLAlchemyError as exc:
+        log.warning("could not fold the case tally (the next page tries again): %s", exc)
 
 
 def count_cases(
@@ -276,7 +314,10 @@ def api_cases(
     case's contact and assignee: the cases after the id `after` (keyset: any page as cheap as
     the first), else page `page`; the total counts them all."""
     found = matching(db, q)
-    total = count_cases(db, by_status(status), mailbox_id, found)
+    if found is None and not mailbox_id:
+        total = count_by_status(db, status)
+    else:
+        total = count_cases(db, by_status(status), mailbox_id, found)
     where = narrowed(by_status(status), found, mailbox_id)
     if after is not None:
         ids = select(Case.id).where(*where, col(Case.id) > after)

@@ -122,6 +122,10 @@ class CaseFilters:
     assignee: str | None = None
     user_id: int | None = None  # who "me" is
 
+    def by_status_alone(self) -> bool:
+        """Whether the status is the only filter that narrows the list (or none does)."""
+        return not self.mailbox_id and len(self.where()) == len(by_status(self.status))
+
     def where(self) -> list:
         """The terms of every filter but the mailbox (case_lists.in_mailbox and count_cases)."""
         where = by_status(self.status)
@@ -231,7 +235,10 @@ def list_cases(
     through); `q` keeps the cases with a message matching its words: four queries (five with q)."""
     filters = filters or CaseFilters()
     found = case_lists.matching(db, q)
-    total = case_lists.count_cases(db, filters.where(), filters.mailbox_id, found)
+    if found is None and filters.by_status_alone():
+        total = case_lists.count_by_status(db, filters.status)
+    else:
+        total = case_lists.count_cases(db, filters.where(), filters.mailbox_id, found)
     where = case_lists.narrowed(filters.where(), found, filters.mailbox_id)
     last_at, last_text, last_direction = _last_message()
     ids_query = select(Case.id).where(*where)
