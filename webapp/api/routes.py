@@ -207,7 +207,7 @@ def cases():
         g.db, page, status=status, mailbox_id=mailbox_id, q=q, after=after
     )
     case_ids = [c.id for c, _, _ in rows]
-    messages = case_queries.messages_by_case(g.db, case_ids)
+    messages = case_lists.messages_by_case(g.db, case_ids)
     files = case_queries.attachments_by_message(
         g.db, [m.id for thread in messages.values() for m in thread], case_ids
     )

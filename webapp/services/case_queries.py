@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Row, literal, text, union_all
 from sqlalchemy import case as sql_case
+from sqlalchemy import literal, text, union_all
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
@@ -306,32 +306,6 @@ def hidden_message_ids(db: Session, case_id: int) -> list[int]:
 def conversation_ids(db: Session, case_id: int) -> list[int]:
     query = select(Message.id).where(Message.case_id == case_id).order_by(col(Message.id))
     return list(db.exec(query).all())
-
-
-# What the API shows of a message: read as plain rows, not models (a page of 50 cases holds
-# hundreds of messages, and building a model for each was half of the page's time).
-API_MESSAGE_COLUMNS = (
-    Message.id, Message.case_id, Message.direction, Message.from_name, Message.from_address,
-    Message.to_addresses, Message.cc_addresses, Message.sent_at, Message.received_at,
-    Message.subject, Message.text, Message.full_text, Message.message_id, Message.in_reply_to,
-    Message.automated,
-)  # fmt: skip
-
-
-def messages_by_case(db: Session, case_ids: list[int]) -> dict[int, list[Row]]:
-    """The messages of many cases in one query, as rows of API_MESSAGE_COLUMNS (each named
-    as the model's attribute)."""
-    out: dict[int, list[Row]] = {case_id: [] for case_id in case_ids}
-    if not case_ids:
-        return out
-    query = (
-        select(*API_MESSAGE_COLUMNS)
-        .where(col(Message.case_id).in_(case_ids))
-        .order_by(col(Message.id))
-    )
-    for message in db.exec(query).all():
-        out[message.case_id].append(message)
-    return out
 
 
 def not_kept_reason(mailbox_kept: bool, index: int) -> str:
