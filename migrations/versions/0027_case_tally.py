@@ -6,7 +6,7 @@ of an unfiltered page. case_tally keeps the count instead: a trigger adds a row 
 for each new case, (status, -1) for each one deleted, both for a status change. Only ever
 INSERTs: two workers filing at once never wait for each other, as with the case numbers'
 sequence (0020). A page sums the rows of its status, and folds them into one row per status
-when there are many (services/case_lists.py, `tallied`). SQLite counts its b-tree quickly:
+when there are many (services/case_lists.py, `count_by_status`). SQLite counts its b-tree quickly:
 nothing changes there.
 
 Revision ID: 0027_case_tally

@@ -292,7 +292,7 @@ def conversation(db: Session, case_id: int, everything: bool = False) -> Convers
     (what the customer asked) and the newest others. A case of 200 messages took 70 ms to
     show, most of it writing the messages out: the rest is one click away."""
     ids = conversation_ids(db, case_id)
-    hidden = [] if everything else ids[1 : -(SHOWN_MESSAGES - 1)]
+    hidden = [] if everything else _left_out(ids)
     shown = [ids[0], *ids[-(SHOWN_MESSAGES - 1) :]] if hidden else ids
     query = select(Message).where(col(Message.id).in_(shown)).order_by(col(Message.id))
     return Conversation(list(db.exec(query).all()) if shown else [], hidden)
@@ -300,7 +300,12 @@ def conversation(db: Session, case_id: int, everything: bool = False) -> Convers
 
 def hidden_message_ids(db: Session, case_id: int) -> list[int]:
     """The ids a case page leaves out when it does not show everything."""
-    return conversation_ids(db, case_id)[1 : -(SHOWN_MESSAGES - 1)]
+    return _left_out(conversation_ids(db, case_id))
+
+
+def _left_out(ids: list[int]) -> list[int]:
+    """Of a case's message ids in order, those between the first and the newest others."""
+    return ids[1 : -(SHOWN_MESSAGES - 1)]
 
 
 def conversation_ids(db: Session, case_id: int) -> list[int]:
